@@ -1,0 +1,103 @@
+"""The neutral data model shared by sources, backends and the runner: a lazy cube and its description.
+
+A :class:`Cube` wraps a Dask array of shape ``(scan_y, scan_x, det_y, det_x)``; nothing here ever loads it.
+A :class:`StagedCube` is an uncompressed copy of a cube in scratch that any worker can read chunk by chunk, so
+that a benchmark's write time measures compression and storage, not the source (decoding a compressed input or
+generating a synthetic cube costs more than many codecs).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Index tuple selecting one block of a cube.
+Block = tuple[slice, ...]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a source is: its name, where it came from, and its array layout.
+
+    Statistics (zero fraction, entropy, ...) are computed separately by :mod:`cubebench.analysis`.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    source: str
+    kind: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        """Uncompressed size in bytes."""
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (JSON-able) for provenance attributes."""
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "source": self.source,
+            "kind": self.kind,
+            "nbytes": self.nbytes,
+            **{k: v for k, v in self.attrs.items() if isinstance(v, (str, int, float, bool))},
+        }
+
+
+@dataclass(frozen=True)
+class Cube:
+    """A lazy 4-D data cube: a Dask array plus its :class:`DatasetInfo`."""
+
+    data: Any  # dask.array.Array; typed loosely so this module needs no dask import
+    info: DatasetInfo
+
+
+@dataclass(frozen=True)
+class StagedCube:
+    """An uncompressed C-ordered ``.npy`` copy of a cube in scratch.
+
+    Workers read blocks through a short-lived memory map that is dropped after each copy, so resident memory
+    stays bounded by the block size, not by the cube size.
+    """
+
+    path: Path
+    shape: tuple[int, ...]
+    dtype: str
+    name: str
+
+    @property
+    def nbytes(self) -> int:
+        """Uncompressed size in bytes."""
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+    def read_block(self, block: Block) -> np.ndarray:
+        """Return a C-contiguous copy of ``block`` from the staged file."""
+        mm = np.load(self.path, mmap_mode="r")
+        try:
+            return np.ascontiguousarray(mm[block])
+        finally:
+            del mm
+
+
+def block_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> list[tuple[tuple[int, ...], Block]]:
+    """List ``(chunk_index, slices)`` for every chunk of a regular grid, edge chunks clipped to ``shape``."""
+    counts = [-(-s // c) for s, c in zip(shape, chunks, strict=True)]
+    out: list[tuple[tuple[int, ...], Block]] = []
+    for index in np.ndindex(*counts):
+        block = tuple(
+            slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, chunks, shape, strict=True)
+        )
+        out.append((tuple(int(i) for i in index), block))
+    return out
+
+
+def checksum(array: np.ndarray) -> int:
+    """CRC-32 of an array's bytes in C order (fast, about 4 GB/s, and enough to catch any corruption seen)."""
+    return zlib.crc32(np.ascontiguousarray(array)) & 0xFFFFFFFF
