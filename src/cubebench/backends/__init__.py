@@ -1,0 +1,24 @@
+"""Storage backends, one module each, behind one small interface (:class:`~cubebench.backends.base.Backend`)."""
+
+from __future__ import annotations
+
+from cubebench.backends.base import Backend, ReadBack, WriteSettings
+from cubebench.backends.hdf5_direct import HDF5DirectBackend
+from cubebench.backends.hdf5_filter import HDF5FilterBackend
+from cubebench.backends.zarr_ import ZarrBackend
+from cubebench.errors import BackendError
+
+BACKENDS: dict[str, type[Backend]] = {
+    cls.name: cls for cls in (HDF5FilterBackend, HDF5DirectBackend, ZarrBackend)
+}
+
+
+def get_backend(name: str) -> Backend:
+    """Instantiate a backend by id; an unknown id raises :class:`BackendError` listing the valid ones."""
+    try:
+        return BACKENDS[name]()
+    except KeyError:
+        raise BackendError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}") from None
+
+
+__all__ = ["BACKENDS", "Backend", "ReadBack", "WriteSettings", "get_backend"]

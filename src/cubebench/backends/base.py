@@ -1,0 +1,126 @@
+"""The interface every storage backend implements, and helpers they share.
+
+A backend writes a staged cube with one codec and one chunk shape into a target path, and reads it back
+returning one CRC-32 per storage chunk, so that the runner can verify the round trip out-of-core. Work is
+spread over a ``distributed.Client`` in batches of chunks (:mod:`cubebench.parallel`).
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cubebench.codecs import ChunkEncoder, CodecSpec, get_codec
+from cubebench.cube import StagedCube
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+ChunkIndex = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class WriteSettings:
+    """Backend options that change what is stored, recorded with every result."""
+
+    write_empty_chunks: bool = True
+    shards: bool = False
+
+
+@dataclass
+class ReadBack:
+    """What a full read returned: one CRC-32 per storage chunk, keyed by chunk index."""
+
+    checksums: dict[ChunkIndex, int] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    """A storage path for a cube: write it with a codec and chunk shape, read it all back."""
+
+    #: Registry id, e.g. ``"hdf5"``.
+    name: str = ""
+    #: Suffix of the target path (``".h5"``, ``".zarr"``).
+    suffix: str = ""
+    #: Whether the work spreads over all worker threads (False: one process does it all).
+    parallel: bool = True
+
+    @abstractmethod
+    def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
+        """Raise :class:`~cubebench.errors.CodecUnavailableError` (with the reason) if ``codec`` cannot run here."""
+
+    @abstractmethod
+    def write(
+        self,
+        client: Client,
+        staged: StagedCube,
+        codec: CodecSpec,
+        chunks: tuple[int, ...],
+        target: Path,
+        settings: WriteSettings,
+    ) -> None:
+        """Write the whole staged cube to ``target`` and make it durable (flush and fsync)."""
+
+    @abstractmethod
+    def read(self, client: Client, target: Path, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:
+        """Read every stored chunk back into memory, decoded, and return its CRC-32."""
+
+    def storage_block(self, chunks: tuple[int, ...], settings: WriteSettings) -> tuple[int, ...]:
+        """The unit a task writes and a checksum covers (a chunk, or a shard when sharding)."""
+        return chunks
+
+
+@lru_cache(maxsize=64)
+def encoder_for(codec_id: str, dtype: str) -> ChunkEncoder:
+    """The codec's HDF5-compatible chunk encoder, cached per worker process."""
+    return get_codec(codec_id).encoder(np.dtype(dtype))
+
+
+def padded(data: np.ndarray, chunks: tuple[int, ...]) -> np.ndarray:
+    """``data`` zero-padded to the full chunk shape (HDF5 stores edge chunks at full size)."""
+    if data.shape == tuple(chunks):
+        return data
+    out = np.zeros(chunks, dtype=data.dtype)
+    out[tuple(slice(0, s) for s in data.shape)] = data
+    return out
+
+
+def fsync_tree(target: Path) -> None:
+    """fsync every file under ``target`` (or ``target`` itself), so write time includes reaching the disk."""
+    paths = [target] if target.is_file() else [p for p in target.rglob("*") if p.is_file()]
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    if target.is_dir():
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def drop_page_cache(target: Path) -> None:
+    """Ask the kernel to drop ``target``'s cached pages (``posix_fadvise(DONTNEED)``; no root needed)."""
+    paths = [target] if target.is_file() else [p for p in target.rglob("*") if p.is_file()]
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def stored_bytes(target: Path) -> int:
+    """Bytes on disk under ``target``: every file, metadata included."""
+    if target.is_file():
+        return target.stat().st_size
+    return sum(p.stat().st_size for p in target.rglob("*") if p.is_file())

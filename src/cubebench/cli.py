@@ -1,0 +1,184 @@
+"""The ``cubebench`` command: thin sub-commands over the library functions.
+
+Every user-fixable problem is a :class:`~cubebench.errors.CubebenchError`, printed as one line with exit code 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cubebench.errors import CubebenchError
+
+USES = ("storage", "write", "read", "balanced")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="cubebench",
+        description="Benchmark lossless compression of 4-D data cubes through HDF5 and Zarr on a Dask cluster.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run an experiment (default: the quick experiment shipped with cubebench)")
+    p.add_argument("experiment", nargs="?", help="experiment YAML file (default: the built-in quick.yaml)")
+    p.add_argument("--out", help="results folder (default: results/<experiment name>)")
+    p.add_argument("--resume", action="store_true", help="run only the cells missing from --out's results log")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("inspect", help="shape, dtype, size, zero fraction, max, bits and entropy of a source")
+    p.add_argument("source", help="a file (.emd/.h5/.zarr/.npy/.mib) or a preset name")
+    p.add_argument("--dataset", help="in-file path of the dataset (HDF5 or Zarr group)")
+    p.add_argument("--scale", type=float, help="scan scale factor for a preset")
+    p.add_argument("--scan-shape", type=int, nargs=2, metavar=("SY", "SX"), help="scan shape for .mib/.npy stacks")
+
+    sub.add_parser("codecs", help="the codec catalog and where each codec is available")
+
+    p = sub.add_parser("report", help="tables, figures and an index page from a results folder")
+    p.add_argument("results", help="results folder or results.nc")
+    p.add_argument("--out", help="report folder (default: RESULTS/report)")
+    p.add_argument("--compare", help="a published statistics CSV to overlay (the study's shape)")
+
+    p = sub.add_parser("recommend", help="the best codec + chunk + backend for one use")
+    p.add_argument("results", help="results folder or results.nc")
+    p.add_argument("--for", dest="use", choices=USES, default="balanced", help="the dominant constraint")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=FutureWarning)
+            return int(COMMANDS[args.command](args) or 0)
+    except CubebenchError as exc:
+        if args.debug:
+            raise
+        print(f"cubebench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cubebench: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cubebench.runner import run
+
+    ds = run(args.experiment, out=args.out, resume=args.resume, progress=not args.no_progress)
+    print(summary_table(ds))
+    out = args.out or f"results/{ds.attrs.get('title', '').removeprefix('cubebench results: ')}"
+    print(f"\nresults: {Path(out) / 'results.nc'} (+ results.csv); next: cubebench report {out}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from cubebench.analysis import cube_stats
+    from cubebench.sources import PRESETS, open_cube
+
+    source: Any = args.source
+    if args.dataset or args.scale is not None or args.scan_shape:
+        key = "preset" if args.source in PRESETS else "path"
+        source = {key: args.source}
+        if args.dataset:
+            source["dataset"] = args.dataset
+        if args.scale is not None:
+            source["scale"] = args.scale
+        if args.scan_shape:
+            source["scan_shape"] = list(args.scan_shape)
+    cube = open_cube(source)
+    stats = cube_stats(cube)
+    print(f"source        {cube.info.source} ({cube.info.kind})")
+    for key, value in stats.to_dict().items():
+        if key == "histogram":
+            continue
+        print(f"{key:<20}{_fmt(value)}")
+    return 0
+
+
+def _codecs(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from cubebench.backends import BACKENDS
+    from cubebench.codecs import CODECS
+    from cubebench.errors import CodecUnavailableError
+
+    names = list(BACKENDS)
+    print(f"{'codec':<24}" + "".join(f"{n:<14}" for n in names) + "description")
+    reasons: list[str] = []
+    for spec in CODECS.values():
+        row = f"{spec.id:<24}"
+        for name in names:
+            try:
+                BACKENDS[name]().check(spec, np.dtype("uint16"))
+                row += f"{'yes':<14}"
+            except CodecUnavailableError as exc:
+                row += f"{'no*':<14}"
+                reasons.append(f"  {spec.id} / {name}: {exc}")
+        print(row + spec.description + ("" if spec.study else "  [beyond the study]"))
+    if reasons:
+        print("\n* unavailable:")
+        print("\n".join(reasons))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from cubebench.report import write_report
+    from cubebench.results import load_results
+
+    ds = load_results(args.results)
+    base = Path(args.results)
+    out = Path(args.out) if args.out else (base if base.is_dir() else base.parent) / "report"
+    index = write_report(ds, out, compare=args.compare)
+    print(f"report: {index}")
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from cubebench.report import format_recommendation
+    from cubebench.results import load_results
+    from cubebench.stats import recommend
+
+    ds = load_results(args.results)
+    print(format_recommendation(recommend(ds, args.use)))
+    return 0
+
+
+def summary_table(ds: Any) -> str:
+    """One line per (dataset, backend, codec, chunk): status, mean ratio, median write and read GiB/s."""
+    from cubebench.results import to_frame
+
+    frame = to_frame(ds)
+    rows = []
+    header = f"{'dataset':<16}{'backend':<12}{'codec':<22}{'chunk':<14}{'status':<12}{'ratio':>8}{'write GiB/s':>13}{'read GiB/s':>12}"
+    for key, group in frame.groupby(["dataset", "backend", "codec", "chunk"], sort=False):
+        ok = group[group["status"] == "ok"]
+        status = "ok" if len(ok) == len(group) else ",".join(sorted(set(group["status"])))
+        ratio = ok["ratio"].mean() if len(ok) else float("nan")
+        write = ok["write_GiBps"].median() if len(ok) else float("nan")
+        read = ok["read_GiBps"].median() if len(ok) else float("nan")
+        rows.append(f"{key[0]:<16}{key[1]:<12}{key[2]:<22}{key[3]:<14}{status:<12}{ratio:>8.2f}{write:>13.3f}{read:>12.3f}")
+    return "\n".join([header, *rows])
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return " x ".join(str(v) for v in value)
+    return str(value)
+
+
+COMMANDS = {"run": _run, "inspect": _inspect, "codecs": _codecs, "report": _report, "recommend": _recommend}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

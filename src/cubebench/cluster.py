@@ -1,0 +1,142 @@
+"""One context manager that yields a ``distributed.Client`` for an experiment's ``cluster:`` section.
+
+A LocalCluster of worker processes by default; an existing scheduler by address; or an HPC batch system through
+dask-jobqueue (``jobqueue: slurm`` or ``pbs``). Codec-internal threads are set on every worker before any codec
+runs, so workers x threads never oversubscribes the cores by default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from distributed import Client, LocalCluster, WorkerPlugin
+
+from cubebench.errors import ClusterError
+from cubebench.experiment import ClusterSpec
+
+
+def worker_environment(spec: ClusterSpec, zarr_concurrency: int = 2) -> dict[str, str]:
+    """Environment variables every worker gets: codec and BLAS threads, Zarr's thread pool."""
+    threads = str(spec.codec_threads)
+    return {
+        "BLOSC_NTHREADS": threads,
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "ZARR_ASYNC__CONCURRENCY": str(zarr_concurrency),
+        "ZARR_THREADING__MAX_WORKERS": str(max(1, zarr_concurrency)),
+    }
+
+
+class CodecThreads(WorkerPlugin):
+    """Set Blosc's internal threads (and the environment) on each worker when it starts."""
+
+    name = "cubebench-codec-threads"
+
+    def __init__(self, environment: dict[str, str], codec_threads: int) -> None:
+        self.environment = environment
+        self.codec_threads = codec_threads
+
+    def setup(self, worker: Any) -> None:
+        """Apply the settings inside the worker process."""
+        os.environ.update(self.environment)
+        from cubebench.codecs import set_codec_threads
+
+        set_codec_threads(self.codec_threads)
+
+
+@contextlib.contextmanager
+def open_client(spec: ClusterSpec, zarr_concurrency: int = 2) -> Iterator[Client]:
+    """Start (or connect to) the cluster described by ``spec`` and yield a Client; shut it down on exit.
+
+    Raises
+    ------
+    ClusterError
+        When the scheduler cannot be reached within ``spec.timeout`` seconds or the cluster cannot start.
+    """
+    env = worker_environment(spec, zarr_concurrency)
+    with contextlib.ExitStack() as stack:
+        if spec.address:
+            client = _connect(spec.address, spec.timeout)
+        elif spec.jobqueue:
+            cluster = stack.enter_context(_jobqueue_cluster(spec, env))
+            client = Client(cluster, timeout=f"{spec.timeout}s")
+            cluster.scale(spec.workers)
+            try:
+                client.wait_for_workers(spec.workers, timeout=spec.timeout)
+            except TimeoutError:
+                client.close()
+                raise ClusterError(
+                    f"{spec.jobqueue} cluster: {spec.workers} workers did not start within {spec.timeout:g} s "
+                    f"(check the queue {spec.queue!r} and the job logs in {spec.log_directory or '.'})"
+                ) from None
+        else:
+            cluster = LocalCluster(
+                n_workers=spec.workers,
+                threads_per_worker=spec.threads_per_worker,
+                processes=True,
+                memory_limit=spec.memory_limit or "auto",
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+                env=env,
+                local_directory=spec.local_directory,
+            )
+            stack.callback(cluster.close)
+            client = Client(cluster)
+        stack.callback(client.close)
+        client.register_plugin(CodecThreads(env, spec.codec_threads))
+        yield client
+
+
+def _connect(address: str, timeout: float) -> Client:
+    try:
+        return Client(address, timeout=f"{min(timeout, 10.0)}s")
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(f"cannot reach Dask scheduler at {address}: {exc.__class__.__name__}") from None
+
+
+@contextlib.contextmanager
+def _jobqueue_cluster(spec: ClusterSpec, env: dict[str, str]) -> Iterator[Any]:
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise ClusterError("cluster.jobqueue needs dask-jobqueue: pip install 'cubebench[hpc]'") from None
+    cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[str(spec.jobqueue)]
+    prologue = [f"export {k}={v}" for k, v in env.items()]
+    kwargs: dict[str, Any] = {
+        "cores": spec.cores,
+        "processes": 1,
+        "memory": spec.memory,
+        "walltime": spec.walltime,
+        "job_script_prologue": prologue,
+        "job_extra_directives": list(spec.job_directives),
+    }
+    for key in ("queue", "interface", "local_directory", "log_directory"):
+        value = getattr(spec, key)
+        if value is not None:
+            kwargs[key] = value
+    try:
+        cluster = cls(**kwargs)
+    except Exception as exc:  # dask-jobqueue raises many kinds for a bad setup
+        raise ClusterError(f"cannot start {spec.jobqueue} cluster: {exc}") from None
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def cluster_description(client: Client, spec: ClusterSpec) -> dict[str, Any]:
+    """Provenance of the cluster: kind, workers, threads, codec threads."""
+    info = client.scheduler_info()
+    workers = info.get("workers", {})
+    return {
+        "kind": spec.kind,
+        "workers": len(workers),
+        "threads_per_worker": spec.threads_per_worker,
+        "codec_threads": spec.codec_threads,
+        "total_threads": sum(int(w.get("nthreads", 0)) for w in workers.values()),
+    }

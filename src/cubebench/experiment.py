@@ -1,0 +1,294 @@
+"""Experiments: a YAML file (or mapping) validated into frozen dataclasses.
+
+Every key is checked: an unknown key, a wrong type or a bad value raises :class:`~cubebench.errors.ConfigError`
+naming it, before any work starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cubebench.chunking import CHUNK_STRATEGIES, chunk_name
+from cubebench.errors import ConfigError
+
+#: Storage backends an experiment may name (implementations live in ``cubebench.backends``).
+BACKEND_NAMES = ("hdf5", "hdf5_direct", "zarr")
+
+DATASET_KEYS = ("preset", "scale", "seed", "zero_fraction", "dose", "shape", "dtype",
+                "path", "dataset", "scan_shape", "name")
+JOBQUEUE_KINDS = ("slurm", "pbs")
+CACHE_MODES = ("warm", "cold")
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Where the work runs: a LocalCluster (default), an existing scheduler, or a dask-jobqueue cluster.
+
+    ``codec_threads`` is the number of threads each codec may use inside one worker thread (Blosc's
+    ``nthreads``); ``workers * threads_per_worker * codec_threads`` should not exceed the cores.
+    """
+
+    workers: int = 2
+    threads_per_worker: int = 1
+    codec_threads: int = 1
+    memory_limit: str | None = None
+    address: str | None = None
+    jobqueue: str | None = None
+    cores: int = 1
+    memory: str = "2GiB"
+    walltime: str = "01:00:00"
+    queue: str | None = None
+    interface: str | None = None
+    job_directives: tuple[str, ...] = ()
+    local_directory: str | None = None
+    log_directory: str | None = None
+    timeout: float = 60.0
+
+    @property
+    def kind(self) -> str:
+        """``local``, ``address`` or the jobqueue name."""
+        if self.address:
+            return "address"
+        return self.jobqueue or "local"
+
+
+@dataclass(frozen=True)
+class ZarrSettings:
+    """Zarr-specific choices, recorded in every result.
+
+    ``write_empty_chunks`` defaults to True so Zarr stores every chunk as HDF5 does (a fair size comparison);
+    ``shards`` stores each chunk strategy's shape as one shard of single-frame inner chunks.
+    """
+
+    write_empty_chunks: bool = True
+    shards: bool = False
+    concurrency: int = 2
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated benchmark plan. Build with :func:`load_experiment` or :func:`parse_experiment`."""
+
+    name: str
+    datasets: tuple[Mapping[str, Any], ...]
+    backends: tuple[str, ...] = ("hdf5", "zarr")
+    codecs: tuple[str, ...] = ()
+    chunks: tuple[str | tuple[int, ...], ...] = ("real_space", "balanced", "single_frame")
+    runs: int = 3
+    warmup: bool = True
+    cache: str = "warm"
+    max_cell_seconds: float | None = None
+    scratch: str | None = None
+    cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    zarr: ZarrSettings = field(default_factory=ZarrSettings)
+
+    @property
+    def chunk_labels(self) -> tuple[str, ...]:
+        """Names of the chunk choices as they appear in results."""
+        return tuple(chunk_name(c) for c in self.chunks)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form, for provenance and round trips through YAML."""
+        data = asdict(self)
+        data["datasets"] = [dict(d) for d in self.datasets]
+        data["chunks"] = [c if isinstance(c, str) else list(c) for c in self.chunks]
+        return data
+
+
+_TOP_KEYS = ("name", "datasets", "backends", "codecs", "chunks", "runs", "warmup", "cache",
+             "max_cell_seconds", "scratch", "cluster", "zarr")
+_CLUSTER_KEYS = tuple(ClusterSpec.__dataclass_fields__)
+_ZARR_KEYS = tuple(ZarrSettings.__dataclass_fields__)
+
+
+def load_experiment(path: str | os.PathLike[str]) -> Experiment:
+    """Read and validate an experiment YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"experiment file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read experiment file {path}: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"malformed YAML in {path}{where}: {problem}") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: an experiment must be a YAML mapping with keys {', '.join(_TOP_KEYS)}")
+    raw = dict(raw)
+    raw.setdefault("name", path.stem)
+    return parse_experiment(raw, origin=str(path))
+
+
+def default_experiment_path() -> Path:
+    """The quick experiment shipped inside the package (the default of ``cubebench run``)."""
+    return Path(str(resources.files("cubebench") / "configs" / "quick.yaml"))
+
+
+def parse_experiment(raw: Mapping[str, Any], origin: str = "experiment") -> Experiment:
+    """Validate a mapping into an :class:`Experiment`; errors name ``origin`` and the key at fault."""
+    _check_keys(raw, _TOP_KEYS, origin)
+    name = raw.get("name", "experiment")
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\"):
+        raise ConfigError(f"{origin}: 'name' must be a non-empty string without slashes, got {name!r}")
+    datasets = _parse_datasets(raw.get("datasets"), origin)
+    backends = _parse_names(raw.get("backends", ["hdf5", "zarr"]), "backends", BACKEND_NAMES, origin)
+    codecs = _parse_codecs(raw.get("codecs", "study"), origin)
+    chunks = _parse_chunks(raw.get("chunks", ["real_space", "balanced", "single_frame"]), origin)
+    runs = _positive_int(raw.get("runs", 3), "runs", origin)
+    cache = raw.get("cache", "warm")
+    if cache not in CACHE_MODES:
+        raise ConfigError(f"{origin}: 'cache' must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
+    budget = raw.get("max_cell_seconds")
+    if budget is not None and (not isinstance(budget, (int, float)) or isinstance(budget, bool) or budget <= 0):
+        raise ConfigError(f"{origin}: 'max_cell_seconds' must be a positive number, got {budget!r}")
+    scratch = raw.get("scratch")
+    if scratch is not None and not isinstance(scratch, str):
+        raise ConfigError(f"{origin}: 'scratch' must be a folder path or null, got {scratch!r}")
+    warmup = raw.get("warmup", True)
+    if not isinstance(warmup, bool):
+        raise ConfigError(f"{origin}: 'warmup' must be true or false, got {warmup!r}")
+    return Experiment(
+        name=name,
+        datasets=datasets,
+        backends=backends,
+        codecs=codecs,
+        chunks=chunks,
+        runs=runs,
+        warmup=warmup,
+        cache=cache,
+        max_cell_seconds=float(budget) if budget is not None else None,
+        scratch=scratch,
+        cluster=_parse_cluster(raw.get("cluster") or {}, origin),
+        zarr=_parse_zarr(raw.get("zarr") or {}, origin),
+    )
+
+
+def _check_keys(raw: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(allowed)}")
+
+
+def _positive_int(value: Any, key: str, origin: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{origin}: {key!r} must be a positive integer, got {value!r}")
+    return value
+
+
+def _parse_datasets(value: Any, origin: str) -> tuple[Mapping[str, Any], ...]:
+    if value is None:
+        raise ConfigError(f"{origin}: 'datasets' is required (a list of presets or paths)")
+    if isinstance(value, (str, Mapping)):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{origin}: 'datasets' must be a non-empty list, got {value!r}")
+    out: list[Mapping[str, Any]] = []
+    for i, entry in enumerate(value):
+        where = f"{origin}: datasets[{i}]"
+        if isinstance(entry, str):
+            entry = {"path": entry} if any(c in entry for c in "/.\\") else {"preset": entry}
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where} must be a mapping with 'preset' or 'path', got {entry!r}")
+        _check_keys(entry, DATASET_KEYS, where)
+        if ("preset" in entry) == ("path" in entry):
+            raise ConfigError(f"{where} needs exactly one of 'preset' or 'path'")
+        out.append(dict(entry))
+    return tuple(out)
+
+
+def _parse_names(value: Any, key: str, valid: Sequence[str], origin: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = list(valid) if value == "all" else [value]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{origin}: {key!r} must be a non-empty list, got {value!r}")
+    for item in value:
+        if item not in valid:
+            raise ConfigError(f"{origin}: unknown {key[:-1]} {item!r}; valid: {', '.join(valid)}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{origin}: {key!r} lists a name twice: {value!r}")
+    return tuple(value)
+
+
+def _parse_codecs(value: Any, origin: str) -> tuple[str, ...]:
+    from cubebench.codecs import resolve_codecs
+
+    if not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+        raise ConfigError(f"{origin}: 'codecs' must be 'all', 'study' or a list of codec ids, got {value!r}")
+    return tuple(spec.id for spec in resolve_codecs(value))
+
+
+def _parse_chunks(value: Any, origin: str) -> tuple[str | tuple[int, ...], ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{origin}: 'chunks' must be a non-empty list, got {value!r}")
+    out: list[str | tuple[int, ...]] = []
+    for item in value:
+        if isinstance(item, str):
+            if item not in CHUNK_STRATEGIES:
+                valid = ", ".join(CHUNK_STRATEGIES)
+                raise ConfigError(f"{origin}: unknown chunk strategy {item!r}; valid: {valid}, or [y, x, dy, dx]")
+            out.append(item)
+        elif isinstance(item, list):
+            if len(item) != 4 or not all(isinstance(c, int) and not isinstance(c, bool) for c in item):
+                raise ConfigError(f"{origin}: chunk {item!r} must be a list of 4 integers")
+            if any(c <= 0 for c in item):
+                raise ConfigError(f"{origin}: chunk {item!r} must have only positive entries")
+            out.append(tuple(item))
+        else:
+            raise ConfigError(f"{origin}: chunk {item!r} must be a strategy name or a list of 4 integers")
+    labels = [chunk_name(c) for c in out]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"{origin}: 'chunks' lists a chunking twice: {value!r}")
+    return tuple(out)
+
+
+def _parse_cluster(value: Any, origin: str) -> ClusterSpec:
+    where = f"{origin}: cluster"
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {value!r}")
+    _check_keys(value, _CLUSTER_KEYS, where)
+    kwargs = dict(value)
+    for key in ("workers", "threads_per_worker", "codec_threads", "cores"):
+        if key in kwargs:
+            _positive_int(kwargs[key], f"cluster.{key}", origin)
+    if kwargs.get("jobqueue") is not None and kwargs["jobqueue"] not in JOBQUEUE_KINDS:
+        raise ConfigError(f"{where}.jobqueue must be one of {', '.join(JOBQUEUE_KINDS)}, got {kwargs['jobqueue']!r}")
+    if kwargs.get("address") and kwargs.get("jobqueue"):
+        raise ConfigError(f"{where}: 'address' and 'jobqueue' conflict; give one of them")
+    address = kwargs.get("address")
+    if address is not None and (not isinstance(address, str) or "://" not in address):
+        raise ConfigError(f"{where}.address must look like tcp://host:port, got {address!r}")
+    if "job_directives" in kwargs:
+        directives = kwargs["job_directives"]
+        if not isinstance(directives, list) or not all(isinstance(d, str) for d in directives):
+            raise ConfigError(f"{where}.job_directives must be a list of strings, got {directives!r}")
+        kwargs["job_directives"] = tuple(directives)
+    if "timeout" in kwargs and (not isinstance(kwargs["timeout"], (int, float)) or kwargs["timeout"] <= 0):
+        raise ConfigError(f"{where}.timeout must be a positive number of seconds, got {kwargs['timeout']!r}")
+    return ClusterSpec(**kwargs)
+
+
+def _parse_zarr(value: Any, origin: str) -> ZarrSettings:
+    where = f"{origin}: zarr"
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {value!r}")
+    _check_keys(value, _ZARR_KEYS, where)
+    for key in ("write_empty_chunks", "shards"):
+        if key in value and not isinstance(value[key], bool):
+            raise ConfigError(f"{where}.{key} must be true or false, got {value[key]!r}")
+    if "concurrency" in value:
+        _positive_int(value["concurrency"], "zarr.concurrency", origin)
+    return ZarrSettings(**value)

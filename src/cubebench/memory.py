@@ -1,0 +1,57 @@
+"""Peak resident memory of this process and all its descendants (the LocalCluster's scheduler and workers)."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+import psutil
+
+
+def tree_rss(root: psutil.Process | None = None) -> int:
+    """Resident bytes of ``root`` (default: this process) plus every descendant process."""
+    root = root or psutil.Process()
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            total += proc.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total
+
+
+class PeakMemory:
+    """Context manager sampling :func:`tree_rss` in a background thread; ``.peak`` holds the maximum seen.
+
+    Examples
+    --------
+    >>> with PeakMemory(interval=0.01) as mem:
+    ...     buffer = bytearray(10_000_000)
+    >>> mem.peak > 10_000_000
+    True
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="cubebench-memory", daemon=True)
+        self._root = psutil.Process()
+
+    def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, tree_rss(self._root))
+            if self._stop.wait(self.interval):
+                break
+
+    def __enter__(self) -> PeakMemory:
+        self.peak = tree_rss(self._root)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, tree_rss(self._root))

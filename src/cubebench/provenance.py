@@ -1,0 +1,94 @@
+"""Provenance recorded with every result: library versions, HDF5 build, CPU, threads, cluster, experiment."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import socket
+from importlib import metadata
+from typing import Any
+
+from cubebench.codecs import get_codec
+from cubebench.experiment import Experiment
+
+LIBRARIES = (
+    "cubebench", "numpy", "dask", "distributed", "zarr", "numcodecs", "h5py", "hdf5plugin", "xarray",
+    "imagecodecs", "bitshuffle", "blosc2", "pcodec", "dask-jobqueue", "rosettasciio",
+)
+
+
+def library_versions() -> dict[str, str]:
+    """Installed version of each library that shapes the results (``"missing"`` when absent)."""
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    try:
+        import h5py
+
+        versions["hdf5"] = ".".join(str(v) for v in h5py.version.hdf5_version_tuple)
+    except ImportError:
+        pass
+    return versions
+
+
+def cpu_description() -> dict[str, Any]:
+    """CPU model, core count and the SIMD flags that codecs use."""
+    model, flags = platform.processor() or platform.machine(), ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = line.split(":", 1)[1]
+    except OSError:
+        pass
+    wanted = ("sse2", "ssse3", "sse4_1", "sse4_2", "avx", "avx2", "avx512f", "bmi2")
+    return {
+        "model": model,
+        "cores": os.cpu_count(),
+        "simd": [flag for flag in wanted if f" {flag} " in f" {flags} "],
+    }
+
+
+def hdf5plugin_config() -> dict[str, Any]:
+    """``hdf5plugin.get_config()`` as plain data (build flags decide filter speed)."""
+    try:
+        import hdf5plugin
+
+        config = hdf5plugin.get_config()
+        return {"build_config": dict(config.build_config._asdict()), "registered_filters": sorted(config.registered_filters)}
+    except Exception as exc:  # an odd build must not stop a run
+        return {"error": str(exc)}
+
+
+def provenance(exp: Experiment, cluster: dict[str, Any]) -> dict[str, Any]:
+    """All attributes stored on a results Dataset."""
+    return {
+        "title": f"cubebench results: {exp.name}",
+        "experiment": exp.to_dict(),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu_description(),
+        "libraries": library_versions(),
+        "hdf5plugin": hdf5plugin_config(),
+        "cluster": cluster,
+        "cache": exp.cache,
+        "threads": {
+            "threads_per_worker": exp.cluster.threads_per_worker,
+            "codec_threads": exp.cluster.codec_threads,
+            "BLOSC_NTHREADS": str(exp.cluster.codec_threads),
+        },
+        "zarr_settings": {
+            "write_empty_chunks": exp.zarr.write_empty_chunks,
+            "shards": exp.zarr.shards,
+            "concurrency": exp.zarr.concurrency,
+        },
+        "codecs": {cid: get_codec(cid).to_dict() for cid in exp.codecs},
+    }

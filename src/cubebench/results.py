@@ -1,0 +1,342 @@
+"""The result schema: one record per benchmark cell, turned into an ``xarray.Dataset`` and saved with provenance.
+
+A cell is one (dataset, backend, codec, chunk, run). The runner appends each finished cell to a JSON-lines log
+at once (:class:`ResultsLog`), so nothing measured is lost; :func:`records_to_dataset` builds the labelled
+Dataset from the log, and :func:`save_results` / :func:`load_results` write and read it (netCDF + flat CSV).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from cubebench.errors import ResultsError
+
+#: Bump when the meaning or layout of a variable changes; :func:`load_results` refuses newer files.
+SCHEMA_VERSION = 1
+
+#: File names inside a results folder.
+DATASET_FILE = "results.nc"
+CSV_FILE = "results.csv"
+LOG_FILE = "cells.jsonl"
+
+DIMS = ("dataset", "backend", "codec", "chunk", "run")
+
+#: Cell statuses. Only ``ok`` cells carry timings; ``failed`` and ``unverified`` carry a reason.
+STATUSES = ("ok", "failed", "unverified", "unavailable", "skipped", "missing")
+
+GIB = float(2**30)
+
+
+@dataclass
+class CellResult:
+    """Everything measured for one cell; one line of the results log.
+
+    ``verified`` is True only when every chunk read back equals the source chunk (CRC-32 per chunk).
+    Timings of a cell that is not ``ok`` are NaN: a corrupting codec path is never timed as a success.
+    """
+
+    dataset: str
+    backend: str
+    codec: str
+    chunk: str
+    run: int
+    chunk_shape: str = ""
+    status: str = "missing"
+    reason: str = ""
+    verified: bool = False
+    source_bytes: int = 0
+    stored_bytes: int = 0
+    write_seconds: float = float("nan")
+    read_seconds: float = float("nan")
+    source_read_seconds: float = float("nan")
+    peak_memory_bytes: int = 0
+    n_chunks: int = 0
+    estimate_seconds: float = float("nan")
+    workers: int = 0
+    threads_per_worker: int = 0
+    codec_threads: int = 0
+    cache: str = "warm"
+    write_empty_chunks: bool = True
+    sharded: bool = False
+    started: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str, str, int]:
+        """The cell's coordinates, used to skip finished cells on resume."""
+        return (self.dataset, self.backend, self.codec, self.chunk, self.run)
+
+    @property
+    def ratio(self) -> float:
+        """Uncompressed over stored bytes (NaN when nothing was stored)."""
+        return self.source_bytes / self.stored_bytes if self.stored_bytes else float("nan")
+
+    def to_json(self) -> str:
+        """One JSON line (NaN written as null)."""
+        data = asdict(self)
+        return json.dumps({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in data.items()})
+
+    @classmethod
+    def from_json(cls, line: str) -> CellResult:
+        """Inverse of :meth:`to_json`; unknown keys from newer versions are ignored."""
+        raw = json.loads(line)
+        names = {f.name: f for f in fields(cls)}
+        kwargs = {k: v for k, v in raw.items() if k in names}
+        for key in ("write_seconds", "read_seconds", "source_read_seconds", "estimate_seconds"):
+            if kwargs.get(key) is None:
+                kwargs[key] = float("nan")
+        return cls(**kwargs)
+
+
+class ResultsLog:
+    """Append-only JSON-lines log of finished cells, flushed and fsynced after every line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def append(self, cell: CellResult) -> None:
+        """Write one finished cell to disk now."""
+        try:
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(cell.to_json() + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise ResultsError(f"cannot append to results log {self.path}: {exc.strerror or exc}") from None
+
+    def read(self) -> list[CellResult]:
+        """All cells in the log; a torn last line (a crash mid-write) is skipped. The last entry per key wins."""
+        if not self.path.exists():
+            return []
+        cells: dict[tuple[str, str, str, str, int], CellResult] = {}
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                cell = CellResult.from_json(line)
+            except (json.JSONDecodeError, TypeError):
+                continue
+            cells[cell.key] = cell
+        return list(cells.values())
+
+
+_NUMERIC = {
+    "stored_bytes": np.int64,
+    "source_bytes": np.int64,
+    "write_seconds": np.float64,
+    "read_seconds": np.float64,
+    "source_read_seconds": np.float64,
+    "peak_memory_bytes": np.int64,
+    "n_chunks": np.int64,
+    "estimate_seconds": np.float64,
+    "workers": np.int64,
+    "threads_per_worker": np.int64,
+    "codec_threads": np.int64,
+}
+
+_UNITS = {
+    "ratio": "1",
+    "stored_bytes": "bytes",
+    "source_bytes": "bytes",
+    "write_seconds": "s",
+    "read_seconds": "s",
+    "source_read_seconds": "s",
+    "write_GiBps": "GiB/s",
+    "read_GiBps": "GiB/s",
+    "peak_memory_bytes": "bytes",
+    "estimate_seconds": "s",
+}
+
+_DESCRIPTIONS = {
+    "ratio": "uncompressed bytes / stored bytes (all files, metadata included)",
+    "stored_bytes": "bytes on disk after the write, metadata included",
+    "write_seconds": "wall time of the write, flush and fsync included",
+    "read_seconds": "wall time of a full read of the stored data, decoded, per-chunk CRC-32 included",
+    "source_read_seconds": "wall time to read the staged uncompressed source once: the floor under every write",
+    "write_GiBps": "uncompressed GiB / write_seconds",
+    "read_GiBps": "uncompressed GiB / read_seconds",
+    "verified": "every chunk read back equals the source chunk (CRC-32)",
+    "peak_memory_bytes": "peak resident memory of all processes (client, scheduler, workers) during the cell",
+    "status": "ok | failed | unverified | unavailable | skipped | missing",
+}
+
+
+def records_to_dataset(
+    cells: Sequence[CellResult],
+    dataset_info: Mapping[str, Mapping[str, Any]] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """Build the results Dataset with dims ``(dataset, backend, codec, chunk, run)``.
+
+    Parameters
+    ----------
+    cells
+        Finished cells (any order; missing combinations become ``status="missing"`` with NaN values).
+    dataset_info
+        Per dataset name, its statistics (``shape``, ``dtype``, ``nbytes``, ``zero_fraction``, ``max``,
+        ``entropy_bits``, ...) stored as ``dataset_*`` variables along ``dataset``.
+    attrs
+        Provenance attributes (library versions, CPU, cluster, experiment); values that are not plain scalars
+        are stored as JSON strings.
+    """
+    if not cells:
+        raise ResultsError("no finished cells to build a results Dataset from")
+    coords: dict[str, list[Any]] = {}
+    for dim in DIMS:
+        seen: list[Any] = []
+        for cell in cells:
+            value = getattr(cell, dim)
+            if value not in seen:
+                seen.append(value)
+        coords[dim] = sorted(seen) if dim == "run" else seen
+    index = {dim: {v: i for i, v in enumerate(coords[dim])} for dim in DIMS}
+    shape = tuple(len(coords[d]) for d in DIMS)
+
+    def position(cell: CellResult) -> tuple[int, ...]:
+        return tuple(index[d][getattr(cell, d)] for d in DIMS)
+
+    data: dict[str, np.ndarray] = {}
+    for name, dtype in _NUMERIC.items():
+        fill = np.nan if np.issubdtype(dtype, np.floating) else 0
+        data[name] = np.full(shape, fill, dtype=dtype)
+    data["verified"] = np.zeros(shape, dtype=bool)
+    data["sharded"] = np.zeros(shape, dtype=bool)
+    status = np.full(shape, "missing", dtype=object)
+    reason = np.full(shape, "", dtype=object)
+    cache = np.full(shape, "", dtype=object)
+    extras: dict[str, np.ndarray] = {}
+    chunk_shape = np.full((shape[0], shape[3]), "", dtype=object)
+    for cell in cells:
+        pos = position(cell)
+        for name in _NUMERIC:
+            data[name][pos] = getattr(cell, name)
+        data["verified"][pos] = cell.verified
+        data["sharded"][pos] = cell.sharded
+        status[pos] = cell.status
+        reason[pos] = cell.reason
+        cache[pos] = cell.cache
+        chunk_shape[pos[0], pos[3]] = cell.chunk_shape
+        for key, value in cell.extra.items():
+            extras.setdefault(key, np.full(shape, np.nan))[pos] = value
+
+    stored = data["stored_bytes"].astype(float)
+    source = data["source_bytes"].astype(float)
+    ok = status == "ok"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(stored > 0, source / stored, np.nan)
+        write_gibps = np.where(ok, source / GIB / data["write_seconds"], np.nan)
+        read_gibps = np.where(ok, source / GIB / data["read_seconds"], np.nan)
+
+    variables: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
+        "ratio": (DIMS, ratio),
+        "write_GiBps": (DIMS, write_gibps),
+        "read_GiBps": (DIMS, read_gibps),
+        "status": (DIMS, status.astype(str)),
+        "reason": (DIMS, reason.astype(str)),
+        "cache": (DIMS, cache.astype(str)),
+    }
+    variables.update({name: (DIMS, values) for name, values in data.items()})
+    variables.update({name: (DIMS, values) for name, values in extras.items()})
+    ds = xr.Dataset(
+        {name: xr.Variable(dims, values) for name, (dims, values) in variables.items()},
+        coords={
+            **{dim: coords[dim] for dim in DIMS},
+            "chunk_shape": (("dataset", "chunk"), chunk_shape.astype(str)),
+        },
+    )
+    for name, var in ds.data_vars.items():
+        if name in _UNITS:
+            var.attrs["units"] = _UNITS[name]
+        if name in _DESCRIPTIONS:
+            var.attrs["description"] = _DESCRIPTIONS[name]
+    if dataset_info:
+        _add_dataset_info(ds, dataset_info)
+    ds.attrs.update({k: _attr(v) for k, v in (attrs or {}).items()})
+    ds.attrs["schema_version"] = SCHEMA_VERSION
+    return ds
+
+
+def _add_dataset_info(ds: xr.Dataset, info: Mapping[str, Mapping[str, Any]]) -> None:
+    keys: list[str] = []
+    for stats in info.values():
+        keys.extend(k for k in stats if k not in keys)
+    for key in keys:
+        values = [info.get(str(name), {}).get(key) for name in ds["dataset"].values]
+        if all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values):
+            arr: np.ndarray = np.asarray(values, dtype=float)
+        elif all(v is None or isinstance(v, (str, list, tuple, int, float, bool)) for v in values):
+            arr = np.asarray([_label(v) for v in values], dtype=str)
+        else:
+            continue
+        ds[f"dataset_{key}"] = ("dataset", arr)
+
+
+def _label(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def _attr(value: Any) -> Any:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return value
+    return json.dumps(value, default=str)
+
+
+def save_results(ds: xr.Dataset, folder: Path) -> Path:
+    """Write ``results.nc`` (netCDF4 via h5netcdf) and a flat ``results.csv`` into ``folder``.
+
+    The netCDF file is written to a temporary name and renamed, so an existing result is never half-replaced.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / (DATASET_FILE + ".tmp")
+        ds.to_netcdf(tmp, engine="h5netcdf")
+        tmp.replace(folder / DATASET_FILE)
+        to_frame(ds).to_csv(folder / CSV_FILE, index=False)
+    except OSError as exc:
+        raise ResultsError(f"cannot write results to {folder}: {exc.strerror or exc}") from None
+    return folder / DATASET_FILE
+
+
+def to_frame(ds: xr.Dataset) -> Any:
+    """Flat table (pandas DataFrame), one row per cell, without ``missing`` cells."""
+    cell_vars = [name for name, var in ds.data_vars.items() if var.dims == DIMS]
+    frame = ds[cell_vars].to_dataframe().reset_index()
+    return frame[frame["status"] != "missing"]
+
+
+def load_results(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Open a results Dataset from a results folder or its ``results.nc`` file (loaded into memory)."""
+    path = Path(path)
+    target = path / DATASET_FILE if path.is_dir() else path
+    if not target.exists():
+        raise ResultsError(f"no results at {path}: expected a results folder or a {DATASET_FILE} file")
+    try:
+        with xr.open_dataset(target, engine="h5netcdf") as ds:
+            loaded = ds.load()
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"cannot read results file {target}: {exc}") from None
+    version = int(loaded.attrs.get("schema_version", 0))
+    if version > SCHEMA_VERSION:
+        raise ResultsError(f"{target} has results schema {version}; this cubebench reads up to {SCHEMA_VERSION}")
+    return loaded
+
+
+def merge_machines(datasets: Iterable[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
+    """Stack results from several machines along a new ``machine`` dimension (outer join on coordinates)."""
+    parts = [ds.expand_dims(machine=[name]) for ds, name in zip(datasets, names, strict=True)]
+    if not parts:
+        raise ResultsError("no results to merge")
+    return xr.concat(parts, dim="machine", join="outer", combine_attrs="drop_conflicts")

@@ -1,0 +1,397 @@
+"""Expand an experiment into cells and run them on a Dask cluster: write, size, read, verify, clean up.
+
+Cells are ``dataset x backend x codec x chunk x run``, interleaved so that run ``k`` of every cell finishes
+before run ``k+1`` of any (slow drifts of a shared machine then spread over the whole grid). Each finished cell
+is appended to the results log at once; ``resume=True`` skips the cells already in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cubebench.analysis import cube_stats
+from cubebench.backends import Backend, WriteSettings, get_backend
+from cubebench.backends.base import drop_page_cache, stored_bytes
+from cubebench.chunking import chunk_name, resolve_chunks
+from cubebench.cluster import cluster_description, open_client
+from cubebench.codecs import CodecSpec, get_codec
+from cubebench.cube import Cube, StagedCube
+from cubebench.errors import CodecUnavailableError, ConfigError, CubebenchError, ResultsError
+from cubebench.estimate import CodecSpeed, estimate_cell_seconds, measure_speed, sample_frames
+from cubebench.experiment import Experiment, default_experiment_path, load_experiment, parse_experiment
+from cubebench.memory import PeakMemory
+from cubebench.provenance import provenance
+from cubebench.results import LOG_FILE, CellResult, ResultsLog, records_to_dataset, save_results
+from cubebench.sources import open_cube
+from cubebench.staging import source_checksums, stage_cube
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from distributed import Client
+
+DATASETS_FILE = "datasets.json"
+EXPERIMENT_FILE = "experiment.json"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One benchmark cell: which data, which storage path, codec and chunking, which repeat."""
+
+    dataset: str
+    backend: str
+    codec: str
+    chunk: str | tuple[int, ...]
+    run: int
+
+    @property
+    def key(self) -> tuple[str, str, str, str, int]:
+        """Coordinates as stored in results."""
+        return (self.dataset, self.backend, self.codec, chunk_name(self.chunk), self.run)
+
+    @property
+    def label(self) -> str:
+        """File-name-safe identifier."""
+        return "_".join(str(k) for k in self.key).replace("/", "_")
+
+
+def plan_cells(experiment: Experiment, dataset_names: list[str]) -> list[Cell]:
+    """All cells, runs outermost (interleaved), then dataset, backend, codec, chunk."""
+    return [
+        Cell(name, backend, codec, chunk, run)
+        for run in range(experiment.runs)
+        for name in dataset_names
+        for backend in experiment.backends
+        for codec in experiment.codecs
+        for chunk in experiment.chunks
+    ]
+
+
+def coerce_experiment(experiment: Experiment | Mapping[str, Any] | str | os.PathLike[str] | None) -> Experiment:
+    """Accept an Experiment, a mapping, a YAML path, or None (the shipped quick experiment)."""
+    if experiment is None:
+        return load_experiment(default_experiment_path())
+    if isinstance(experiment, Experiment):
+        return experiment
+    if isinstance(experiment, Mapping):
+        return parse_experiment(experiment)
+    return load_experiment(experiment)
+
+
+def run(
+    experiment: Experiment | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Run an experiment and return its results Dataset (also saved in ``out``).
+
+    Parameters
+    ----------
+    experiment
+        An :class:`Experiment`, a mapping shaped like the YAML, a YAML path, or None for the quick experiment.
+    out
+        Results folder (default ``results/<name>``); holds ``cells.jsonl`` (the log), ``results.nc``,
+        ``results.csv``.
+    resume
+        Run only the cells missing from ``out``'s log. Without it, an existing log is an error, so that earlier
+        results are never overwritten.
+    progress
+        Show a progress bar with an ETA on stderr.
+    """
+    exp = coerce_experiment(experiment)
+    folder = Path(out) if out is not None else Path("results") / exp.name
+    log = _prepare_output(folder, resume)
+    cubes = _open_sources(exp)
+    codecs = {cid: get_codec(cid) for cid in exp.codecs}
+    backends = {name: get_backend(name) for name in exp.backends}
+    for cube in cubes.values():
+        for chunk in exp.chunks:
+            resolve_chunks(chunk, cube.info.shape)
+    done = {cell.key for cell in log.read()}
+    todo = [cell for cell in plan_cells(exp, list(cubes)) if cell.key not in done]
+    info = _read_json(folder / DATASETS_FILE)
+    (folder / EXPERIMENT_FILE).write_text(json.dumps(exp.to_dict(), indent=1, default=str))
+    scratch = Path(tempfile.mkdtemp(prefix=f"cubebench-{exp.name}-", dir=exp.scratch))
+    cluster_info: dict[str, Any] = {}
+    interrupted = False
+    try:
+        with _sigterm_as_interrupt(), open_client(exp.cluster, exp.zarr.concurrency) as client:
+            cluster_info = cluster_description(client, exp.cluster)
+            session = _Session(client, exp, scratch, codecs, backends, cluster_info)
+            needed = {cell.dataset for cell in todo} | {name for name in cubes if name not in info}
+            for name in cubes:
+                if name in needed:
+                    staged = session.stage(cubes[name])
+                    info[name] = {**cubes[name].info.to_dict(), **cube_stats(open_cube(str(staged.path))).to_dict()}
+                    info[name]["name"] = name
+                    _write_json(folder / DATASETS_FILE, info)
+            if todo and exp.warmup:
+                session.warm_up(next(iter(cubes.values())))
+            session.execute(todo, log, progress)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    cells = log.read()
+    if not cells:
+        raise ResultsError("interrupted before any cell finished; nothing to save") if interrupted else ResultsError(
+            "no cells to run"
+        )
+    attrs = provenance(exp, cluster_info)
+    ds = records_to_dataset(cells, info, attrs)
+    save_results(ds, folder)
+    if interrupted:
+        missing = len(plan_cells(exp, list(cubes))) - len(cells)
+        raise Interrupted(folder, len(cells), missing)
+    return ds
+
+
+class Interrupted(CubebenchError):
+    """Ctrl-C or SIGTERM: finished cells are saved; the message says how to resume."""
+
+    exit_code = 130
+
+    def __init__(self, folder: Path, finished: int, missing: int) -> None:
+        super().__init__(
+            f"interrupted: {finished} finished cells saved in {folder}, {missing} missing; "
+            f"finish with: cubebench run EXPERIMENT --out {folder} --resume"
+        )
+
+
+class _Session:
+    """The state of one run on one cluster: staged cubes, their checksums, codec speeds."""
+
+    def __init__(
+        self,
+        client: Client,
+        exp: Experiment,
+        scratch: Path,
+        codecs: dict[str, CodecSpec],
+        backends: dict[str, Backend],
+        cluster_info: dict[str, Any],
+    ) -> None:
+        self.client, self.exp, self.scratch = client, exp, scratch
+        self.codecs, self.backends, self.cluster_info = codecs, backends, cluster_info
+        self.staged: dict[str, StagedCube] = {}
+        self.source: dict[tuple[str, tuple[int, ...]], tuple[dict[tuple[int, ...], int], float]] = {}
+        self.speeds: dict[tuple[str, str], CodecSpeed | None] = {}
+        self.settings = WriteSettings(exp.zarr.write_empty_chunks, exp.zarr.shards)
+        self.threads = max(1, int(cluster_info.get("total_threads", 1)))
+
+    def stage(self, cube: Cube) -> StagedCube:
+        """Stage ``cube`` once into scratch."""
+        folder = self.scratch / "staged"
+        folder.mkdir(exist_ok=True)
+        self.staged[cube.info.name] = stage_cube(self.client, cube, folder)
+        return self.staged[cube.info.name]
+
+    def warm_up(self, cube: Cube) -> None:
+        """Run every backend x codec once on a small corner of the first cube, untimed and unrecorded."""
+        corner = cube.data[: min(2, cube.data.shape[0]), : min(2, cube.data.shape[1])]
+        small = Cube(corner, replace(cube.info, name=f"warmup-{cube.info.name}", shape=tuple(corner.shape)))
+        staged = self.stage(small)
+        for backend in self.backends.values():
+            for codec in self.codecs.values():
+                cell = Cell(small.info.name, backend.name, codec.id, tuple(staged.shape), 0)
+                self.run_cell(cell, staged)
+
+    def execute(self, todo: list[Cell], log: ResultsLog, progress: bool) -> None:
+        """Run ``todo`` in order, appending each result to ``log`` as it finishes."""
+        from tqdm import tqdm
+
+        estimates = {cell: self.estimate(cell) for cell in todo}
+        known = [e for e in estimates.values() if np.isfinite(e)]
+        fallback = float(np.median(known)) if known else 1.0
+        weight = {cell: (e if np.isfinite(e) else fallback) for cell, e in estimates.items()}
+        bar = tqdm(
+            total=round(sum(weight.values()), 1),
+            unit="est-s",
+            disable=not progress,
+            file=sys.stderr,
+            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} est-s [{elapsed}<{remaining}] {postfix}",
+        )
+        try:
+            for done, cell in enumerate(todo, 1):
+                bar.set_postfix_str(f"{done}/{len(todo)} {cell.label}")
+                result = self.run_cell(cell, self.staged[cell.dataset], estimates[cell])
+                log.append(result)
+                bar.update(weight[cell])
+        finally:
+            bar.close()
+
+    def estimate(self, cell: Cell) -> float:
+        """Estimated seconds for ``cell`` (NaN when the codec has no in-process encoder)."""
+        staged = self.staged[cell.dataset]
+        key = (cell.dataset, cell.codec)
+        if key not in self.speeds:
+            self.speeds[key] = measure_speed(self.codecs[cell.codec], sample_frames(staged))
+        parallel = self.threads if self.backends[cell.backend].parallel else 1
+        return estimate_cell_seconds(staged.nbytes, self.speeds[key], parallel)
+
+    def run_cell(self, cell: Cell, staged: StagedCube, estimate: float = float("nan")) -> CellResult:
+        """Write, size, read and verify one cell; never raises for a codec or I/O failure."""
+        backend, codec = self.backends[cell.backend], self.codecs[cell.codec]
+        chunks = resolve_chunks(cell.chunk, staged.shape)
+        result = CellResult(
+            dataset=cell.dataset,
+            backend=cell.backend,
+            codec=cell.codec,
+            chunk=chunk_name(cell.chunk),
+            run=cell.run,
+            chunk_shape="x".join(str(c) for c in chunks),
+            source_bytes=staged.nbytes,
+            estimate_seconds=estimate,
+            workers=int(self.cluster_info.get("workers", 0)),
+            threads_per_worker=self.exp.cluster.threads_per_worker,
+            codec_threads=self.exp.cluster.codec_threads,
+            cache=self.exp.cache,
+            write_empty_chunks=self.settings.write_empty_chunks,
+            sharded=self.settings.shards and backend.name == "zarr",
+            started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        )
+        try:
+            backend.check(codec, np.dtype(staged.dtype))
+        except CodecUnavailableError as exc:
+            return replace(result, status="unavailable", reason=str(exc))
+        budget = self.exp.max_cell_seconds
+        if budget is not None and np.isfinite(estimate) and estimate > budget:
+            return replace(result, status="skipped", reason=f"estimated {estimate:.0f} s > max_cell_seconds {budget:g}")
+        block = backend.storage_block(chunks, self.settings)
+        source_key = (cell.dataset, block)
+        if source_key not in self.source:
+            self.source[source_key] = source_checksums(self.client, staged, block)
+        expected, source_seconds = self.source[source_key]
+        target = self.scratch / f"{cell.label}{backend.suffix}"
+        try:
+            with PeakMemory() as memory:
+                start = time.perf_counter()
+                backend.write(self.client, staged, codec, chunks, target, self.settings)
+                write_seconds = time.perf_counter() - start
+                size = stored_bytes(target)
+                if self.exp.cache == "cold":
+                    drop_page_cache(target)
+                start = time.perf_counter()
+                back = backend.read(self.client, target, chunks, self.settings)
+                read_seconds = time.perf_counter() - start
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # any failure of a codec path is a result, not a crash
+            return replace(result, status="failed", reason=_one_line(exc))
+        finally:
+            _remove(target)
+        result = replace(
+            result,
+            stored_bytes=size,
+            peak_memory_bytes=memory.peak,
+            n_chunks=len(expected),
+            source_read_seconds=source_seconds,
+        )
+        mismatch = _first_mismatch(expected, back.checksums)
+        if mismatch:
+            return replace(result, status="unverified", reason=mismatch)
+        return replace(result, status="ok", verified=True, write_seconds=write_seconds, read_seconds=read_seconds)
+
+
+def _first_mismatch(expected: dict[tuple[int, ...], int], got: dict[tuple[int, ...], int]) -> str:
+    if set(expected) != set(got):
+        missing = sorted(set(expected) - set(got))
+        return f"{len(missing)} chunks missing from the read-back, first {missing[:1]}"
+    bad = [index for index in expected if expected[index] != got[index]]
+    if bad:
+        return f"{len(bad)} of {len(expected)} chunks differ from the source, first at chunk {bad[0]}"
+    return ""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}"[:500]
+
+
+def _remove(target: Path) -> None:
+    if target.is_dir():
+        shutil.rmtree(target, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+
+
+def _prepare_output(folder: Path, resume: bool) -> ResultsLog:
+    log = ResultsLog(folder / LOG_FILE)
+    if log.path.exists() and not resume:
+        raise ConfigError(f"results already exist in {folder}; add --resume to finish them, or choose another --out")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ResultsError(f"results folder {folder} is not writable: {exc.strerror or exc}") from None
+    return log
+
+
+def _open_sources(exp: Experiment) -> dict[str, Cube]:
+    cubes: dict[str, Cube] = {}
+    for entry in exp.datasets:
+        cube = open_cube(entry)
+        name = cube.info.name
+        if name in cubes:
+            raise ConfigError(f"two datasets are both named {name!r}; give one a 'name:'")
+        cubes[name] = cube
+    return cubes
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=_json_default))
+    tmp.replace(path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C so a batch system's kill still saves and cleans up."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,68 @@
+"""Stage a lazy cube once into an uncompressed ``.npy`` copy in scratch, and checksum it per storage chunk.
+
+Source production is not codec time: generating a synthetic cube or decoding a compressed input costs more than
+many codecs, so every cell reads from this staged copy instead, and the time to read it once is recorded as the
+floor under every write.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cubebench.cube import Block, Cube, StagedCube, checksum
+from cubebench.parallel import batches, run_batches
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+ChunkIndex = tuple[int, ...]
+
+
+class _NpyTarget:
+    """A picklable ``__setitem__`` target for ``dask.array.store`` that writes into a ``.npy`` file."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: str) -> None:
+        self.path, self.shape, self.dtype = path, shape, dtype
+
+    def __setitem__(self, key: Block, value: np.ndarray) -> None:
+        mm = np.load(self.path, mmap_mode="r+")
+        try:
+            mm[key] = value
+            mm.flush()
+        finally:
+            del mm
+
+
+def stage_cube(client: Client, cube: Cube, folder: Path) -> StagedCube:
+    """Write ``cube`` chunk by chunk on the cluster into ``folder/<name>.npy`` and return its handle."""
+    import dask.array as da
+
+    shape = tuple(int(s) for s in cube.data.shape)
+    dtype = np.dtype(cube.data.dtype)
+    path = folder / f"{_safe(cube.info.name)}.npy"
+    np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)._mmap.close()  # type: ignore[union-attr]
+    target = _NpyTarget(path, shape, dtype.str)
+    client.compute(da.store(cube.data, target, lock=False, compute=False)).result()
+    return StagedCube(path=path, shape=shape, dtype=dtype.str, name=cube.info.name)
+
+
+def source_checksums(client: Client, staged: StagedCube, block: tuple[int, ...]) -> tuple[dict[ChunkIndex, int], float]:
+    """CRC-32 of every storage block of the staged cube, and the seconds one full read of it took."""
+    start = time.perf_counter()
+    sums: dict[ChunkIndex, int] = {}
+    work = batches(staged.shape, block, np.dtype(staged.dtype).itemsize)
+    for result in run_batches(client, _checksum_batch, work, staged):
+        sums.update(result)
+    return sums, time.perf_counter() - start
+
+
+def _checksum_batch(group: list[tuple[ChunkIndex, Block]], staged: StagedCube) -> dict[ChunkIndex, int]:
+    return {index: checksum(staged.read_block(block)) for index, block in group}
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
