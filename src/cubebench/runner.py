@@ -115,13 +115,13 @@ def run(
     """
     exp = coerce_experiment(experiment)
     folder = Path(out) if out is not None else Path("results") / exp.name
-    log = _prepare_output(folder, resume)
     cubes = _open_sources(exp)
     codecs = {cid: get_codec(cid) for cid in exp.codecs}
     backends = {name: get_backend(name) for name in exp.backends}
     for cube in cubes.values():
         for chunk in exp.chunks:
             resolve_chunks(chunk, cube.info.shape)
+    log = _prepare_output(folder, resume)
     done = {cell.key for cell in log.read()}
     todo = [cell for cell in plan_cells(exp, list(cubes)) if cell.key not in done]
     info = _read_json(folder / DATASETS_FILE)
