@@ -31,11 +31,27 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 STUDY_IDS = (
-    "none", "gzip-1", "gzip-6", "gzip-9", "lzf", "szip", "blosc-blosclz", "blosc-lz4", "blosc-lz4hc",
-    "blosc-zlib", "blosc-zstd", "lz4", "bitshuffle-lz4",
+    "none",
+    "gzip-1",
+    "gzip-6",
+    "gzip-9",
+    "lzf",
+    "szip",
+    "blosc-blosclz",
+    "blosc-lz4",
+    "blosc-lz4hc",
+    "blosc-zlib",
+    "blosc-zstd",
+    "lz4",
+    "bitshuffle-lz4",
 )
 NEWER_IDS = (
-    "blosc-zstd-bitshuffle", "blosc-lz4-bitshuffle", "blosc2-zstd", "blosc2-lz4", "bitshuffle-zstd", "zstd",
+    "blosc-zstd-bitshuffle",
+    "blosc-lz4-bitshuffle",
+    "blosc2-zstd",
+    "blosc2-lz4",
+    "bitshuffle-zstd",
+    "zstd",
     "pcodec",
 )
 #: Codecs that have no HDF5 filter by nature (checked in test_no_hdf5_filter_is_unavailable).
@@ -66,9 +82,15 @@ def usable(face, dtype):
         pytest.skip(str(err))
 
 
-def close_sizes(a: int, b: int) -> bool:
-    """Sizes that differ by no more than header overhead: 1 % + 64 bytes."""
-    return abs(a - b) <= 0.01 * max(a, b) + 64
+#: Relative size tolerance per codec where the direct/Zarr encoder is a different implementation of the same
+#: format. LZF: imagecodecs' liblzf finds more matches than h5py's bundled LZF (measured: 2.0-2.7 % smaller on
+#: uint16 chunks of 8 KiB to 8 MiB, +-0.2 % on float32); every such stream still decodes through h5py's filter.
+SIZE_TOLERANCE = {"lzf": 0.04}
+
+
+def close_sizes(a: int, b: int, codec_id: str = "") -> bool:
+    """Sizes that differ by no more than header overhead: 1 % + 64 bytes (or the codec's measured tolerance)."""
+    return abs(a - b) <= SIZE_TOLERANCE.get(codec_id, 0.01) * max(a, b) + 64
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -152,7 +174,36 @@ def test_filter_chunks_decode_directly(tmp_path, codec_id, dtype):
             assert enc.decode(raw, out) is out
             np.testing.assert_array_equal(out, data[block])
             # Same compression, not just compatible framing: sizes agree within header overhead.
-            assert close_sizes(len(enc.encode(data[block])), len(raw)), (len(enc.encode(data[block])), len(raw))
+            sizes = len(enc.encode(data[block])), len(raw)
+            assert close_sizes(*sizes, codec_id), sizes
+
+
+#: Chunk shapes where framing details bite: odd sizes (bitshuffle remainders, B2ND padding), a fastest axis
+#: shorter than szip's block or longer than its 4096-pixel scanline, incompressible tiny chunks.
+ODD_CHUNKS = [(3, 3, 5, 3), (2, 3, 9, 13), (1, 1, 4, 5000), (3, 2, 7, 1)]
+
+
+@pytest.mark.parametrize("chunks", ODD_CHUNKS, ids=lambda c: "x".join(map(str, c)))
+@pytest.mark.parametrize("codec_id", HDF5_IDS)
+def test_odd_chunk_shapes_both_ways(tmp_path, codec_id, chunks):
+    spec = get_codec(codec_id)
+    enc = usable(spec.encoder, "uint16")
+    data = make_cube("uint16", chunks, seed=7)
+    with h5py.File(tmp_path / "direct.h5", "w") as f:
+        ds = f.create_dataset("x", shape=chunks, dtype="uint16", chunks=chunks, **spec.hdf5_filter("uint16"))
+        ds.id.write_direct_chunk((0, 0, 0, 0), enc.encode(data))
+    with h5py.File(tmp_path / "direct.h5", "r") as f:
+        np.testing.assert_array_equal(f["x"][...], data)
+    with h5py.File(tmp_path / "filter.h5", "w") as f:
+        f.create_dataset("x", data=data, chunks=chunks, **spec.hdf5_filter("uint16"))
+    with h5py.File(tmp_path / "filter.h5", "r") as f:
+        mask, raw = f["x"].id.read_direct_chunk((0, 0, 0, 0))
+    out = np.empty(chunks, dtype="uint16")
+    if mask:  # the (optional) filter gave up on an incompressible chunk and HDF5 stored it raw
+        out.reshape(-1).view(np.uint8)[:] = np.frombuffer(raw, dtype=np.uint8)
+    else:
+        enc.decode(raw, out)
+    np.testing.assert_array_equal(out, data)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -161,7 +212,11 @@ def test_filter_chunks_decode_directly(tmp_path, codec_id, dtype):
 
 def write_zarr(path, spec: CodecSpec, data: np.ndarray) -> zarr.Array:
     arr = zarr.create_array(
-        store=str(path), shape=data.shape, chunks=CHUNKS, dtype=data.dtype, fill_value=0,
+        store=str(path),
+        shape=data.shape,
+        chunks=CHUNKS,
+        dtype=data.dtype,
+        fill_value=0,
         **usable(spec.zarr_kwargs, data.dtype),
     )
     arr[...] = data
@@ -187,7 +242,7 @@ def test_zarr_and_hdf5_store_the_same_compression(tmp_path, codec_id, dtype):
     with h5py.File(tmp_path / "a.h5", "w") as f:
         f.create_dataset("x", data=data, chunks=CHUNKS, **usable(spec.hdf5_filter, dtype))
         hdf5_size = f["x"].id.get_chunk_info_by_coord((0, 0, 0, 0)).size
-    assert close_sizes(len(zarr_chunk), hdf5_size), (len(zarr_chunk), hdf5_size)
+    assert close_sizes(len(zarr_chunk), hdf5_size, codec_id), (len(zarr_chunk), hdf5_size)
     from cubebench.zarr_codec import HDF5ChunkCodec
 
     if any(isinstance(c, HDF5ChunkCodec) for c in spec.zarr_kwargs(dtype)["compressors"]):
@@ -200,14 +255,16 @@ def test_adapter_store_reads_in_a_fresh_process(tmp_path):
     write_zarr(tmp_path / "a.zarr", get_codec("bitshuffle-lz4"), data)
     meta = json.loads((tmp_path / "a.zarr" / "zarr.json").read_text())
     assert meta["codecs"][-1] == {
-        "name": "cubebench.hdf5_chunk", "configuration": {"codec": "bitshuffle-lz4", "params": {"cname": "lz4"}},
+        "name": "cubebench.hdf5_chunk",
+        "configuration": {"codec": "bitshuffle-lz4", "params": {"cname": "lz4"}},
     }
     script = textwrap.dedent(f"""
         import cubebench.zarr_codec, zarr
         print(int(zarr.open_array({str(tmp_path / "a.zarr")!r}, mode="r")[...].astype("int64").sum()))
     """)
-    result = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True,
-                            check=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
     assert int(result.stdout) == int(data.astype(np.int64).sum())
 
 
@@ -217,8 +274,9 @@ def test_adapter_decodes_with_the_stored_params(tmp_path):
 
     data = make_cube("uint16")
     codec = HDF5ChunkCodec(codec="szip", params={"method": "nn", "pixels_per_block": 32})
-    arr = zarr.create_array(store=str(tmp_path / "a.zarr"), shape=SHAPE, chunks=CHUNKS, dtype="uint16",
-                            fill_value=0, compressors=[codec])
+    arr = zarr.create_array(
+        store=str(tmp_path / "a.zarr"), shape=SHAPE, chunks=CHUNKS, dtype="uint16", fill_value=0, compressors=[codec]
+    )
     arr[...] = data
     meta = json.loads((tmp_path / "a.zarr" / "zarr.json").read_text())
     assert meta["codecs"][-1]["configuration"]["params"]["pixels_per_block"] == 32

@@ -96,10 +96,16 @@ class Experiment:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form, for provenance and round trips through YAML."""
-        data = asdict(self)
-        data["datasets"] = [dict(d) for d in self.datasets]
-        data["chunks"] = [c if isinstance(c, str) else list(c) for c in self.chunks]
-        return data
+        return _listify(asdict(self))
+
+
+def _listify(value: Any) -> Any:
+    """Tuples to lists and mappings to dicts, recursively: the YAML-shaped form."""
+    if isinstance(value, Mapping):
+        return {k: _listify(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_listify(v) for v in value]
+    return value
 
 
 _TOP_KEYS = ("name", "datasets", "backends", "codecs", "chunks", "runs", "warmup", "cache",

@@ -52,7 +52,7 @@ USES: dict[str, str] = {
     "balanced": "best geometric mean of ratio, write and read throughput, each relative to the best on the dataset",
 }
 
-_CONSTRAINT_NOTE = (
+CONSTRAINT_NOTE = (
     "As the study concludes, the choice follows the dominant workflow constraint: storage footprint "
     "(use 'storage'), time-to-first-analysis (use 'read') or sustained acquisition throughput (use 'write'); "
     "'balanced' is the compromise when none dominates."
@@ -426,7 +426,9 @@ class Recommendation:
     """The recommended (codec, chunk, backend) for one use, with the numbers that justify it.
 
     ``ratio``, ``write_GiBps`` and ``read_GiBps`` are geometric means over ``per_dataset`` (each itself a mean
-    over verified ok runs); ``alternatives`` are the next best candidates; ``text`` is a short justification.
+    over verified ok runs); ``alternatives`` are the next best candidates; ``headline`` is one sentence with the
+    choice and its numbers; ``text`` is the full justification (headline, runner-up, chunking and baseline notes,
+    the study's point that the choice follows the dominant constraint, and how many cells counted).
     """
 
     use: str
@@ -442,6 +444,7 @@ class Recommendation:
     rule: str
     n_cells: int
     n_excluded: int
+    headline: str
     text: str
 
 
@@ -602,7 +605,8 @@ def recommend(
         else f" No candidate has verified numbers on all {ctx['n_datasets']} datasets; "
         f"ranked those covering {ctx['coverage']}."
     )
-    text = _recommendation_text(use, best, candidates[1:3], per_dataset, ctx) + partial
+    headline = _headline(use, best, per_dataset)
+    text = _recommendation_text(headline, use, best, candidates[1:3], ctx) + partial
     return Recommendation(
         use=use,
         codec=best.codec,
@@ -617,6 +621,7 @@ def recommend(
         rule=rule,
         n_cells=ctx["n_cells"],
         n_excluded=ctx["n_excluded"],
+        headline=headline,
         text=text,
     )
 
@@ -625,31 +630,31 @@ def _numbers(c: Candidate) -> str:
     return f"ratio {c.ratio:.2f}, write {c.write_GiBps:.3g} GiB/s, read {c.read_GiBps:.3g} GiB/s"
 
 
-def _recommendation_text(
-    use: str,
-    best: Candidate,
-    runners_up: Sequence[Candidate],
-    per_dataset: Sequence[DatasetNumbers],
-    ctx: dict[str, Any],
-) -> str:
+def _headline(use: str, best: Candidate, per_dataset: Sequence[DatasetNumbers]) -> str:
     n = len(per_dataset)
     over = "on 1 dataset" if n == 1 else f"geometric means over {n} datasets"
     ratios = [d.ratio for d in per_dataset]
-    span = f" (ratio {min(ratios):.1f}-{max(ratios):.1f} across datasets)" if n > 1 else ""
-    headline = {
+    span = f"; ratio {min(ratios):.1f}-{max(ratios):.1f} across datasets" if n > 1 else ""
+    lead = {
         "storage": "Smallest storage footprint",
         "write": "Fastest sustained write",
         "read": "Fastest full read (time-to-first-analysis)",
         "balanced": "Best balance of ratio, write and read",
     }[use]
     score = f", score {best.score:.2f} of 1" if use == "balanced" else ""
-    parts = [f"{headline}: {best.label} — {_numbers(best)}{score} ({over}){span}."]
+    return f"{lead}: {best.label} — {_numbers(best)}{score} ({over}{span})."
+
+
+def _recommendation_text(
+    headline: str, use: str, best: Candidate, runners_up: Sequence[Candidate], ctx: dict[str, Any]
+) -> str:
+    parts = [headline]
     if runners_up:
         alt = runners_up[0]
         parts.append(f"Next: {alt.label} — {_numbers(alt)}{f', score {alt.score:.2f}' if use == 'balanced' else ''}.")
     parts.append(_chunk_note(best, ctx))
     parts.append(_baseline_note(best, ctx))
-    parts.append(_CONSTRAINT_NOTE)
+    parts.append(CONSTRAINT_NOTE)
     parts.append(
         f"Based on {ctx['n_cells']} verified ok cells; {ctx['n_excluded']} failed or unverified cells excluded."
     )

@@ -90,7 +90,7 @@ def _open(path: str, mode: str, write_empty_chunks: bool = True) -> Any:
 
     import cubebench.zarr_codec  # noqa: F401  (registers cubebench's chunk codec in this process)
 
-    return zarr.open_array(path, mode=mode, config={"write_empty_chunks": write_empty_chunks})
+    return zarr.open_array(path, mode=mode).with_config({"write_empty_chunks": write_empty_chunks})
 
 
 def _write_batch(group: list[tuple[ChunkIndex, Block]], staged: StagedCube, path: str, write_empty: bool) -> None:

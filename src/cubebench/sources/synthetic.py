@@ -83,6 +83,11 @@ class DiffractionModel:
     bragg_fraction: float = 0.55
     bg_core: float = 0.04
     bg_sigma: float = 0.105
+    #: Radius, soft edge and leakage of the circular aperture (e.g. the ADF detector's hole) that bounds the
+    #: pattern on the camera; outside it the detector is dark. Fixed on the detector (descan moves the pattern).
+    aperture_radius: float = 0.35
+    aperture_edge_px: float = 1.0
+    aperture_leak: float = 1e-4
     #: Descan amplitude (pixels on a 256-pixel detector, scaled with ``d``).
     descan_px: float = 1.5
     #: Hot pixels per 65536 detector pixels and their expected counts (independent of the dose).
@@ -304,7 +309,7 @@ def _diffraction_patterns(model: DiffractionModel, det: tuple[int, int], f: dict
     th = f["theta"]
     a1 = a[:, None] * np.stack([np.cos(th), np.sin(th)], axis=1)
     a2 = a[:, None] * np.stack([np.cos(th + angle2), np.sin(th + angle2)], axis=1)
-    extent = model.bragg_extent * d
+    extent = min(model.bragg_extent * d, model.aperture_radius * d + radius + 6 * edge + 2 * model.descan_px * scale)
     max_index = int(math.ceil(extent / (min(model.hex_spacing, model.square_spacing) * d * math.sin(np.pi / 3))))
     hk = _lattice_indices(max(max_index, 1))  # (M, 2)
     g = hk[None, :, 0, None] * a1[:, None, :] + hk[None, :, 1, None] * a2[:, None, :]  # (n, M, 2)
@@ -342,19 +347,35 @@ def _diffraction_patterns(model: DiffractionModel, det: tuple[int, int], f: dict
     if fi.size:
         o = origin[fi, di]  # (K, 2)
         p = pos[fi, di]
-        ry = (o[:, 0, None] + np.arange(win)[None, :]) - p[:, 0, None]  # (K, win)
-        rx = (o[:, 1, None] + np.arange(win)[None, :]) - p[:, 1, None]
+        ry = ((o[:, 0, None] + np.arange(win)[None, :]) - p[:, 0, None]).astype(np.float32)  # (K, win)
+        rx = ((o[:, 1, None] + np.arange(win)[None, :]) - p[:, 1, None]).astype(np.float32)
         r = np.sqrt(ry[:, :, None] ** 2 + rx[:, None, :] ** 2)
-        stamps = (inten[fi, di][:, None, None] / (1.0 + np.exp(np.clip((r - radius) / edge, -60, 60)))).astype(
-            np.float32
-        )
+        r -= np.float32(radius)
+        r *= np.float32(1 / edge)
+        np.clip(r, -60, 60, out=r)
+        stamps = np.exp(r, out=r)
+        stamps += 1
+        np.divide(inten[fi, di].astype(np.float32)[:, None, None], stamps, out=stamps)
         for k in range(fi.size):
             y0, x0 = int(o[k, 0]), int(o[k, 1])
             ya, xa = max(y0, 0), max(x0, 0)
             yb, xb = min(y0 + win, dy), min(x0 + win, dx)
             out[fi[k], ya:yb, xa:xb] += stamps[k, ya - y0 : yb - y0, xa - x0 : xb - x0]
 
+    out *= _aperture(model, det)[None]
     out /= out.sum(axis=(1, 2), keepdims=True, dtype=np.float64).astype(np.float32)
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _aperture(model: DiffractionModel, det: tuple[int, int]) -> np.ndarray:
+    dy, dx = det
+    d = float(min(dy, dx))
+    r = np.hypot(np.arange(dy)[:, None] - (dy - 1) / 2, np.arange(dx)[None, :] - (dx - 1) / 2)
+    edge = max(model.aperture_edge_px * min(d / 128, 1.0), 0.25)
+    a = 1.0 / (1.0 + np.exp(np.clip((r - model.aperture_radius * d) / edge, -60, 60)))
+    out = (model.aperture_leak + (1 - model.aperture_leak) * a).astype(np.float32)
+    out.setflags(write=False)
     return out
 
 

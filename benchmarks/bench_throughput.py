@@ -1,0 +1,257 @@
+"""Throughput, efficiency, scaling and memory of cubebench against the codecs' own speed and a study-style script.
+
+All measured in one run, on one synthetic cube, warm page cache, on this machine (ratios side by side, so that
+the noise of a shared machine hits every number alike). Prints Markdown tables for README.md and writes the raw
+numbers as JSON.
+
+    python benchmarks/bench_throughput.py --gib 1 --out benchmarks/out/throughput.json
+
+Sections:
+1. raw codec speed: encode/decode GB/s of each codec's chunk encoder, in-process, one core (the ceiling);
+2. cubebench write/read GiB/s per backend and codec, and efficiency = throughput / (raw speed x cores used);
+3. a study-style baseline: load the whole cube, then for each codec and chunking ``create_dataset(data=...)``
+   serially and read back with ``ds[:]``; against cubebench (hdf5_direct) on the same matrix: wall time and peak
+   memory of all processes;
+4. scaling: the same codec-bound cell on 1 and 2 workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from cubebench.chunking import resolve_chunks
+from cubebench.codecs import get_codec
+from cubebench.memory import PeakMemory, tree_rss
+
+CODECS = ["blosc-zstd", "blosc-lz4"]
+BASELINE_CODECS = ["blosc-zstd", "blosc-lz4", "gzip-1"]
+BASELINE_CHUNKS = ["real_space", "balanced"]
+GB = 1e9
+GIB = 2**30
+
+
+def make_cube(gib: float, folder: Path) -> Path:
+    """Generate the synthetic 4d_diff cube of about ``gib`` GiB once, as .npy (shared by every section)."""
+    import dask
+
+    import cubebench
+
+    frames = int(gib * GIB) // (256 * 256 * 2)
+    sy = 128
+    sx = max(1, frames // sy)
+    cube = cubebench.open_cube({"preset": "4d_diff", "shape": [sy, sx, 256, 256], "name": "bench"})
+    path = folder / "bench.npy"
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=cube.data.dtype, shape=cube.data.shape)
+    with dask.config.set(scheduler="threads", num_workers=2):
+        cube.data.store(out, lock=False)
+    out.flush()
+    del out
+    return path
+
+
+def raw_speed(path: Path, sample_mib: int = 64) -> dict[str, dict[str, float]]:
+    """Encode and decode GB/s per codec on balanced chunks, in this process, one core (median of 3)."""
+    cube = np.load(path, mmap_mode="r")
+    chunks = resolve_chunks("balanced", cube.shape)
+    n = max(1, sample_mib * 2**20 // (int(np.prod(chunks)) * cube.itemsize))
+    blocks = [np.ascontiguousarray(cube[i * chunks[0] : (i + 1) * chunks[0], : chunks[1], : chunks[2], : chunks[3]]) for i in range(n)]
+    out: dict[str, dict[str, float]] = {}
+    os.environ["BLOSC_NTHREADS"] = "1"
+    from cubebench.codecs import set_codec_threads
+
+    set_codec_threads(1)
+    for cid in CODECS + [c for c in BASELINE_CODECS if c not in CODECS]:
+        enc = get_codec(cid).encoder(cube.dtype)
+        nbytes = sum(b.nbytes for b in blocks)
+        encode, decode = [], []
+        for _ in range(3):
+            start = time.perf_counter()
+            data = [enc.encode(b) for b in blocks]
+            encode.append(time.perf_counter() - start)
+            buf = np.empty_like(blocks[0])
+            start = time.perf_counter()
+            for d in data:
+                enc.decode(d, buf)
+            decode.append(time.perf_counter() - start)
+        ratio = nbytes / sum(len(d) for d in data)
+        out[cid] = {"encode_GBps": nbytes / np.median(encode) / GB, "decode_GBps": nbytes / np.median(decode) / GB, "ratio": ratio}
+    return out
+
+
+def run_cubebench(path: Path, backends: list[str], codecs: list[str], chunks: list[str], runs: int, workers: int, out: Path) -> dict[str, Any]:
+    """Run cubebench in a child process; return its results and the peak RSS of its whole process tree."""
+    exp = {
+        "name": out.name,
+        "datasets": [{"path": str(path), "name": "bench"}],
+        "backends": backends,
+        "codecs": codecs,
+        "chunks": chunks,
+        "runs": runs,
+        "cluster": {"workers": workers, "threads_per_worker": 1, "codec_threads": 1},
+    }
+    spec = out.with_suffix(".json")
+    spec.write_text(json.dumps(exp))
+    code = (
+        "import json,sys,cubebench; exp=json.load(open(sys.argv[1])); "
+        "cubebench.run(exp, out=sys.argv[2], progress=False)"
+    )
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code, str(spec), str(out)])
+    peak = _watch(proc)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"cubebench run failed ({proc.returncode})")
+    from cubebench.results import load_results
+
+    ds = load_results(out)
+    return {"wall_seconds": wall, "peak_rss": peak, "ds": ds}
+
+
+def _watch(proc: subprocess.Popen[bytes]) -> int:
+    root = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, tree_rss(root))
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    return peak
+
+
+BASELINE = r'''
+import sys, time, json, numpy as np, h5py, hdf5plugin
+from cubebench.codecs import get_codec
+from cubebench.chunking import resolve_chunks
+path, folder, codecs, chunks = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4].split(",")
+times = {}
+start = time.perf_counter()
+data = np.load(path)                      # the study's script: the whole cube in RAM
+times["load"] = time.perf_counter() - start
+for cid in codecs:
+    for chunk in chunks:
+        target = f"{folder}/baseline.h5"
+        t0 = time.perf_counter()
+        with h5py.File(target, "w") as f:
+            f.create_dataset("data", data=data, chunks=resolve_chunks(chunk, data.shape), **get_codec(cid).hdf5_filter(data.dtype))
+        t1 = time.perf_counter()
+        with h5py.File(target, "r") as f:
+            back = f["data"][:]
+        t2 = time.perf_counter()
+        del back
+        times[f"{cid}/{chunk}"] = [t1 - t0, t2 - t1]
+print(json.dumps(times))
+'''
+
+
+def run_baseline(path: Path, folder: Path, codecs: list[str], chunks: list[str]) -> dict[str, Any]:
+    """The study-style serial script in a child process: wall time and peak RSS."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BASELINE, str(path), str(folder), ",".join(codecs), ",".join(chunks)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "BLOSC_NTHREADS": "1"},
+    )
+    peak = _watch(proc)
+    stdout = proc.stdout.read() if proc.stdout else b""
+    wall = time.perf_counter() - start
+    return {"wall_seconds": wall, "peak_rss": peak, "times": json.loads(stdout or b"{}")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--gib", type=float, default=1.0, help="cube size in GiB (default 1)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", default="benchmarks/out/throughput.json")
+    parser.add_argument("--scratch", default=None)
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    report: dict[str, Any] = {"gib": args.gib, "cores": cores}
+    with tempfile.TemporaryDirectory(prefix="cubebench-bench-", dir=args.scratch) as tmp:
+        folder = Path(tmp)
+        path = make_cube(args.gib, folder)
+        print(f"cube: {path.stat().st_size / GIB:.2f} GiB", flush=True)
+
+        raw = raw_speed(path)
+        report["raw"] = raw
+
+        matrix = run_cubebench(path, ["hdf5", "hdf5_direct", "zarr"], CODECS, ["balanced"], args.runs, 2, folder / "matrix")
+        ds = matrix.pop("ds")
+        rows = []
+        for backend in ["hdf5", "hdf5_direct", "zarr"]:
+            used = 1 if backend == "hdf5" else 2
+            for cid in CODECS:
+                cell = ds.sel(dataset="bench", backend=backend, codec=cid, chunk="balanced")
+                write = float(cell["write_GiBps"].median()) * GIB / GB
+                read = float(cell["read_GiBps"].median()) * GIB / GB
+                rows.append({
+                    "backend": backend, "codec": cid, "cores": used, "ratio": float(cell["ratio"].mean()),
+                    "write_GBps": write, "read_GBps": read,
+                    "write_eff": write / (raw[cid]["encode_GBps"] * used),
+                    "read_eff": read / (raw[cid]["decode_GBps"] * used),
+                    "peak_GiB": float(cell["peak_memory_bytes"].max()) / GIB,
+                })
+        report["matrix"] = rows
+
+        base = run_baseline(path, folder, BASELINE_CODECS, BASELINE_CHUNKS)
+        cb = run_cubebench(path, ["hdf5_direct"], BASELINE_CODECS, BASELINE_CHUNKS, 1, 2, folder / "vs_baseline")
+        cb.pop("ds")
+        report["baseline"] = base
+        report["cubebench_same_matrix"] = cb
+
+        scaling = {}
+        for workers in (1, 2):
+            res = run_cubebench(path, ["zarr"], ["blosc-zstd"], ["balanced"], args.runs, workers, folder / f"scale{workers}")
+            cell = res["ds"].sel(dataset="bench", backend="zarr", codec="blosc-zstd", chunk="balanced")
+            scaling[workers] = {"write_s": float(cell["write_seconds"].median()), "read_s": float(cell["read_seconds"].median())}
+        report["scaling"] = scaling
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1, default=float))
+    print_tables(report)
+
+
+def print_tables(r: dict[str, Any]) -> None:
+    """The Markdown tables that go into README.md."""
+    print(f"\nRaw codec speed, in-process, one core (balanced chunks of the {r['gib']:g} GiB cube)\n")
+    print("| codec | ratio | encode GB/s | decode GB/s |\n|---|---|---|---|")
+    for cid, v in r["raw"].items():
+        print(f"| {cid} | {v['ratio']:.2f} | {v['encode_GBps']:.3f} | {v['decode_GBps']:.3f} |")
+    print("\ncubebench throughput (balanced chunks, 2 workers x 1 thread, median of runs) and efficiency\n")
+    print("| backend | codec | cores | ratio | write GB/s | write eff. | read GB/s | read eff. | peak memory GiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in r["matrix"]:
+        print(f"| {row['backend']} | {row['codec']} | {row['cores']} | {row['ratio']:.2f} | {row['write_GBps']:.3f} | "
+              f"{row['write_eff']:.2f} | {row['read_GBps']:.3f} | {row['read_eff']:.2f} | {row['peak_GiB']:.2f} |")
+    by = {(row["backend"], row["codec"]): row for row in r["matrix"]}
+    print("\n| codec | hdf5_direct / hdf5 write | hdf5_direct / hdf5 read |\n|---|---|---|")
+    for cid in CODECS:
+        d, h = by[("hdf5_direct", cid)], by[("hdf5", cid)]
+        print(f"| {cid} | {d['write_GBps'] / h['write_GBps']:.2f}x | {d['read_GBps'] / h['read_GBps']:.2f}x |")
+    b, c = r["baseline"], r["cubebench_same_matrix"]
+    print(f"\nStudy-style baseline vs cubebench (hdf5_direct), codecs {BASELINE_CODECS} x chunks {BASELINE_CHUNKS}\n")
+    print("| | wall time s | peak memory GiB |\n|---|---|---|")
+    print(f"| study-style script | {b['wall_seconds']:.1f} | {b['peak_rss'] / GIB:.2f} |")
+    print(f"| cubebench | {c['wall_seconds']:.1f} | {c['peak_rss'] / GIB:.2f} |")
+    print(f"| ratio | {c['wall_seconds'] / b['wall_seconds']:.2f}x | {c['peak_rss'] / b['peak_rss']:.2f}x |")
+    s = r["scaling"]
+    one, two = s[1] if 1 in s else s["1"], s[2] if 2 in s else s["2"]
+    print("\nScaling, zarr blosc-zstd balanced\n\n| workers | write s | read s |\n|---|---|---|")
+    print(f"| 1 | {one['write_s']:.2f} | {one['read_s']:.2f} |\n| 2 | {two['write_s']:.2f} | {two['read_s']:.2f} |")
+    print(f"| speed-up | {one['write_s'] / two['write_s']:.2f}x | {one['read_s'] / two['read_s']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
