@@ -13,30 +13,70 @@ The numbers follow simple known rules so tests can compute the expected answer b
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from cubebench.results import GIB, CellResult, records_to_dataset
 
+if TYPE_CHECKING:
+    import xarray as xr
+
 DATASETS: dict[str, dict[str, Any]] = {
-    "4d_eels": {"shape": (16, 16, 64, 256), "dtype": "uint16", "zero_fraction": 0.928, "max": 4095,
-                "entropy_bits": 0.62, "effective_bits": 12},
-    "4d_diff": {"shape": (32, 32, 64, 64), "dtype": "uint16", "zero_fraction": 0.747, "max": 4016,
-                "entropy_bits": 1.55, "effective_bits": 12},
-    "4d_diff_bin4": {"shape": (32, 32, 16, 16), "dtype": "float32", "zero_fraction": 0.609, "max": 296.5,
-                     "entropy_bits": 4.1},
-    "3d_eels": {"shape": (16, 16, 1, 256), "dtype": "uint16", "zero_fraction": 0.495, "max": 65535,
-                "entropy_bits": 5.2, "effective_bits": 16},
+    "4d_eels": {
+        "shape": (16, 16, 64, 256),
+        "dtype": "uint16",
+        "zero_fraction": 0.928,
+        "max": 4095,
+        "entropy_bits": 0.62,
+        "effective_bits": 12,
+    },
+    "4d_diff": {
+        "shape": (32, 32, 64, 64),
+        "dtype": "uint16",
+        "zero_fraction": 0.747,
+        "max": 4016,
+        "entropy_bits": 1.55,
+        "effective_bits": 12,
+    },
+    "4d_diff_bin4": {
+        "shape": (32, 32, 16, 16),
+        "dtype": "float32",
+        "zero_fraction": 0.609,
+        "max": 296.5,
+        "entropy_bits": 4.1,
+    },
+    "3d_eels": {
+        "shape": (16, 16, 1, 256),
+        "dtype": "uint16",
+        "zero_fraction": 0.495,
+        "max": 65535,
+        "entropy_bits": 5.2,
+        "effective_bits": 16,
+    },
 }
 BACKENDS = ("hdf5", "hdf5_direct", "zarr")
 CHUNKS = ("real_space", "balanced", "single_frame")
-CODEC_RATIO = {"none": None, "gzip-1": 0.55, "gzip-9": 0.80, "blosc-lz4": 0.50, "blosc-zstd": 0.90,
-               "blosc-zlib": 0.92, "bitshuffle-lz4": 0.70, "szip": 0.60}
-CODEC_SPEED = {"none": (1.5, 3.0), "gzip-1": (0.18, 0.35), "gzip-9": (0.005, 0.4), "blosc-lz4": (1.2, 2.0),
-               "blosc-zstd": (0.4, 1.2), "blosc-zlib": (0.08, 0.6), "bitshuffle-lz4": (1.0, 1.6),
-               "szip": (0.3, 0.5)}
+CODEC_RATIO = {
+    "none": None,
+    "gzip-1": 0.55,
+    "gzip-9": 0.80,
+    "blosc-lz4": 0.50,
+    "blosc-zstd": 0.90,
+    "blosc-zlib": 0.92,
+    "bitshuffle-lz4": 0.70,
+    "szip": 0.60,
+}
+CODEC_SPEED = {
+    "none": (1.5, 3.0),
+    "gzip-1": (0.18, 0.35),
+    "gzip-9": (0.005, 0.4),
+    "blosc-lz4": (1.2, 2.0),
+    "blosc-zstd": (0.4, 1.2),
+    "blosc-zlib": (0.08, 0.6),
+    "bitshuffle-lz4": (1.0, 1.6),
+    "szip": (0.3, 0.5),
+}
 CHUNK_RATIO = {"real_space": 1.02, "balanced": 1.0, "single_frame": 0.99}
 CHUNK_SPEED = {"real_space": 1.0, "balanced": 0.9, "single_frame": 0.95}
 BACKEND_RATIO = {"hdf5": 0.998, "hdf5_direct": 0.998, "zarr": 1.0}
@@ -68,8 +108,11 @@ def expected_ratio(dataset: str, backend: str, codec: str, chunk: str) -> float:
 
 def chunk_shape(dataset: str, chunk: str) -> str:
     sy, sx, dy, dx = DATASETS[dataset]["shape"]
-    shape = {"real_space": (32, 32, dy, dx), "balanced": (16, 16, max(1, dy // 2), max(1, dx // 2)),
-             "single_frame": (1, 1, dy, dx)}[chunk]
+    shape = {
+        "real_space": (32, 32, dy, dx),
+        "balanced": (16, 16, max(1, dy // 2), max(1, dx // 2)),
+        "single_frame": (1, 1, dy, dx),
+    }[chunk]
     return "x".join(str(min(c, s)) for c, s in zip(shape, (sy, sx, dy, dx), strict=True))
 
 
@@ -80,9 +123,16 @@ def dataset_info() -> dict[str, dict[str, Any]]:
         s = info["zero_fraction"]
         bits = np.dtype(info["dtype"]).itemsize * 8
         h2 = -(s * np.log2(s) + (1 - s) * np.log2(1 - s))
-        entry = {"shape": list(info["shape"]), "dtype": info["dtype"], "nbytes": nbytes(name),
-                 "zero_fraction": s, "max": info["max"], "entropy_bits": info["entropy_bits"],
-                 "sparsity_bound": bits / h2, "entropy_bound": bits / info["entropy_bits"]}
+        entry = {
+            "shape": list(info["shape"]),
+            "dtype": info["dtype"],
+            "nbytes": nbytes(name),
+            "zero_fraction": s,
+            "max": info["max"],
+            "entropy_bits": info["entropy_bits"],
+            "sparsity_bound": bits / h2,
+            "entropy_bound": bits / info["entropy_bits"],
+        }
         if "effective_bits" in info:
             entry["effective_bits"] = info["effective_bits"]
         out[name] = entry
@@ -105,9 +155,20 @@ def make_cells(runs: int = 3) -> list[CellResult]:
 
 def _cell(key: tuple[str, str, str, str], run: int, source: int) -> CellResult:
     dataset, backend, codec, chunk = key
-    cell = CellResult(dataset=dataset, backend=backend, codec=codec, chunk=chunk, run=run,
-                      chunk_shape=chunk_shape(dataset, chunk), source_bytes=source, workers=2,
-                      threads_per_worker=1, codec_threads=1, n_chunks=16, estimate_seconds=1.0)
+    cell = CellResult(
+        dataset=dataset,
+        backend=backend,
+        codec=codec,
+        chunk=chunk,
+        run=run,
+        chunk_shape=chunk_shape(dataset, chunk),
+        source_bytes=source,
+        workers=2,
+        threads_per_worker=1,
+        codec_threads=1,
+        n_chunks=16,
+        estimate_seconds=1.0,
+    )
     if codec == "szip" and backend == "zarr":
         cell.status, cell.reason = "failed", "szip in zarr needs imagecodecs"
         return cell
@@ -140,8 +201,13 @@ def _cell(key: tuple[str, str, str, str], run: int, source: int) -> CellResult:
 
 def make_results(runs: int = 3) -> xr.Dataset:
     """The full realistic results Dataset: 4 datasets x 3 backends x 8 codecs x 3 chunks x ``runs``."""
-    attrs = {"title": "cubebench results: factory", "created": "2026-01-01T00:00:00+00:00",
-             "host": "testhost", "libraries": {"numpy": np.__version__}, "cluster": {"workers": 2}}
+    attrs = {
+        "title": "cubebench results: factory",
+        "created": "2026-01-01T00:00:00+00:00",
+        "host": "testhost",
+        "libraries": {"numpy": np.__version__},
+        "cluster": {"workers": 2},
+    }
     return records_to_dataset(make_cells(runs), dataset_info(), attrs)
 
 

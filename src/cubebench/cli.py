@@ -143,9 +143,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _recommend(args: argparse.Namespace) -> int:
-    from cubebench.report import format_recommendation
     from cubebench.results import load_results
-    from cubebench.stats import recommend
+    from cubebench.stats import format_recommendation, recommend
 
     ds = load_results(args.results)
     print(format_recommendation(recommend(ds, args.use)))

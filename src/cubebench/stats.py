@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 from cubebench.errors import ResultsError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 #: Dimensions of one cell, without ``run``.
 CELL_DIMS = ("dataset", "backend", "codec", "chunk")
@@ -157,15 +159,17 @@ def summarize_runs(ds: xr.Dataset, require_verified: bool = False) -> xr.Dataset
             attrs = {"units": "%" if stat == "cv" else units, "description": f"{stat} over ok runs of {name}"}
             out[f"{name}_{stat}"] = xr.DataArray(stats[stat], dims=dims, attrs=attrs)
     counted = mask.transpose(..., "run")
-    out["n_ok"] = xr.DataArray(counted.values.sum(axis=-1), dims=counted.dims[:-1], attrs={"description": "runs that count"})
+    out["n_ok"] = xr.DataArray(
+        counted.values.sum(axis=-1), dims=counted.dims[:-1], attrs={"description": "runs that count"}
+    )
     if "status" in ds:
         present = (ds["status"] != "missing").transpose(..., "run")
         out["n_runs"] = xr.DataArray(present.values.sum(axis=-1), dims=present.dims[:-1])
     coords = {name: coord for name, coord in ds.coords.items() if "run" not in coord.dims}
     summary = xr.Dataset(out, coords=coords, attrs=dict(ds.attrs))
-    for name, var in ds.data_vars.items():
-        if "run" not in var.dims and name not in summary:
-            summary[name] = var
+    for key, var in ds.data_vars.items():
+        if "run" not in var.dims and key not in summary:
+            summary[key] = var
     return summary
 
 
@@ -243,7 +247,7 @@ class PowerLawFit:
     def predict(self, s: Any) -> np.ndarray:
         """Ratio predicted at zero fraction(s) ``s``."""
         with np.errstate(all="ignore"):
-            return self.a * np.power(np.asarray(s, dtype=float), self.b) + self.c
+            return np.asarray(self.a * np.power(np.asarray(s, dtype=float), self.b) + self.c, dtype=float)
 
     def label(self) -> str:
         """Short legend text, e.g. ``C = 40.1 s^6.90 + 2.05 (R² = 0.987)``."""
@@ -383,7 +387,7 @@ def pareto_front(x: Any, y: Any) -> np.ndarray:
     dominated = np.any(geq & better, axis=1)
     front = idx[~dominated]
     order = np.lexsort((-ya[front], xa[front]))
-    return front[order]
+    return np.asarray(front[order], dtype=np.intp)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -450,7 +454,7 @@ class Recommendation:
 
 def _geomean(values: np.ndarray, axis: int = -1) -> np.ndarray:
     with np.errstate(all="ignore"):
-        return np.exp(np.mean(np.log(values), axis=axis))
+        return np.asarray(np.exp(np.mean(np.log(values), axis=axis)), dtype=float)
 
 
 def _select(ds: xr.Dataset, dim: str, values: Sequence[str] | None) -> xr.Dataset:
@@ -526,8 +530,7 @@ def _rank(
     details: dict[tuple[str, str, str], tuple[DatasetNumbers, ...]] = {}
     for bi, ci, ki in zip(*np.nonzero(eligible), strict=True):
         rows = complete[:, bi, ci, ki]
-        values = cube[rows, bi, ci, ki, :]  # (n_datasets, 3)
-        means = _geomean(values, axis=0)
+        means = _geomean(cube[rows, bi, ci, ki, :], axis=0)  # over datasets, per metric
         if use == "balanced":
             score = float(_geomean(_geomean(normalized[rows, bi, ci, ki, :], axis=1), axis=0))
         else:

@@ -10,12 +10,11 @@ PosixPath('report/index.md')
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import xarray as xr
 
 from cubebench.errors import ResultsError
 from cubebench.report import index as page
@@ -34,6 +33,11 @@ from cubebench.stats import (
     recommend,
     summarize_runs,
 )
+
+if TYPE_CHECKING:
+    import os
+
+    import xarray as xr
 
 __all__ = ["format_recommendation", "load_study", "write_report"]
 
@@ -89,8 +93,13 @@ def _write_parts(ds: xr.Dataset, out: Path, study: xr.Dataset | None, html: bool
         label = f"{dim}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', str(value))}"
         index = _write_parts(ds.sel({dim: value}, drop=True), out / label, study, html)
         entries.append((f"{dim} {value}", f"{label}/{index.name}"))
-    blocks = [page.paragraph(f"These results hold {len(entries)} values of '{dim}'; timings from different "
-                             f"values are not comparable, so each has its own report:"), page.link_items(entries)]
+    blocks = [
+        page.paragraph(
+            f"These results hold {len(entries)} values of '{dim}'; timings from different "
+            f"values are not comparable, so each has its own report:"
+        ),
+        page.link_items(entries),
+    ]
     return page.write_index(out, _title(ds), blocks, html)
 
 
@@ -119,20 +128,27 @@ def _write_one(ds: xr.Dataset, out: Path, study: xr.Dataset | None, html: bool) 
         recommendations.append(format_recommendation(rec))
         counted = f"Based on {rec.n_cells} verified ok cells; {rec.n_excluded} failed or unverified cells excluded."
     blocks.append(page.items(rec_items))
-    blocks.append(page.paragraph(f"{CONSTRAINT_NOTE} {counted} Rules, runner-up and per-dataset numbers: "
-                                 f"{RECOMMENDATIONS_FILE}."))
+    where = f"Rules, runner-up and per-dataset numbers: {RECOMMENDATIONS_FILE}."
+    blocks.append(page.paragraph(" ".join(part for part in (CONSTRAINT_NOTE, counted, where) if part)))
     (out / RECOMMENDATIONS_FILE).write_text("\n\n".join(recommendations) + "\n", encoding="utf-8")
 
     blocks.append(page.heading("Tables"))
     tables: list[Table] = all_tables(ds, study)
     for number, table in enumerate(tables, start=1):
         paths = write_table(table, tables_dir)
-        links = {"CSV": f"{TABLES_DIR}/{paths['csv'].name}", "LaTeX": f"{TABLES_DIR}/{paths['tex'].name}",
-                 "Markdown": f"{TABLES_DIR}/{paths['md'].name}"}
+        links = {
+            "CSV": f"{TABLES_DIR}/{paths['csv'].name}",
+            "LaTeX": f"{TABLES_DIR}/{paths['tex'].name}",
+            "Markdown": f"{TABLES_DIR}/{paths['md'].name}",
+        }
         blocks.append(page.table_block(number, table, links))
     summary = _summary_csv(ds, tables_dir / SUMMARY_FILE)
-    blocks.append(page.paragraph(f"Every statistic of every cell (mean, std, min, max, median, CV over runs): "
-                                 f"{TABLES_DIR}/{summary.name}; recommendations as text: {RECOMMENDATIONS_FILE}."))
+    blocks.append(
+        page.paragraph(
+            f"Every statistic of every cell (mean, std, min, max, median, CV over runs): "
+            f"{TABLES_DIR}/{summary.name}; recommendations as text: {RECOMMENDATIONS_FILE}."
+        )
+    )
 
     blocks.append(page.heading("Figures"))
     for number, fig in enumerate(all_figures(ds, study), start=1):
@@ -151,10 +167,12 @@ def _overview(ds: xr.Dataset) -> str:
     verified = int(ok_mask(ds, require_verified=True).sum())
     parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     names = {dim: ", ".join(str(v) for v in ds[dim].values) for dim in ("backend", "codec", "chunk")}
-    n = ds.sizes["dataset"]
-    return (f"{n} dataset{'s' if n != 1 else ''} ({', '.join(dataset_names(ds))}); backends: {names['backend']}; "
-            f"codecs: {names['codec']}; chunkings: {names['chunk']}; {ds.sizes['run']} run{'s' if ds.sizes['run'] != 1 else ''}. "
-            f"Cells: {parts}; {verified} verified ok cells count. Numbers are means over verified ok runs.")
+    n, runs = ds.sizes["dataset"], ds.sizes["run"]
+    return (
+        f"{n} dataset{'s' if n != 1 else ''} ({', '.join(dataset_names(ds))}); backends: {names['backend']}; "
+        f"codecs: {names['codec']}; chunkings: {names['chunk']}; {runs} run{'s' if runs != 1 else ''}. "
+        f"Cells: {parts}; {verified} verified ok cells count. Numbers are means over verified ok runs."
+    )
 
 
 def _summary_csv(ds: xr.Dataset, path: Path) -> Path:

@@ -10,14 +10,11 @@ missing (e.g. no zero fractions) is still produced, with a message, so a report 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
-import xarray as xr
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -36,6 +33,14 @@ from cubebench.report.select import (
     zero_fractions,
 )
 from cubebench.stats import core_results, entropy_bound, fit_power_law, pareto_front, rank, shannon_bound
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    import xarray as xr
+    from matplotlib.axes import Axes
+    from matplotlib.projections.polar import PolarAxes
 
 #: Panels shared by the bar figures: (column prefix, axis label, log scale).
 _PANELS = (
@@ -125,8 +130,16 @@ def _bars(
             pos.append(x[i] - 0.4 + width * (j + 0.5))
         if not heights:
             continue
-        bars = ax.bar(pos, heights, width=width * 0.95, color=colors, edgecolor="black", linewidth=0.4,
-                      yerr=errors, error_kw={"elinewidth": 0.6, "capsize": 0, "ecolor": "0.2"})
+        bars = ax.bar(
+            pos,
+            heights,
+            width=width * 0.95,
+            color=colors,
+            edgecolor="black",
+            linewidth=0.4,
+            yerr=errors,
+            error_kw={"elinewidth": 0.6, "capsize": 0, "ecolor": "0.2"},
+        )
         for bar, h in zip(bars, hatches, strict=True):
             bar.set_hatch(h)
     ax.set_xticks(x, groups)
@@ -137,7 +150,9 @@ def _bars(
     ax.set_axisbelow(True)
 
 
-def _metric_lookup(frame: pd.DataFrame, metric: str, group: str, member: str) -> dict[tuple[str, str], tuple[float, float]]:
+def _metric_lookup(
+    frame: pd.DataFrame, metric: str, group: str, member: str
+) -> dict[tuple[str, str], tuple[float, float]]:
     std = f"{metric}_std" if f"{metric}_std" in frame else None
     out = {}
     for row in frame.to_dict("records"):
@@ -173,8 +188,14 @@ def performance_figure(ds: xr.Dataset, backend: str | None = None, chunk: str | 
         _bars(ax, datasets, codecs, _metric_lookup(frame, metric, "dataset", "codec"), colors, {}, log)
         ax.set_ylabel(label)
     axes[-1].set_xlabel("dataset")
-    fig.legend(handles=_codec_handles(codecs), loc="outside lower center", ncols=min(len(codecs), 7),
-               title="codec", fontsize=8, title_fontsize=9)
+    fig.legend(
+        handles=_codec_handles(codecs),
+        loc="outside lower center",
+        ncols=min(len(codecs), 7),
+        title="codec",
+        fontsize=8,
+        title_fontsize=9,
+    )
     return fig
 
 
@@ -194,7 +215,7 @@ def radar_figure(ds: xr.Dataset, top: int = 6, backend: str | None = None, chunk
     except ResultsError as exc:
         _no_data(fig.add_subplot(), str(exc))
         return fig
-    ax = fig.add_axes((0.17, 0.08, 0.46, 0.80), projection="polar")
+    ax = cast("PolarAxes", fig.add_axes((0.17, 0.08, 0.46, 0.80), projection="polar"))
     fig.suptitle(f"Top {len(candidates)} codecs by balanced score ({backend}, {chunk} chunks)")
     values = np.array([[c.ratio, c.write_GiBps, c.read_GiBps] for c in candidates])
     best = values.max(axis=0)
@@ -218,8 +239,9 @@ def radar_figure(ds: xr.Dataset, top: int = 6, backend: str | None = None, chunk
     ax.set_ylim(0, 1.05)
     ax.set_yticks([0.25, 0.5, 0.75, 1.0], ["0.25", "0.5", "0.75", "1"], fontsize=7, color="0.4")
     ax.set_rlabel_position(60)
-    fig.legend(loc="center right", bbox_to_anchor=(0.99, 0.5), fontsize=8, title="codec (fraction of best)",
-               title_fontsize=9)
+    fig.legend(
+        loc="center right", bbox_to_anchor=(0.99, 0.5), fontsize=8, title="codec (fraction of best)", title_fontsize=9
+    )
     return fig
 
 
@@ -240,17 +262,30 @@ def sparsity_figure(ds: xr.Dataset, study: xr.Dataset | None = None) -> Figure:
         return fig
     frame = summary_frame(ds)
     frame = frame[np.isfinite(frame["ratio_mean"]) & (frame["codec"] != "none")].copy()
-    frame["s"] = frame["dataset"].map(zeros)
+    frame["s"] = frame["dataset"].map(zeros).astype(float)
     frame = frame[np.isfinite(frame["s"])]
     xs: list[float] = [v for v in zeros.values() if math.isfinite(v)]
     if not frame.empty:
-        ax.scatter(frame["s"], frame["ratio_mean"], s=10, color="0.65", alpha=0.6, linewidths=0,
-                   label="every codec, backend, chunking (mean)", zorder=2)
+        ax.scatter(
+            frame["s"],
+            frame["ratio_mean"],
+            s=10,
+            color="0.65",
+            alpha=0.6,
+            linewidths=0,
+            label="every codec, backend, chunking (mean)",
+            zorder=2,
+        )
         best = frame.loc[frame.groupby("dataset")["ratio_mean"].idxmax()]
         ax.scatter(best["s"], best["ratio_mean"], s=45, color="black", zorder=4, label="best per dataset (cubebench)")
         for row in best.to_dict("records"):
-            ax.annotate(str(row["dataset"]), (row["s"], row["ratio_mean"]), textcoords="offset points",
-                        xytext=(6, -10), fontsize=8)
+            ax.annotate(
+                str(row["dataset"]),
+                (row["s"], row["ratio_mean"]),
+                textcoords="offset points",
+                xytext=(6, -10),
+                fontsize=8,
+            )
         fit = fit_power_law(best["s"], best["ratio_mean"])
         if fit.ok:
             grid = np.linspace(min(best["s"]) - 0.02, min(max(best["s"]) + 0.02, 0.999), 200)
@@ -263,25 +298,57 @@ def sparsity_figure(ds: xr.Dataset, study: xr.Dataset | None = None) -> Figure:
         published = best_per_dataset(study).dropna()
         if not published.empty:
             xs += list(published["zero_fraction"])
-            ax.scatter(published["zero_fraction"], published["ratio"], marker="*", s=140, color="#d62728",
-                       edgecolor="black", linewidth=0.5, zorder=5, label="study: best per dataset (published)")
+            ax.scatter(
+                published["zero_fraction"],
+                published["ratio"],
+                marker="*",
+                s=140,
+                color="#d62728",
+                edgecolor="black",
+                linewidth=0.5,
+                zorder=5,
+                label="study: best per dataset (published)",
+            )
             sfit = fit_power_law(published["zero_fraction"], published["ratio"])
             if sfit.ok:
-                grid = np.linspace(published["zero_fraction"].min() - 0.02, min(published["zero_fraction"].max() + 0.02, 0.999), 200)
-                ax.plot(grid, sfit.predict(grid), color="#d62728", linestyle=":", linewidth=1.5,
-                        label=f"study fit {sfit.label()}")
+                grid = np.linspace(
+                    published["zero_fraction"].min() - 0.02, min(published["zero_fraction"].max() + 0.02, 0.999), 200
+                )
+                ax.plot(
+                    grid,
+                    sfit.predict(grid),
+                    color="#d62728",
+                    linestyle=":",
+                    linewidth=1.5,
+                    label=f"study fit {sfit.label()}",
+                )
     lo, hi = max(min(xs) - 0.05, 0.01), min(max(xs) + 0.04, 0.995)
     grid = np.linspace(lo, hi, 300)
     bits = bits_per_value(ds)
     for depth, style in zip(sorted({b for b in bits.values() if math.isfinite(b)}), ("--", "-.", ":"), strict=False):
-        ax.plot(grid, shannon_bound(grid, depth), color="#1f77b4", linestyle=style, linewidth=1.2,
-                label=f"sparsity-only bound {depth:.0f}/H2(s)")
+        ax.plot(
+            grid,
+            shannon_bound(grid, depth),
+            color="#1f77b4",
+            linestyle=style,
+            linewidth=1.2,
+            label=f"sparsity-only bound {depth:.0f}/H2(s)",
+        )
     entropy = _entropy_bounds(ds, bits)
     if entropy:
         pts = [(zeros[d], v) for d, v in entropy.items() if math.isfinite(zeros.get(d, math.nan)) and math.isfinite(v)]
         if pts:
-            ax.scatter(*zip(*pts, strict=True), marker="_", s=400, linewidths=2.5, color="#2ca02c", zorder=4,
-                       label="order-0 entropy bound bits/H (per dataset)")
+            px, py = zip(*pts, strict=True)
+            ax.scatter(
+                px,
+                py,
+                marker="_",
+                s=400,
+                linewidths=2.5,
+                color="#2ca02c",
+                zorder=4,
+                label="order-0 entropy bound bits/H (per dataset)",
+            )
     _plain_log(ax)
     ax.set_xlabel("zero fraction s (fraction of values equal to 0)")
     ax.set_ylabel("compression ratio (uncompressed / stored)")
@@ -320,9 +387,7 @@ def _top_codecs(ds: xr.Dataset, dataset: str, backend: str, top: int) -> list[st
     return out[:top]
 
 
-def chunking_figure(
-    ds: xr.Dataset, dataset: str | None = None, backend: str | None = None, top: int = 6
-) -> Figure:
+def chunking_figure(ds: xr.Dataset, dataset: str | None = None, backend: str | None = None, top: int = 6) -> Figure:
     """Ratio, write and read per chunking for the ``top`` codecs on one dataset (the study's Figure 4)."""
     ds = core_results(ds)
     dataset = dataset or largest_dataset(ds)
@@ -345,8 +410,14 @@ def chunking_figure(
         ax.set_ylabel(label)
     axes[-1].set_xlabel("codec")
     handles = [Patch(facecolor="white", edgecolor="black", hatch=chunk_hatch(k), label=k) for k in chunks]
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), title="chunking (bar hatch)",
-               fontsize=8, title_fontsize=9)
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=len(handles),
+        title="chunking (bar hatch)",
+        fontsize=8,
+        title_fontsize=9,
+    )
     return fig
 
 
@@ -378,8 +449,14 @@ def backend_figure(ds: xr.Dataset, dataset: str | None = None, chunk: str | None
         tick.set_rotation_mode("anchor")
     axes[-1].set_xlabel("codec")
     handles = [Patch(facecolor="white", edgecolor="black", hatch=backend_hatch(b), label=b) for b in backends]
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), title="backend (bar hatch)",
-               fontsize=8, title_fontsize=9)
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=len(handles),
+        title="backend (bar hatch)",
+        fontsize=8,
+        title_fontsize=9,
+    )
     return fig
 
 
@@ -408,30 +485,66 @@ def pareto_figure(ds: xr.Dataset, dataset: str | None = None) -> Figure:
     for ax, (metric, label) in zip(axes, panels, strict=True):
         part = frame[np.isfinite(frame[f"{metric}_mean"]) & (frame[f"{metric}_mean"] > 0)]
         for (codec, backend), group in part.groupby(["codec", "backend"], sort=False):
-            ax.scatter(group[f"{metric}_mean"], group["ratio_mean"], marker=backend_marker(str(backend)), s=40,
-                       color=codec_color(str(codec)), edgecolor="black", linewidth=0.4, alpha=0.9, zorder=3)
+            ax.scatter(
+                group[f"{metric}_mean"],
+                group["ratio_mean"],
+                marker=backend_marker(str(backend)),
+                s=40,
+                color=codec_color(str(codec)),
+                edgecolor="black",
+                linewidth=0.4,
+                alpha=0.9,
+                zorder=3,
+            )
         front = part.iloc[pareto_front(part[f"{metric}_mean"].to_numpy(), part["ratio_mean"].to_numpy())]
-        ax.plot(front[f"{metric}_mean"], front["ratio_mean"], color="black", linewidth=1.0, linestyle="--",
-                drawstyle="steps-pre", zorder=2)
+        ax.plot(
+            front[f"{metric}_mean"],
+            front["ratio_mean"],
+            color="black",
+            linewidth=1.0,
+            linestyle="--",
+            drawstyle="steps-pre",
+            zorder=2,
+        )
         keys = []
         for k, row in enumerate(front.to_dict("records"), start=1):
-            ax.annotate(str(k), (row[f"{metric}_mean"], row["ratio_mean"]), textcoords="offset points",
-                        xytext=(5, 5), fontsize=8, fontweight="bold", zorder=6)
+            ax.annotate(
+                str(k),
+                (row[f"{metric}_mean"], row["ratio_mean"]),
+                textcoords="offset points",
+                xytext=(5, 5),
+                fontsize=8,
+                fontweight="bold",
+                zorder=6,
+            )
             keys.append(Line2D([], [], linestyle="", label=f"{k}  {row['codec']}, {row['backend']}, {row['chunk']}"))
         base = baseline[f"{metric}_mean"] if len(baseline) else pd.Series(dtype=float)
         base = base[np.isfinite(base) & (base > 0)]
         if len(base):
             ax.axvline(float(base.max()), color="0.4", linestyle=":", linewidth=1.2, zorder=1)
-            keys.append(Line2D([], [], color="0.4", linestyle=":", label=f"uncompressed: {float(base.max()):.3g} GiB/s"))
+            keys.append(
+                Line2D([], [], color="0.4", linestyle=":", label=f"uncompressed: {float(base.max()):.3g} GiB/s")
+            )
         _plain_log(ax, "x")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(handles=keys, title="Pareto front", loc="best", fontsize=7, title_fontsize=8, handlelength=1.0,
-                  framealpha=0.9)
+        ax.legend(
+            handles=keys,
+            title="Pareto front",
+            loc="best",
+            fontsize=7,
+            title_fontsize=8,
+            handlelength=1.0,
+            framealpha=0.9,
+        )
     axes[0].set_ylabel("compression ratio (uncompressed / stored)")
-    handles: list[Patch | Line2D] = _codec_handles(codecs)
-    handles += [Line2D([], [], marker=backend_marker(b), color="0.5", markeredgecolor="black", linestyle="",
-                       label=f"backend: {b}") for b in backends]
+    handles: list[Patch | Line2D] = [*_codec_handles(codecs)]
+    handles += [
+        Line2D(
+            [], [], marker=backend_marker(b), color="0.5", markeredgecolor="black", linestyle="", label=f"backend: {b}"
+        )
+        for b in backends
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=8)
     return fig
 
@@ -442,17 +555,36 @@ def all_figures(ds: xr.Dataset, study: xr.Dataset | None = None) -> list[ReportF
     backend, chunk, big = primary_backend(core), default_chunk(core), largest_dataset(core)
     with_study = " and the study's published best ratios (stars)" if study is not None else ""
     return [
-        ReportFigure("performance", f"Compression ratio, write and read throughput per codec and dataset ({backend}, "
-                     f"{chunk} chunks; error bars: std over runs).", performance_figure(core)),
-        ReportFigure("radar", f"Top codecs by balanced score on {backend}, {chunk} chunks: ratio, write and read "
-                     "throughput relative to the best shown (geometric means over datasets).", radar_figure(core)),
-        ReportFigure("sparsity", "Compression ratio against zero fraction: every cell, best per dataset with the "
-                     f"power-law fit C = a·s^b + c, the sparsity-only and order-0 entropy bounds{with_study}.",
-                     sparsity_figure(core, study)),
-        ReportFigure("chunking", f"Chunking strategies for the top codecs on {big} ({backend}).", chunking_figure(core)),
-        ReportFigure("backends", f"Backends per codec on {big} ({chunk} chunks): ratio, write and read throughput.",
-                     backend_figure(core)),
-        ReportFigure("pareto", f"Compression ratio against write and read throughput on {big}, every backend, codec "
-                     "and chunking; dashed: Pareto front (nothing is better on both axes); dotted: uncompressed.",
-                     pareto_figure(core)),
+        ReportFigure(
+            "performance",
+            f"Compression ratio, write and read throughput per codec and dataset ({backend}, "
+            f"{chunk} chunks; error bars: std over runs).",
+            performance_figure(core),
+        ),
+        ReportFigure(
+            "radar",
+            f"Top codecs by balanced score on {backend}, {chunk} chunks: ratio, write and read "
+            "throughput relative to the best shown (geometric means over datasets).",
+            radar_figure(core),
+        ),
+        ReportFigure(
+            "sparsity",
+            "Compression ratio against zero fraction: every cell, best per dataset with the "
+            f"power-law fit C = a·s^b + c, the sparsity-only and order-0 entropy bounds{with_study}.",
+            sparsity_figure(core, study),
+        ),
+        ReportFigure(
+            "chunking", f"Chunking strategies for the top codecs on {big} ({backend}).", chunking_figure(core)
+        ),
+        ReportFigure(
+            "backends",
+            f"Backends per codec on {big} ({chunk} chunks): ratio, write and read throughput.",
+            backend_figure(core),
+        ),
+        ReportFigure(
+            "pareto",
+            f"Compression ratio against write and read throughput on {big}, every backend, codec "
+            "and chunking; dashed: Pareto front (nothing is better on both axes); dotted: uncompressed.",
+            pareto_figure(core),
+        ),
     ]

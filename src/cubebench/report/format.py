@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
 
 #: What an empty (NaN, missing) cell shows.
 EMPTY = "–"
@@ -139,21 +141,30 @@ def to_html(table: Table) -> str:
     """An HTML ``<table>`` with the caption."""
     columns, rows, numeric = _cells(table)
     style = ['style="text-align:right"' if n else 'style="text-align:left"' for n in numeric]
-    out = [f'<table class="cubebench" id="{html.escape(table.name)}">', f"<caption>{html.escape(table.title)}</caption>"]
+    out = [
+        f'<table class="cubebench" id="{html.escape(table.name)}">',
+        f"<caption>{html.escape(table.title)}</caption>",
+    ]
     out.append("<thead><tr>" + "".join(f"<th {s}>{html.escape(c)}</th>" for c, s in zip(columns, style, strict=True)))
     out.append("</tr></thead><tbody>")
     for row in rows:
-        out.append("<tr>" + "".join(f"<td {s}>{html.escape(v)}</td>" for v, s in zip(row, style, strict=True)) + "</tr>")
+        out.append(
+            "<tr>" + "".join(f"<td {s}>{html.escape(v)}</td>" for v, s in zip(row, style, strict=True)) + "</tr>"
+        )
     out.append("</tbody></table>")
     if table.note:
-        out.append(f"<p class=\"note\">{html.escape(table.note)}</p>")
+        out.append(f'<p class="note">{html.escape(table.note)}</p>')
     return "\n".join(out) + "\n"
 
 
 def write_table(table: Table, folder: Path) -> dict[str, Path]:
     """Write ``<name>.md``, ``<name>.csv`` and ``<name>.tex`` into ``folder``; return the paths by format."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"md": folder / f"{table.name}.md", "csv": folder / f"{table.name}.csv", "tex": folder / f"{table.name}.tex"}
+    paths = {
+        "md": folder / f"{table.name}.md",
+        "csv": folder / f"{table.name}.csv",
+        "tex": folder / f"{table.name}.tex",
+    }
     paths["md"].write_text(to_markdown(table, heading=True), encoding="utf-8")
     table.frame.to_csv(paths["csv"], index=False)
     paths["tex"].write_text(to_latex(table), encoding="utf-8")

@@ -6,14 +6,17 @@ Markdown and as a self-contained HTML page with relative links, so both always s
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cubebench.report.format import Table, to_html, to_markdown
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
 
 #: Tables longer than this are linked, not shown inline.
 INLINE_ROWS = 60
@@ -68,10 +71,8 @@ def provenance_items(attrs: Mapping[str, Any], limit: int = 400) -> list[str]:
     for key, value in attrs.items():
         text = str(value)
         if isinstance(value, str) and text[:1] in "{[":
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 text = json.dumps(json.loads(text), separators=(", ", ": "))
-            except json.JSONDecodeError:
-                pass
         if len(text) > limit:
             text = text[: limit - 1] + "…"
         out.append(f"{key}: {text}")
@@ -102,8 +103,14 @@ def to_markdown_page(title: str, blocks: Sequence[Block]) -> str:
                 lines += [f"{len(block.table.frame)} rows: see the files below.", ""]
             lines += [f"Files: {_links_md(block.links)}", ""]
         elif block.kind == "figure":
-            lines += [f"### {block.text}", "", f"![{block.text}]({block.image})", "",
-                      f"Files: {_links_md(block.links)}", ""]
+            lines += [
+                f"### {block.text}",
+                "",
+                f"![{block.text}]({block.image})",
+                "",
+                f"Files: {_links_md(block.links)}",
+                "",
+            ]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -128,8 +135,13 @@ def _html_target(path: str) -> str:
 
 def to_html_page(title: str, blocks: Sequence[Block]) -> str:
     """The page as one self-contained HTML document (images and files linked relatively)."""
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
-           f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
     for block in blocks:
         if block.kind == "heading":
             out.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
@@ -138,8 +150,14 @@ def to_html_page(title: str, blocks: Sequence[Block]) -> str:
         elif block.kind == "items":
             out.append("<ul>" + "".join(f"<li>{html.escape(e)}</li>" for e in block.items) + "</ul>")
         elif block.kind == "links":
-            out.append("<ul>" + "".join(f'<li><a href="{html.escape(_html_target(path))}">{html.escape(text)}</a></li>'
-                                        for text, path in block.links.items()) + "</ul>")
+            out.append(
+                "<ul>"
+                + "".join(
+                    f'<li><a href="{html.escape(_html_target(path))}">{html.escape(text)}</a></li>'
+                    for text, path in block.links.items()
+                )
+                + "</ul>"
+            )
         elif block.kind == "table" and block.table is not None:
             out.append(f"<h3>{html.escape(block.text)}</h3>")
             if len(block.table.frame) <= INLINE_ROWS:
@@ -148,8 +166,10 @@ def to_html_page(title: str, blocks: Sequence[Block]) -> str:
                 out.append(f"<p>{len(block.table.frame)} rows: see the files below.</p>")
             out.append(f'<p class="files">Files: {_links_html(block.links)}</p>')
         elif block.kind == "figure":
-            out.append(f'<figure><img src="{html.escape(block.image)}" alt="{html.escape(block.text)}">'
-                       f"<figcaption>{html.escape(block.text)}<br>Files: {_links_html(block.links)}</figcaption></figure>")
+            out.append(
+                f'<figure><img src="{html.escape(block.image)}" alt="{html.escape(block.text)}">'
+                f"<figcaption>{html.escape(block.text)}<br>Files: {_links_html(block.links)}</figcaption></figure>"
+            )
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 

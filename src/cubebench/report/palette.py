@@ -32,8 +32,23 @@ CODEC_COLORS: dict[str, str] = {
 }
 
 #: Colours for ids not in :data:`CODEC_COLORS` (chosen by CRC of the id, so stable across runs).
-_FALLBACK = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#5254a3", "#8ca252", "#bd9e39",
-             "#ad494a", "#a55194", "#6b6ecf", "#b5cf6b", "#e7ba52", "#d6616b", "#ce6dbd")
+_FALLBACK = (
+    "#393b79",
+    "#637939",
+    "#8c6d31",
+    "#843c39",
+    "#7b4173",
+    "#5254a3",
+    "#8ca252",
+    "#bd9e39",
+    "#ad494a",
+    "#a55194",
+    "#6b6ecf",
+    "#b5cf6b",
+    "#e7ba52",
+    "#d6616b",
+    "#ce6dbd",
+)
 
 BACKEND_MARKERS: dict[str, str] = {
     "hdf5": "o",

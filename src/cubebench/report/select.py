@@ -8,11 +8,15 @@ use its 8 GiB cube, where fixed overheads matter least). Any ``dataset_*`` varia
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
-import pandas as pd
-import xarray as xr
 
 from cubebench.stats import summarize_runs
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import xarray as xr
 
 #: The per-cell metrics the report shows.
 METRICS = ("ratio", "write_GiBps", "read_GiBps", "write_seconds", "read_seconds", "stored_bytes")
@@ -36,7 +40,7 @@ def dataset_names(ds: xr.Dataset) -> list[str]:
     return [str(d) for d in ds["dataset"].values]
 
 
-def dataset_values(ds: xr.Dataset, key: str) -> dict[str, object] | None:
+def dataset_values(ds: xr.Dataset, key: str) -> dict[str, Any] | None:
     """``dataset_<key>`` as ``{dataset: value}``, or None when the results lack it."""
     name = f"dataset_{key}"
     if name not in ds or ds[name].dims != ("dataset",):
@@ -48,7 +52,9 @@ def source_bytes(ds: xr.Dataset) -> dict[str, float]:
     """Uncompressed bytes per dataset: ``dataset_nbytes``, else the largest ``source_bytes`` recorded."""
     nbytes = dataset_values(ds, "nbytes")
     out: dict[str, float] = {}
-    recorded = ds["source_bytes"].max([d for d in ds["source_bytes"].dims if d != "dataset"]) if "source_bytes" in ds else None
+    recorded = (
+        ds["source_bytes"].max([d for d in ds["source_bytes"].dims if d != "dataset"]) if "source_bytes" in ds else None
+    )
     for name in dataset_names(ds):
         value = float(nbytes[name]) if nbytes is not None and _finite(nbytes[name]) else float("nan")
         if not np.isfinite(value) and recorded is not None:
@@ -103,9 +109,12 @@ def summary_frame(ds: xr.Dataset, summary: xr.Dataset | None = None) -> pd.DataF
     if summary is None:
         summary = summarize_runs(ds, require_verified=True)
     names = [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "cv") if f"{m}_{s}" in summary]
-    frame = summary[[*names, "n_ok"]].drop_vars(
-        [c for c in summary.coords if c not in ("dataset", "backend", "codec", "chunk")]
-    ).to_dataframe().reset_index()
+    frame = (
+        summary[[*names, "n_ok"]]
+        .drop_vars([c for c in summary.coords if c not in ("dataset", "backend", "codec", "chunk")])
+        .to_dataframe()
+        .reset_index()
+    )
     frame = frame[frame["n_ok"] > 0].copy()
     for dim in ("dataset", "backend", "codec", "chunk"):
         frame[dim] = frame[dim].astype(str)

@@ -23,18 +23,21 @@ throughputs are the published means themselves, not recomputed. Dataset statisti
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from cubebench.errors import ResultsError
 from cubebench.results import CellResult, records_to_dataset
 from cubebench.stats import binary_entropy
+
+if TYPE_CHECKING:
+    import os
+
+    import xarray as xr
 
 STUDY_BACKEND = "study"
 UNCHUNKED = "unchunked"
@@ -74,16 +77,44 @@ CUSTOM_METHODS: dict[str, tuple[str, str]] = {
 
 #: The study's published dataset facts (its Table 1 and study_dataset_inventory.csv), cubebench names.
 STUDY_INVENTORY: dict[str, dict[str, Any]] = {
-    "4d_eels": {"shape": "64x64x256x1024", "dtype": "uint16", "nbytes": 2147483648, "zero_fraction": 0.928317,
-                "max": 4095.0, "effective_bits": 12.0},
-    "4d_diff": {"shape": "256x256x256x256", "dtype": "uint16", "nbytes": 8589934592, "zero_fraction": 0.747353,
-                "max": 4016.0, "effective_bits": 12.0},
-    "4d_diff_bin2": {"shape": "256x256x128x128", "dtype": "float32", "nbytes": 4294967296,
-                     "zero_fraction": 0.708912, "max": 1035.5},
-    "4d_diff_bin4": {"shape": "256x256x64x64", "dtype": "float32", "nbytes": 1073741824,
-                     "zero_fraction": 0.609100, "max": 296.5},
-    "3d_eels": {"shape": "64x64x1x1024", "dtype": "uint16", "nbytes": 8388608, "zero_fraction": 0.494717,
-                "max": 65535.0, "effective_bits": 16.0},
+    "4d_eels": {
+        "shape": "64x64x256x1024",
+        "dtype": "uint16",
+        "nbytes": 2147483648,
+        "zero_fraction": 0.928317,
+        "max": 4095.0,
+        "effective_bits": 12.0,
+    },
+    "4d_diff": {
+        "shape": "256x256x256x256",
+        "dtype": "uint16",
+        "nbytes": 8589934592,
+        "zero_fraction": 0.747353,
+        "max": 4016.0,
+        "effective_bits": 12.0,
+    },
+    "4d_diff_bin2": {
+        "shape": "256x256x128x128",
+        "dtype": "float32",
+        "nbytes": 4294967296,
+        "zero_fraction": 0.708912,
+        "max": 1035.5,
+    },
+    "4d_diff_bin4": {
+        "shape": "256x256x64x64",
+        "dtype": "float32",
+        "nbytes": 1073741824,
+        "zero_fraction": 0.609100,
+        "max": 296.5,
+    },
+    "3d_eels": {
+        "shape": "64x64x1x1024",
+        "dtype": "uint16",
+        "nbytes": 8388608,
+        "zero_fraction": 0.494717,
+        "max": 65535.0,
+        "effective_bits": 16.0,
+    },
 }
 
 INVENTORY_FILE = "study_dataset_inventory.csv"
@@ -158,9 +189,7 @@ def _with_bounds(info: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
-def load_study(
-    path: str | os.PathLike[str], inventory: str | os.PathLike[str] | None = None
-) -> xr.Dataset:
+def load_study(path: str | os.PathLike[str], inventory: str | os.PathLike[str] | None = None) -> xr.Dataset:
     """Load the study's statistics CSV as a results Dataset (backend ``"study"``; see the module docstring).
 
     Parameters
@@ -208,8 +237,8 @@ def load_study(
                 chunk_shape=_shape_label(row.get("chunk_size")),
                 status="ok",
                 verified=True,
-                source_bytes=int(round(source)) if math.isfinite(source) else 0,
-                stored_bytes=int(round(source / ratio)) if math.isfinite(source) else 0,
+                source_bytes=round(source) if math.isfinite(source) else 0,
+                stored_bytes=round(source / ratio) if math.isfinite(source) else 0,
                 write_seconds=_num(row.get("write_time_mean")),
                 read_seconds=_num(row.get("read_time_mean")),
                 cache="study",
@@ -238,7 +267,9 @@ def load_study(
     return ds
 
 
-def _overwrite_published(ds: xr.Dataset, published: dict[tuple[str, str, str, str], tuple[float, float, float]]) -> None:
+def _overwrite_published(
+    ds: xr.Dataset, published: dict[tuple[str, str, str, str], tuple[float, float, float]]
+) -> None:
     """Put the published means (not values recomputed from rounded sizes and mean times) into the Dataset."""
     index = {dim: {str(v): i for i, v in enumerate(ds[dim].values)} for dim in ("dataset", "backend", "codec", "chunk")}
     arrays = {name: ds[name].values.copy() for name in ("ratio", "write_GiBps", "read_GiBps")}
@@ -246,8 +277,8 @@ def _overwrite_published(ds: xr.Dataset, published: dict[tuple[str, str, str, st
         pos = (index["dataset"][dataset], index["backend"][backend], index["codec"][codec], index["chunk"][chunk], 0)
         for name, value in zip(("ratio", "write_GiBps", "read_GiBps"), values, strict=True):
             arrays[name][pos] = value
-    for name, values in arrays.items():
-        ds[name].values = values
+    for name, array in arrays.items():
+        ds[name].values = array
 
 
 def best_per_dataset(study: xr.Dataset) -> pd.DataFrame:

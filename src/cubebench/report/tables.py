@@ -9,7 +9,7 @@ range where it matters.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,9 @@ from cubebench.report.select import (
     zero_fractions,
 )
 from cubebench.stats import core_results, flag_noisy, ok_mask, ratio_consistency, shannon_bound, summarize_runs
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _RATIO = ".2f"
 _SPEED = ".3g"
@@ -69,10 +72,23 @@ def inventory_table(ds: xr.Dataset) -> Table:
     elif entropy is not None:
         with np.errstate(all="ignore"):
             frame["entropy bound"] = [bits[n] / float(entropy[n]) for n in names]
-    formats = {"size (MiB)": ".1f", "zero fraction (%)": ".1f", "max": ".6g", "effective bits": ".0f",
-               "entropy (bits/value)": ".3f", "sparsity bound": ".1f", "entropy bound": ".1f"}
-    note = ("Bounds on the compression ratio: sparsity-only bits/H2(s) (optimistic) and order-0 entropy "
-            "bits/H (value histogram).") if "sparsity bound" in frame or "entropy bound" in frame else ""
+    formats = {
+        "size (MiB)": ".1f",
+        "zero fraction (%)": ".1f",
+        "max": ".6g",
+        "effective bits": ".0f",
+        "entropy (bits/value)": ".3f",
+        "sparsity bound": ".1f",
+        "entropy bound": ".1f",
+    }
+    note = (
+        (
+            "Bounds on the compression ratio: sparsity-only bits/H2(s) (optimistic) and order-0 entropy "
+            "bits/H (value histogram)."
+        )
+        if "sparsity bound" in frame or "entropy bound" in frame
+        else ""
+    )
     return Table("inventory", "Dataset inventory", frame, formats, note)
 
 
@@ -90,18 +106,41 @@ def best_ratio_table(ds: xr.Dataset) -> Table:
             row["zero fraction (%)"] = 100 * zeros[name]
         if len(sub):
             best = sub.loc[sub["ratio_mean"].idxmax()]
-            row.update({"best ratio": best["ratio_mean"], "codec": best["codec"], "backend": best["backend"],
-                        "chunk": best["chunk"], "stored (MiB)": best["stored_bytes_mean"] / MIB,
-                        "write (GiB/s)": best["write_GiBps_mean"], "read (GiB/s)": best["read_GiBps_mean"]})
+            row.update(
+                {
+                    "best ratio": best["ratio_mean"],
+                    "codec": best["codec"],
+                    "backend": best["backend"],
+                    "chunk": best["chunk"],
+                    "stored (MiB)": best["stored_bytes_mean"] / MIB,
+                    "write (GiB/s)": best["write_GiBps_mean"],
+                    "read (GiB/s)": best["read_GiBps_mean"],
+                }
+            )
         else:
-            row.update({"best ratio": np.nan, "codec": "", "backend": "", "chunk": "", "stored (MiB)": np.nan,
-                        "write (GiB/s)": np.nan, "read (GiB/s)": np.nan})
+            row.update(
+                {
+                    "best ratio": np.nan,
+                    "codec": "",
+                    "backend": "",
+                    "chunk": "",
+                    "stored (MiB)": np.nan,
+                    "write (GiB/s)": np.nan,
+                    "read (GiB/s)": np.nan,
+                }
+            )
         rows.append(row)
     frame = pd.DataFrame(rows)
     if zeros is not None:
         frame = frame.sort_values("zero fraction (%)", ascending=False, kind="stable").reset_index(drop=True)
-    formats = {"size (MiB)": ".1f", "zero fraction (%)": ".1f", "best ratio": _RATIO, "stored (MiB)": ".2f",
-               "write (GiB/s)": _SPEED, "read (GiB/s)": _SPEED}
+    formats = {
+        "size (MiB)": ".1f",
+        "zero fraction (%)": ".1f",
+        "best ratio": _RATIO,
+        "stored (MiB)": ".2f",
+        "write (GiB/s)": _SPEED,
+        "read (GiB/s)": _SPEED,
+    }
     return Table("best_ratio", "Best compression ratio per dataset (mean over verified runs)", frame, formats)
 
 
@@ -120,15 +159,40 @@ def codec_table(ds: xr.Dataset, backend: str | None = None, chunk: str | None = 
         sub = cells[(cells["codec"] == codec) & np.isfinite(cells["ratio_mean"])]
         if not len(sub):
             continue
-        rows.append({"codec": codec, "mean ratio": sub["ratio_mean"].mean(), "min ratio": sub["ratio_mean"].min(),
-                     "max ratio": sub["ratio_mean"].max(), "mean write (s)": _mean(sub["write_seconds_mean"]),
-                     "mean write (GiB/s)": _mean(sub["write_GiBps_mean"]),
-                     "mean read (GiB/s)": _mean(sub["read_GiBps_mean"]), "datasets": len(sub)})
-    frame = pd.DataFrame(rows, columns=["codec", "mean ratio", "min ratio", "max ratio", "mean write (s)",
-                                        "mean write (GiB/s)", "mean read (GiB/s)", "datasets"])
+        rows.append(
+            {
+                "codec": codec,
+                "mean ratio": sub["ratio_mean"].mean(),
+                "min ratio": sub["ratio_mean"].min(),
+                "max ratio": sub["ratio_mean"].max(),
+                "mean write (s)": _mean(sub["write_seconds_mean"]),
+                "mean write (GiB/s)": _mean(sub["write_GiBps_mean"]),
+                "mean read (GiB/s)": _mean(sub["read_GiBps_mean"]),
+                "datasets": len(sub),
+            }
+        )
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "codec",
+            "mean ratio",
+            "min ratio",
+            "max ratio",
+            "mean write (s)",
+            "mean write (GiB/s)",
+            "mean read (GiB/s)",
+            "datasets",
+        ],
+    )
     frame = frame.sort_values("mean ratio", ascending=False, kind="stable").reset_index(drop=True)
-    formats = {"mean ratio": _RATIO, "min ratio": _RATIO, "max ratio": _RATIO, "mean write (s)": ".3g",
-               "mean write (GiB/s)": _SPEED, "mean read (GiB/s)": _SPEED}
+    formats = {
+        "mean ratio": _RATIO,
+        "min ratio": _RATIO,
+        "max ratio": _RATIO,
+        "mean write (s)": ".3g",
+        "mean write (GiB/s)": _SPEED,
+        "mean read (GiB/s)": _SPEED,
+    }
     title = f"Codecs on {backend}, {chunk} chunks: mean ratio, range over datasets, mean write time"
     return Table("codecs", title, frame, formats)
 
@@ -160,16 +224,39 @@ def chunking_table(ds: xr.Dataset, backends: Sequence[str] | None = None) -> Tab
                 if not len(part):
                     continue
                 shape = str(shapes.sel(dataset=name, chunk=chunk).item()) if shapes is not None else ""
-                rows.append({"dataset": name, "backend": backend, "chunk": chunk, "chunk shape": shape,
-                             "mean ratio": part["ratio_mean"].mean(),
-                             "mean write (GiB/s)": _mean(part["write_GiBps_mean"]),
-                             "mean read (GiB/s)": _mean(part["read_GiBps_mean"]),
-                             "read std (GiB/s)": float(part["read_GiBps_mean"].std(ddof=1)) if len(part) > 1 else np.nan,
-                             "codecs": len(part)})
-    frame = pd.DataFrame(rows, columns=["dataset", "backend", "chunk", "chunk shape", "mean ratio",
-                                        "mean write (GiB/s)", "mean read (GiB/s)", "read std (GiB/s)", "codecs"])
-    formats = {"mean ratio": _RATIO, "mean write (GiB/s)": _SPEED, "mean read (GiB/s)": _SPEED,
-               "read std (GiB/s)": _SPEED}
+                rows.append(
+                    {
+                        "dataset": name,
+                        "backend": backend,
+                        "chunk": chunk,
+                        "chunk shape": shape,
+                        "mean ratio": part["ratio_mean"].mean(),
+                        "mean write (GiB/s)": _mean(part["write_GiBps_mean"]),
+                        "mean read (GiB/s)": _mean(part["read_GiBps_mean"]),
+                        "read std (GiB/s)": float(part["read_GiBps_mean"].std(ddof=1)) if len(part) > 1 else np.nan,
+                        "codecs": len(part),
+                    }
+                )
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "dataset",
+            "backend",
+            "chunk",
+            "chunk shape",
+            "mean ratio",
+            "mean write (GiB/s)",
+            "mean read (GiB/s)",
+            "read std (GiB/s)",
+            "codecs",
+        ],
+    )
+    formats = {
+        "mean ratio": _RATIO,
+        "mean write (GiB/s)": _SPEED,
+        "mean read (GiB/s)": _SPEED,
+        "read std (GiB/s)": _SPEED,
+    }
     title = "Chunking strategies: ratio, write and read throughput averaged over codecs"
     note = "Averaged over the codecs measured on every chunking of a dataset and backend ('none' excluded)."
     return Table("chunking", title, frame, formats, note)
@@ -229,19 +316,44 @@ def reproducibility_table(ds: xr.Dataset, cv_threshold: float = 10.0) -> Table:
                 continue
             wcv = summary["write_seconds_cv"].sel(sel).values.ravel()
             rcv = summary["read_seconds_cv"].sel(sel).values.ravel()
-            rows.append({"backend": backend, "codec": codec, "ok runs": n_ok,
-                         "max ratio spread (%)": _nanmax(spread.sel(sel).values),
-                         "inconsistent cells": int(inconsistent.sel(sel).sum()),
-                         "median write CV (%)": _nanmedian(wcv), "max write CV (%)": _nanmax(wcv),
-                         "median read CV (%)": _nanmedian(rcv), "max read CV (%)": _nanmax(rcv),
-                         "noisy cells": int(noisy.sel(sel).sum())})
-    columns = ["backend", "codec", "ok runs", "max ratio spread (%)", "inconsistent cells", "median write CV (%)",
-               "max write CV (%)", "median read CV (%)", "max read CV (%)", "noisy cells"]
+            rows.append(
+                {
+                    "backend": backend,
+                    "codec": codec,
+                    "ok runs": n_ok,
+                    "max ratio spread (%)": _nanmax(spread.sel(sel).values),
+                    "inconsistent cells": int(inconsistent.sel(sel).sum()),
+                    "median write CV (%)": _nanmedian(wcv),
+                    "max write CV (%)": _nanmax(wcv),
+                    "median read CV (%)": _nanmedian(rcv),
+                    "max read CV (%)": _nanmax(rcv),
+                    "noisy cells": int(noisy.sel(sel).sum()),
+                }
+            )
+    columns = [
+        "backend",
+        "codec",
+        "ok runs",
+        "max ratio spread (%)",
+        "inconsistent cells",
+        "median write CV (%)",
+        "max write CV (%)",
+        "median read CV (%)",
+        "max read CV (%)",
+        "noisy cells",
+    ]
     frame = pd.DataFrame(rows, columns=columns)
-    formats = {"max ratio spread (%)": ".2g", "median write CV (%)": ".1f", "max write CV (%)": ".1f",
-               "median read CV (%)": ".1f", "max read CV (%)": ".1f"}
-    note = (f"Ratios should not change between runs (inconsistent: spread > 1e-9); noisy: timing CV > "
-            f"{cv_threshold:g} %. The study saw CV < 2 % on an idle machine.")
+    formats = {
+        "max ratio spread (%)": ".2g",
+        "median write CV (%)": ".1f",
+        "max write CV (%)": ".1f",
+        "median read CV (%)": ".1f",
+        "max read CV (%)": ".1f",
+    }
+    note = (
+        f"Ratios should not change between runs (inconsistent: spread > 1e-9); noisy: timing CV > "
+        f"{cv_threshold:g} %. The study saw CV < 2 % on an idle machine."
+    )
     return Table("reproducibility", "Reproducibility over runs: ratio spread and timing CV", frame, formats, note)
 
 
@@ -249,15 +361,27 @@ def failures_table(ds: xr.Dataset) -> Table:
     """Cells that did not count: failed, unverified, skipped, unavailable, or ok without verification."""
     ds = core_results(ds)
     status = ds["status"].where(~(ok_mask(ds) & ~ok_mask(ds, require_verified=True)), "ok (not verified)")
-    frame = xr.Dataset({"status": status, "reason": ds["reason"]}).drop_vars(
-        [c for c in ds.coords if c not in ("dataset", "backend", "codec", "chunk", "run")]
-    ).to_dataframe().reset_index()
+    frame = (
+        xr.Dataset({"status": status, "reason": ds["reason"]})
+        .drop_vars([c for c in ds.coords if c not in ("dataset", "backend", "codec", "chunk", "run")])
+        .to_dataframe()
+        .reset_index()
+    )
     frame = frame[~frame["status"].isin(["ok", "missing"])]
     rows = []
     for key, group in frame.groupby(["backend", "codec", "chunk", "status", "reason"], sort=False, dropna=False):
         backend, codec, chunk, state, reason = (str(k) for k in key)
-        rows.append({"backend": backend, "codec": codec, "chunk": chunk, "status": state, "runs": len(group),
-                     "datasets": ", ".join(dict.fromkeys(str(d) for d in group["dataset"])), "reason": reason})
+        rows.append(
+            {
+                "backend": backend,
+                "codec": codec,
+                "chunk": chunk,
+                "status": state,
+                "runs": len(group),
+                "datasets": ", ".join(dict.fromkeys(str(d) for d in group["dataset"])),
+                "reason": reason,
+            }
+        )
     columns = ["backend", "codec", "chunk", "status", "runs", "datasets", "reason"]
     out = pd.DataFrame(rows, columns=columns)
     note = "" if len(out) else "Every cell that ran passed verification."
@@ -305,15 +429,24 @@ def study_comparison_table(ds: xr.Dataset, study: xr.Dataset, chunk: str | None 
     formats = {c: _RATIO for c in columns[2:]}
     formats[f"Δ {primary} vs study (%)"] = "+.1f"
     title = f"cubebench vs the study: compression ratio per codec ({chunk} chunks; the study's {study_chunk})"
-    note = ("The study's numbers are its published means over 10 runs on its own (non-public) data; only ratios "
-            "are compared, since throughput depends on the machine.")
+    note = (
+        "The study's numbers are its published means over 10 runs on its own (non-public) data; only ratios "
+        "are compared, since throughput depends on the machine."
+    )
     return Table("study_comparison", title, frame, formats, note)
 
 
 def all_tables(ds: xr.Dataset, study: xr.Dataset | None = None) -> list[Table]:
     """Every report table, in report order (the study comparison only when ``study`` is given)."""
-    tables = [inventory_table(ds), best_ratio_table(ds), codec_table(ds), chunking_table(ds), backend_table(ds),
-              reproducibility_table(ds), failures_table(ds)]
+    tables = [
+        inventory_table(ds),
+        best_ratio_table(ds),
+        codec_table(ds),
+        chunking_table(ds),
+        backend_table(ds),
+        reproducibility_table(ds),
+        failures_table(ds),
+    ]
     if study is not None:
         tables.append(study_comparison_table(ds, study))
     return tables
