@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results folder (default: results/<experiment name>)")
     p.add_argument("--resume", action="store_true", help="run only the cells missing from --out's results log")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--scale", type=float, help="multiply every preset's scan scale by this factor, e.g. 0.125")
 
     p = sub.add_parser("inspect", help="shape, dtype, size, zero fraction, max, bits and entropy of a source")
     p.add_argument("source", help="a file (.emd/.h5/.zarr/.npy/.mib) or a preset name")
@@ -49,6 +50,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recommend", help="the best codec + chunk + backend for one use")
     p.add_argument("results", help="results folder or results.nc")
     p.add_argument("--for", dest="use", choices=USES, default="balanced", help="the dominant constraint")
+
+    chunk_help = "real_space, balanced (default), single_frame, or SY,SX,DY,DX"
+    codec_help = "codec id (default: blosc-zstd; HDF5 readers then need 'import hdf5plugin')"
+    p = sub.add_parser("convert", help="write a source as EMD 1.0 HDF5 (.h5/.emd/.hdf5) or Zarr (.zarr), verified")
+    p.add_argument("source", help="a file (.emd/.h5/.zarr/.npy/.mib) or a preset name")
+    p.add_argument("dest", help="the new file: *.h5, *.emd, *.hdf5 or *.zarr (never overwritten)")
+    p.add_argument("--codec", default="blosc-zstd", help=codec_help)
+    p.add_argument("--chunk", default="balanced", help=chunk_help)
+    p.add_argument("--dataset", help="in-file path of the dataset (HDF5 or Zarr group)")
+    p.add_argument("--scan-shape", type=int, nargs=2, metavar=("SY", "SX"), help="scan shape for .mib/.npy stacks")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("generate", help="write a synthetic preset as EMD 1.0 HDF5 or Zarr, verified")
+    p.add_argument("preset", help="a preset name (cubebench inspect PRESET describes it)")
+    p.add_argument("dest", help="the new file: *.h5, *.emd, *.hdf5 or *.zarr (never overwritten)")
+    p.add_argument("--scale", type=float, help="scan scale factor, e.g. 0.125 for a 32 x 32 scan of 4d_diff")
+    p.add_argument("--seed", type=int, help="noise seed")
+    p.add_argument("--codec", default="blosc-zstd", help=codec_help)
+    p.add_argument("--chunk", default="balanced", help=chunk_help)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -73,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from cubebench.runner import run
 
-    ds = run(args.experiment, out=args.out, resume=args.resume, progress=not args.no_progress)
+    ds = run(args.experiment, out=args.out, resume=args.resume, progress=not args.no_progress, scale=args.scale)
     print(summary_table(ds))
     out = args.out or f"results/{ds.attrs.get('title', '').removeprefix('cubebench results: ')}"
     print(f"\nresults: {Path(out) / 'results.nc'} (+ results.csv); next: cubebench report {out}")
@@ -142,6 +163,30 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from cubebench.convert import convert
+
+    source: Any = args.source
+    if args.dataset or args.scan_shape:
+        source = {"path": args.source}
+        if args.dataset:
+            source["dataset"] = args.dataset
+        if args.scan_shape:
+            source["scan_shape"] = list(args.scan_shape)
+    dest = convert(source, args.dest, codec=args.codec, chunk=args.chunk, progress=not args.no_progress)
+    print(f"wrote {dest} ({args.codec}, chunks {args.chunk}); every chunk verified")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from cubebench.convert import generate
+
+    dest = generate(args.preset, args.dest, scale=args.scale, seed=args.seed, codec=args.codec, chunk=args.chunk,
+                    progress=not args.no_progress)
+    print(f"wrote {dest} ({args.codec}, chunks {args.chunk}); every chunk verified")
+    return 0
+
+
 def _recommend(args: argparse.Namespace) -> int:
     from cubebench.results import load_results
     from cubebench.stats import format_recommendation, recommend
@@ -176,7 +221,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-COMMANDS = {"run": _run, "inspect": _inspect, "codecs": _codecs, "report": _report, "recommend": _recommend}
+COMMANDS = {
+    "run": _run,
+    "inspect": _inspect,
+    "codecs": _codecs,
+    "report": _report,
+    "recommend": _recommend,
+    "convert": _convert,
+    "generate": _generate,
+}
 
 
 if __name__ == "__main__":

@@ -80,7 +80,10 @@ def open_client(spec: ClusterSpec, zarr_concurrency: int = 2) -> Iterator[Client
                 threads_per_worker=spec.threads_per_worker,
                 processes=True,
                 memory_limit=spec.memory_limit or "auto",
-                dashboard_address=None,
+                # no dashboard, and the scheduler's small HTTP server on a free port: with None it tries 8787 and
+                # warns when another cluster holds it (two test sessions at once)
+                dashboard_address=":0",
+                scheduler_kwargs={"dashboard": False},
                 silence_logs=logging.ERROR,
                 env=env,
                 local_directory=spec.local_directory,

@@ -17,9 +17,10 @@ import yaml
 
 from cubebench.chunking import CHUNK_STRATEGIES, chunk_name
 from cubebench.errors import ConfigError
+from cubebench.patterns import PATTERNS
 
 #: Storage backends an experiment may name (implementations live in ``cubebench.backends``).
-BACKEND_NAMES = ("hdf5", "hdf5_direct", "zarr")
+BACKEND_NAMES = ("hdf5", "hdf5_direct", "zarr", "csr", "uint8_overflow", "npy_gzip")
 
 DATASET_KEYS = ("preset", "scale", "seed", "zero_fraction", "dose", "shape", "dtype",
                 "path", "dataset", "scan_shape", "name")
@@ -85,6 +86,7 @@ class Experiment:
     warmup: bool = True
     cache: str = "warm"
     max_cell_seconds: float | None = None
+    access_patterns: tuple[str, ...] = ()
     scratch: str | None = None
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     zarr: ZarrSettings = field(default_factory=ZarrSettings)
@@ -108,7 +110,7 @@ def _listify(value: Any) -> Any:
     return value
 
 
-_TOP_KEYS = ("name", "datasets", "backends", "codecs", "chunks", "runs", "warmup", "cache",
+_TOP_KEYS = ("name", "datasets", "backends", "codecs", "chunks", "runs", "warmup", "cache", "access_patterns",
              "max_cell_seconds", "scratch", "cluster", "zarr")
 _CLUSTER_KEYS = tuple(ClusterSpec.__dataclass_fields__)
 _ZARR_KEYS = tuple(ZarrSettings.__dataclass_fields__)
@@ -178,6 +180,7 @@ def parse_experiment(raw: Mapping[str, Any], origin: str = "experiment") -> Expe
         scratch=scratch,
         cluster=_parse_cluster(raw.get("cluster") or {}, origin),
         zarr=_parse_zarr(raw.get("zarr") or {}, origin),
+        access_patterns=_parse_patterns(raw.get("access_patterns") or [], origin),
     )
 
 
@@ -259,6 +262,20 @@ def _parse_chunks(value: Any, origin: str) -> tuple[str | tuple[int, ...], ...]:
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{origin}: 'chunks' lists a chunking twice: {value!r}")
     return tuple(out)
+
+
+def _parse_patterns(value: Any, origin: str) -> tuple[str, ...]:
+    """Access patterns to time after each full read (none by default, for speed)."""
+    if isinstance(value, str):
+        value = list(PATTERNS) if value == "all" else [value]
+    if not isinstance(value, list):
+        raise ConfigError(f"{origin}: 'access_patterns' must be a list of {', '.join(PATTERNS)}, got {value!r}")
+    for item in value:
+        if item not in PATTERNS:
+            raise ConfigError(f"{origin}: unknown access pattern {item!r}; valid: {', '.join(PATTERNS)}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{origin}: 'access_patterns' lists a pattern twice: {value!r}")
+    return tuple(value)
 
 
 def _parse_cluster(value: Any, origin: str) -> ClusterSpec:

@@ -7,7 +7,8 @@ flight, so memory stays bounded by chunk size x workers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +22,27 @@ if TYPE_CHECKING:
 BATCH_BYTES = 32 * 2**20
 
 ChunkIndex = tuple[int, ...]
+
+#: Callbacks watching finished tasks in this process (see :func:`observe`).
+_OBSERVERS: list[Callable[[Any], None]] = []
+
+
+@contextlib.contextmanager
+def observe(callback: Callable[[Any], None]) -> Iterator[None]:
+    """Within the block, call ``callback(item)`` here each time a task of :func:`run_batches` finishes.
+
+    For progress bars: ``item`` is the task's work item (for the backends, a list of ``(index, block, ...)``).
+    """
+    _OBSERVERS.append(callback)
+    try:
+        yield
+    finally:
+        _OBSERVERS.remove(callback)
+
+
+def _notify(item: Any) -> None:
+    for callback in list(_OBSERVERS):
+        callback(item)
 
 
 def batches(
@@ -43,13 +65,45 @@ def run_batches(client: Client, func: Any, items: Iterable[Any], *args: Any, win
     threads = sum(client.nthreads().values()) or 1
     window = window or 2 * threads
     pending = iter(items)
-    futures = [client.submit(func, item, *args, pure=False) for item in _take(pending, window)]
-    queue = as_completed(futures)
+    submitted: dict[Any, Any] = {}
+
+    def submit(item: Any) -> Any:
+        future = client.submit(func, item, *args, pure=False)
+        submitted[future.key] = item
+        return future
+
+    queue = as_completed([submit(item) for item in _take(pending, window)])
     for future in queue:
+        result = future.result()
+        done = submitted.pop(future.key)
+        future.release()
+        for item in _take(pending, 1):
+            queue.add(submit(item))
+        _notify(done)
+        yield result
+
+
+def run_ordered(
+    client: Client, func: Any, items: Iterable[Any], *args: Any, window: int | None = None
+) -> Iterator[Any]:
+    """Like :func:`run_batches`, but yield results in the order of ``items``, for writers of a sequential stream.
+
+    At most ``window`` tasks (default: 2 per worker thread) are submitted ahead of the next result to yield, so
+    results held while waiting for an earlier one stay bounded too.
+    """
+    from collections import deque
+
+    threads = sum(client.nthreads().values()) or 1
+    window = window or 2 * threads
+    pending = iter(items)
+    queue = deque((item, client.submit(func, item, *args, pure=False)) for item in _take(pending, window))
+    while queue:
+        done, future = queue.popleft()
         result = future.result()
         future.release()
         for item in _take(pending, 1):
-            queue.add(client.submit(func, item, *args, pure=False))
+            queue.append((item, client.submit(func, item, *args, pure=False)))
+        _notify(done)
         yield result
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.analysis import cube_stats
-from cubebench.backends import Backend, WriteSettings, get_backend
+from cubebench.backends import Backend, PatternRead, WriteSettings, get_backend
 from cubebench.backends.base import drop_page_cache, stored_bytes
 from cubebench.chunking import chunk_name, resolve_chunks
 from cubebench.cluster import cluster_description, open_client
@@ -37,7 +37,7 @@ from cubebench.memory import PeakMemory
 from cubebench.provenance import provenance
 from cubebench.results import LOG_FILE, CellResult, ResultsLog, records_to_dataset, save_results
 from cubebench.sources import open_cube
-from cubebench.staging import source_checksums, stage_cube
+from cubebench.staging import source_checksums, source_pattern, stage_cube
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -97,6 +97,7 @@ def run(
     *,
     resume: bool = False,
     progress: bool = True,
+    scale: float | None = None,
 ) -> xr.Dataset:
     """Run an experiment and return its results Dataset (also saved in ``out``).
 
@@ -112,8 +113,12 @@ def run(
         results are never overwritten.
     progress
         Show a progress bar with an ETA on stderr.
+    scale
+        Multiply every preset's ``scale`` by this factor (shrinks the scans of a full-size experiment).
     """
     exp = coerce_experiment(experiment)
+    if scale is not None:
+        exp = rescale(exp, scale)
     folder = Path(out) if out is not None else Path("results") / exp.name
     cubes = _open_sources(exp)
     codecs = {cid: get_codec(cid) for cid in exp.codecs}
@@ -161,6 +166,17 @@ def run(
     return ds
 
 
+def rescale(exp: Experiment, factor: float) -> Experiment:
+    """``exp`` with every synthetic preset's scan scaled by ``factor`` (files are left as they are)."""
+    if not 0 < factor <= 1:
+        raise ConfigError(f"--scale must be in (0, 1], got {factor}")
+    datasets = tuple(
+        {**entry, "scale": float(entry.get("scale", 1.0)) * factor} if "preset" in entry else entry
+        for entry in exp.datasets
+    )
+    return replace(exp, datasets=datasets)
+
+
 class Interrupted(CubebenchError):
     """Ctrl-C or SIGTERM: finished cells are saved; the message says how to resume."""
 
@@ -190,6 +206,7 @@ class _Session:
         self.staged: dict[str, StagedCube] = {}
         self.source: dict[tuple[str, tuple[int, ...]], tuple[dict[tuple[int, ...], int], float]] = {}
         self.speeds: dict[tuple[str, str], CodecSpeed | None] = {}
+        self.patterns: dict[tuple[str, str], int] = {}
         self.settings = WriteSettings(exp.zarr.write_empty_chunks, exp.zarr.shards)
         self.threads = max(1, int(cluster_info.get("total_threads", 1)))
 
@@ -268,6 +285,10 @@ class _Session:
             backend.check(codec, np.dtype(staged.dtype))
         except CodecUnavailableError as exc:
             return replace(result, status="unavailable", reason=str(exc))
+        if not backend.chunked and result.chunk in self.exp.chunk_labels[1:]:
+            first = self.exp.chunk_labels[0]
+            why = f"{backend.name} stores the whole array; chunking does not apply (measured under {first!r})"
+            return replace(result, status="unavailable", reason=why)
         budget = self.exp.max_cell_seconds
         if budget is not None and np.isfinite(estimate) and estimate > budget:
             return replace(result, status="skipped", reason=f"estimated {estimate:.0f} s > max_cell_seconds {budget:g}")
@@ -288,6 +309,7 @@ class _Session:
                 start = time.perf_counter()
                 back = backend.read(self.client, target, chunks, self.settings)
                 read_seconds = time.perf_counter() - start
+            pattern_reads = [self.read_pattern(backend, target, p, chunks) for p in self.exp.access_patterns]
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # any failure of a codec path is a result, not a crash
@@ -301,10 +323,29 @@ class _Session:
             n_chunks=len(expected),
             source_read_seconds=source_seconds,
         )
-        mismatch = _first_mismatch(expected, back.checksums)
+        mismatch = _first_mismatch(expected, back.checksums) or self.pattern_mismatch(staged, pattern_reads)
         if mismatch:
             return replace(result, status="unverified", reason=mismatch)
-        return replace(result, status="ok", verified=True, write_seconds=write_seconds, read_seconds=read_seconds)
+        extra = {**result.extra, **{f"read_{r.pattern}_seconds": r.seconds for r in pattern_reads}}
+        return replace(
+            result, status="ok", verified=True, write_seconds=write_seconds, read_seconds=read_seconds, extra=extra
+        )
+
+    def read_pattern(self, backend: Backend, target: Path, pattern: str, chunks: tuple[int, ...]) -> PatternRead:
+        """One timed access-pattern read of ``target`` (after dropping its cached pages when the cache is cold)."""
+        if self.exp.cache == "cold":
+            drop_page_cache(target)
+        return backend.read_pattern(self.client, target, pattern, chunks, self.settings)
+
+    def pattern_mismatch(self, staged: StagedCube, reads: list[PatternRead]) -> str:
+        """Why a pattern read differs from the same selection of the staged source ('' when none does)."""
+        for read in reads:
+            key = (str(staged.path), read.pattern)
+            if key not in self.patterns:
+                self.patterns[key] = source_pattern(self.client, staged, read.pattern).checksum
+            if read.checksum != self.patterns[key]:
+                return f"the {read.pattern} access-pattern read differs from the source"
+        return ""
 
 
 def _first_mismatch(expected: dict[tuple[int, ...], int], got: dict[tuple[int, ...], int]) -> str:

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cubebench.cube import Block, Cube, StagedCube, checksum
-from cubebench.parallel import batches, run_batches
+from cubebench.parallel import BATCH_BYTES, batches, run_batches
+from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
+from cubebench.patterns import selection as pattern_selection
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -58,6 +60,21 @@ def source_checksums(client: Client, staged: StagedCube, block: tuple[int, ...])
     for result in run_batches(client, _checksum_batch, work, staged):
         sums.update(result)
     return sums, time.perf_counter() - start
+
+
+def source_pattern(client: Client, staged: StagedCube, pattern: str) -> PatternResult:
+    """An access pattern of the staged cube: the checksum (and virtual image) every backend must reproduce."""
+    sel = pattern_selection(pattern, staged.shape)
+    tile = (16, 16, staged.shape[2], staged.shape[3])
+    parts: list[TilePart] = []
+    work = pattern_batches(sel, tile, np.dtype(staged.dtype).itemsize, BATCH_BYTES)
+    for result in run_batches(client, _pattern_batch, work, staged, sel):
+        parts.extend(result)
+    return combine(sel, parts)
+
+
+def _pattern_batch(tiles: list[Window], staged: StagedCube, sel: Selection) -> list[TilePart]:
+    return [reduce_tile(sel, ys.start, xs.start, staged.read_block((ys, xs, *sel.det))) for ys, xs in tiles]
 
 
 def _checksum_batch(group: list[tuple[ChunkIndex, Block]], staged: StagedCube) -> dict[ChunkIndex, int]:

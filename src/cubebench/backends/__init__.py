@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from cubebench.backends.base import Backend, ReadBack, WriteSettings
+from cubebench.backends.base import Backend, PatternRead, ReadBack, WriteSettings
+from cubebench.backends.csr import CSRBackend
 from cubebench.backends.hdf5_direct import HDF5DirectBackend
 from cubebench.backends.hdf5_filter import HDF5FilterBackend
+from cubebench.backends.npy_gzip import NpyGzipBackend
+from cubebench.backends.uint8_overflow import Uint8OverflowBackend
 from cubebench.backends.zarr_ import ZarrBackend
 from cubebench.errors import BackendError
 
 BACKENDS: dict[str, type[Backend]] = {
-    cls.name: cls for cls in (HDF5FilterBackend, HDF5DirectBackend, ZarrBackend)
+    cls.name: cls
+    for cls in (HDF5FilterBackend, HDF5DirectBackend, ZarrBackend, CSRBackend, Uint8OverflowBackend, NpyGzipBackend)
 }
 
 
@@ -21,4 +25,4 @@ def get_backend(name: str) -> Backend:
         raise BackendError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}") from None
 
 
-__all__ = ["BACKENDS", "Backend", "ReadBack", "WriteSettings", "get_backend"]
+__all__ = ["BACKENDS", "Backend", "PatternRead", "ReadBack", "WriteSettings", "get_backend"]

@@ -8,6 +8,7 @@ spread over a ``distributed.Client`` in batches of chunks (:mod:`cubebench.paral
 from __future__ import annotations
 
 import os
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -18,6 +19,7 @@ import numpy as np
 
 from cubebench.codecs import ChunkEncoder, CodecSpec, get_codec
 from cubebench.cube import StagedCube
+from cubebench.patterns import PatternResult, Selection, selection
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -40,6 +42,16 @@ class ReadBack:
     checksums: dict[ChunkIndex, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PatternRead:
+    """One timed access-pattern read: seconds, the pattern's checksum (see :mod:`cubebench.patterns`), the image."""
+
+    pattern: str
+    seconds: float
+    checksum: int
+    image: np.ndarray | None = None
+
+
 class Backend(ABC):
     """A storage path for a cube: write it with a codec and chunk shape, read it all back."""
 
@@ -49,6 +61,8 @@ class Backend(ABC):
     suffix: str = ""
     #: Whether the work spreads over all worker threads (False: one process does it all).
     parallel: bool = True
+    #: Whether the chunk shape changes what is stored (False: it only groups tasks; measured under one chunking).
+    chunked: bool = True
 
     @abstractmethod
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
@@ -73,6 +87,29 @@ class Backend(ABC):
     def storage_block(self, chunks: tuple[int, ...], settings: WriteSettings) -> tuple[int, ...]:
         """The unit a task writes and a checksum covers (a chunk, or a shard when sharding)."""
         return chunks
+
+    def read_pattern(
+        self, client: Client, target: Path, pattern: str, chunks: tuple[int, ...], settings: WriteSettings
+    ) -> PatternRead:
+        """Read one access pattern (``frame``, ``region``, ``virtual_detector``) through the storage, timed.
+
+        Only the stored chunks overlapping the selection are read and decoded (as the format allows); the time
+        covers opening the target, reading, decoding, the per-frame CRC-32 and the disk sum.
+        """
+        start = time.perf_counter()
+        result = self.pattern_result(client, target, selection(pattern, self.stored_shape(target)), chunks, settings)
+        seconds = time.perf_counter() - start
+        return PatternRead(pattern, seconds, result.checksum, result.image)
+
+    def stored_shape(self, target: Path) -> tuple[int, ...]:
+        """The cube shape stored in ``target`` (read from its metadata)."""
+        raise NotImplementedError(f"backend {self.name!r} does not read access patterns")
+
+    def pattern_result(
+        self, client: Client, target: Path, sel: Selection, chunks: tuple[int, ...], settings: WriteSettings
+    ) -> PatternResult:
+        """Read ``sel`` from ``target`` and reduce it (:func:`cubebench.patterns.reduce_tile` / ``combine``)."""
+        raise NotImplementedError(f"backend {self.name!r} does not read access patterns")
 
 
 @lru_cache(maxsize=64)

@@ -24,8 +24,19 @@ from cubebench.backends.base import (
 )
 from cubebench.backends.hdf5_filter import DATA_PATH, create_emd_dataset
 from cubebench.codecs import CodecSpec
-from cubebench.parallel import batches, run_batches
 from cubebench.cube import Block, StagedCube, checksum
+from cubebench.parallel import BATCH_BYTES, batches, run_batches
+from cubebench.patterns import (
+    PatternResult,
+    Selection,
+    TilePart,
+    Window,
+    assemble,
+    combine,
+    overlapping_chunks,
+    pattern_batches,
+    reduce_tile,
+)
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -89,6 +100,62 @@ class HDF5DirectBackend(Backend):
             sums.update(result)
         return ReadBack(sums)
 
+    def stored_shape(self, target: Path) -> tuple[int, ...]:
+        """The dataset's shape, from the file."""
+        import h5py
+
+        with h5py.File(target, "r") as f:
+            return tuple(int(s) for s in f[DATA_PATH].shape)
+
+    def pattern_result(
+        self, client: Client, target: Path, sel: Selection, chunks: tuple[int, ...], settings: WriteSettings
+    ) -> PatternResult:
+        """Locate only the chunks overlapping ``sel`` in the file's index; read and decode them in parallel."""
+        import h5py
+
+        with h5py.File(target, "r") as f:
+            ds = f[DATA_PATH]
+            dtype, codec_id = ds.dtype.str, str(ds.attrs.get("cubebench_codec", ""))
+            chunks = tuple(int(c) for c in ds.chunks)
+            work = pattern_batches(sel, chunks, np.dtype(dtype).itemsize, BATCH_BYTES)
+            needed = [[overlapping_chunks(sel, tile, chunks) for tile in tiles] for tiles in work]
+            locate = _chunk_locator(ds, chunks, sum(len(c) for group in needed for c in group))
+            items = [
+                (tiles, {index: locate(index) for per_tile in group for index in per_tile})
+                for tiles, group in zip(work, needed, strict=True)
+            ]
+        parts: list[TilePart] = []
+        for result in run_batches(client, _pattern_batch, items, sel, str(target), codec_id, dtype, chunks):
+            parts.extend(result)
+        return combine(sel, parts)
+
+
+#: Above this many chunks, a pattern read walks the whole chunk index once instead of looking each chunk up.
+LOOKUP_LIMIT = 256
+
+Location = tuple[int, int, int] | None
+
+
+def _chunk_locator(ds: Any, chunks: tuple[int, ...], n: int) -> Any:
+    """A function ``index -> (offset, size, filter mask)`` or None for a chunk never written (the fill value)."""
+    if n > LOOKUP_LIMIT:
+        found: dict[ChunkIndex, Location] = {}
+
+        def visit(info: Any) -> None:
+            index = tuple(o // c for o, c in zip(info.chunk_offset, chunks, strict=True))
+            found[index] = (int(info.byte_offset), int(info.size), int(info.filter_mask))
+
+        ds.id.chunk_iter(visit)
+        return lambda index: found.get(index)
+
+    def lookup(index: ChunkIndex) -> Location:
+        info = ds.id.get_chunk_info_by_coord(tuple(i * c for i, c in zip(index, chunks, strict=True)))
+        if info.byte_offset is None or not info.size:
+            return None
+        return (int(info.byte_offset), int(info.size), int(info.filter_mask))
+
+    return lookup
+
 
 def _encode_batch(
     group: list[tuple[ChunkIndex, Block]], staged: StagedCube, codec_id: str, chunks: tuple[int, ...]
@@ -126,3 +193,35 @@ def _read_batch(
     finally:
         os.close(fd)
     return sums
+
+
+def _pattern_batch(
+    item: tuple[list[Window], dict[ChunkIndex, Location]],
+    sel: Selection,
+    path: str,
+    codec_id: str,
+    dtype: str,
+    chunks: tuple[int, ...],
+) -> list[TilePart]:
+    tiles, locations = item
+    encoder = encoder_for(codec_id, dtype)
+    buffer = np.empty(chunks, dtype=np.dtype(dtype))
+    fd = os.open(path, os.O_RDONLY)
+
+    def read_chunk(index: ChunkIndex) -> np.ndarray:
+        location = locations[index]
+        if location is None:  # never written: the fill value
+            buffer[...] = 0
+        else:
+            offset, size, mask = location
+            if mask:
+                raise OSError(f"chunk {index} of {path} was stored with filter mask {mask}")
+            encoder.decode(os.pread(fd, size, offset), buffer)
+        return buffer
+
+    try:
+        return [
+            reduce_tile(sel, t[0].start, t[1].start, assemble(sel, t, chunks, buffer.dtype, read_chunk)) for t in tiles
+        ]
+    finally:
+        os.close(fd)

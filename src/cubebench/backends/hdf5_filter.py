@@ -15,12 +15,15 @@ import numpy as np
 from cubebench.backends.base import Backend, ReadBack, WriteSettings, fsync_tree
 from cubebench.codecs import CodecSpec
 from cubebench.cube import StagedCube, block_grid, checksum
+from cubebench.patterns import PatternResult, Selection, TilePart, combine, reduce_tile, scan_tiles
 
 if TYPE_CHECKING:
     from distributed import Client
 
 #: In-file path of the data, as in EMD 1.0, so the files open in py4DSTEM and friends.
 DATA_PATH = "version_1/data/datacubes/datacube_000/data"
+#: Selected bytes an access-pattern read asks h5py for in one call.
+PATTERN_BYTES = 32 * 2**20
 
 
 class HDF5FilterBackend(Backend):
@@ -49,6 +52,20 @@ class HDF5FilterBackend(Backend):
     def read(self, client: Client, target: Path, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:
         """Read on one worker, chunk by chunk through the filter pipeline."""
         return ReadBack(client.submit(_read, target, pure=False).result())
+
+    def stored_shape(self, target: Path) -> tuple[int, ...]:
+        """The dataset's shape, from the file."""
+        import h5py
+
+        with h5py.File(target, "r") as f:
+            return tuple(int(s) for s in f[DATA_PATH].shape)
+
+    def pattern_result(
+        self, client: Client, target: Path, sel: Selection, chunks: tuple[int, ...], settings: WriteSettings
+    ) -> PatternResult:
+        """h5py slicing on one worker, one chunk column of the selection at a time (HDF5 decodes what overlaps)."""
+        parts: list[TilePart] = client.submit(_read_pattern, target, sel, pure=False).result()
+        return combine(sel, parts)
 
 
 def create_emd_dataset(f: Any, shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...], codec: CodecSpec) -> Any:
@@ -84,6 +101,7 @@ def _write(staged: StagedCube, codec: CodecSpec, chunks: tuple[int, ...], target
 
 def _read(target: Path) -> dict[tuple[int, ...], int]:
     import h5py
+    import hdf5plugin  # noqa: F401  (registers the filters in this worker, which may not be the writer)
 
     with h5py.File(target, "r") as f:
         ds = f[DATA_PATH]
@@ -97,3 +115,16 @@ def _read(target: Path) -> dict[tuple[int, ...], int]:
             else:  # an edge chunk: a fresh, smaller array
                 sums[index] = checksum(ds[block])
     return sums
+
+
+def _read_pattern(target: Path, sel: Selection) -> list[TilePart]:
+    import h5py
+    import hdf5plugin  # noqa: F401  (registers the filters in this worker)
+
+    with h5py.File(target, "r") as f:
+        ds = f[DATA_PATH]
+        cy, cx = ds.chunks[:2]
+        # one h5py call per band of chunk rows, widened (by whole chunks) up to about 32 MiB of selected data
+        per_column = cy * cx * sel.det_shape[0] * sel.det_shape[1] * ds.dtype.itemsize
+        tiles = scan_tiles(sel, (cy, cx * max(1, PATTERN_BYTES // per_column)))
+        return [reduce_tile(sel, ys.start, xs.start, ds[ys, xs, sel.det[0], sel.det[1]]) for ys, xs in tiles]

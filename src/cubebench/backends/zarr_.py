@@ -14,8 +14,9 @@ import numpy as np
 
 from cubebench.backends.base import Backend, ReadBack, WriteSettings, fsync_tree
 from cubebench.codecs import CodecSpec
-from cubebench.parallel import batches, run_batches
 from cubebench.cube import Block, StagedCube, checksum
+from cubebench.parallel import BATCH_BYTES, batches, run_batches
+from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -78,6 +79,26 @@ class ZarrBackend(Backend):
             sums.update(result)
         return ReadBack(sums)
 
+    def stored_shape(self, target: Path) -> tuple[int, ...]:
+        """The array's shape, from its metadata."""
+        import zarr
+
+        return tuple(int(s) for s in zarr.open_array(str(target), mode="r").shape)
+
+    def pattern_result(
+        self, client: Client, target: Path, sel: Selection, chunks: tuple[int, ...], settings: WriteSettings
+    ) -> PatternResult:
+        """Zarr slicing on the workers, one column of chunks (or shards) of the selection per tile."""
+        import zarr
+
+        array = zarr.open_array(str(target), mode="r")
+        block = tuple(int(c) for c in (array.shards or array.chunks))
+        parts: list[TilePart] = []
+        work = pattern_batches(sel, block, array.dtype.itemsize, BATCH_BYTES)
+        for result in run_batches(client, _pattern_batch, work, sel, str(target)):
+            parts.extend(result)
+        return combine(sel, parts)
+
     @staticmethod
     def _layout(chunks: tuple[int, ...], settings: WriteSettings) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
         if settings.shards:
@@ -102,3 +123,8 @@ def _write_batch(group: list[tuple[ChunkIndex, Block]], staged: StagedCube, path
 def _read_batch(group: list[tuple[ChunkIndex, Block]], path: str) -> dict[ChunkIndex, int]:
     array = _open(path, "r")
     return {index: checksum(array[block]) for index, block in group}
+
+
+def _pattern_batch(tiles: list[Window], sel: Selection, path: str) -> list[TilePart]:
+    array = _open(path, "r")
+    return [reduce_tile(sel, ys.start, xs.start, array[ys, xs, sel.det[0], sel.det[1]]) for ys, xs in tiles]

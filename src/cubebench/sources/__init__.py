@@ -1,0 +1,160 @@
+"""Open any supported source as a lazy 4-D :class:`~cubebench.cube.Cube` ``(scan_y, scan_x, det_y, det_x)``.
+
+A source is a path, a preset name, or a mapping shaped like one entry of an experiment's ``datasets:`` list::
+
+    open_cube("4d_diff")                                        # synthetic preset (8 GiB, lazy)
+    open_cube({"preset": "4d_diff", "scale": 0.0625, "seed": 1})
+    open_cube({"shape": [16, 16, 128, 128], "zero_fraction": 0.9})
+    open_cube("scan.emd")                                       # EMD 1.0 / any HDF5 with one 4-D dataset
+    open_cube({"path": "scan.h5", "dataset": "/entry/data"})
+    open_cube({"path": "frames.mib", "scan_shape": [256, 256]})
+
+Files are recognised by extension and signature: ``.h5 .hdf5 .hdf .he5 .emd .nxs`` (HDF5), a directory or
+``.zarr`` (Zarr array or group), ``.npy``, ``.mib`` (Quantum Detectors, via rosettasciio). Everything a user can
+get wrong raises a one-line :class:`~cubebench.errors.DatasetError` or :class:`~cubebench.errors.ConfigError`
+that names the culprit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cubebench.errors import ConfigError, DatasetError
+from cubebench.sources._common import check_scan_shape
+from cubebench.sources.presets import PRESETS, SYNTHETIC_KEYS, Preset, get_preset, list_presets, open_synthetic
+from cubebench.sources.synthetic import SyntheticParams, generate_block
+
+if TYPE_CHECKING:
+    from cubebench.cube import Cube
+
+__all__ = [
+    "FILE_KEYS",
+    "PRESETS",
+    "SOURCE_KEYS",
+    "Preset",
+    "SyntheticParams",
+    "generate_block",
+    "get_preset",
+    "list_presets",
+    "open_cube",
+]
+
+#: Keys of a file dataset spec.
+FILE_KEYS = ("path", "dataset", "scan_shape", "name")
+#: Every key a dataset spec may have.
+SOURCE_KEYS = tuple(dict.fromkeys((*SYNTHETIC_KEYS, *FILE_KEYS)))
+
+_HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".emd", ".nxs")
+
+
+def open_cube(source: str | os.PathLike[str] | Mapping[str, Any]) -> Cube:
+    """Open ``source`` (a path, a preset name, or a dataset mapping) as a lazy 4-D cube.
+
+    Nothing is read but metadata (and, for synthetic presets, a sample of noiseless patterns to calibrate the
+    dose); ``Cube.data`` is a Dask array whose graph holds only small picklable readers or generator parameters.
+
+    Examples
+    --------
+    >>> cube = open_cube({"preset": "4d_diff", "scale": 0.0625})
+    >>> cube.data.shape, cube.info.dtype
+    ((16, 16, 256, 256), 'uint16')
+    """
+    if isinstance(source, Mapping):
+        spec = dict(source)
+    elif isinstance(source, (str, os.PathLike)):
+        text = os.fspath(source)
+        spec = {"preset": text} if isinstance(source, str) and text in PRESETS else {"path": text}
+    else:
+        raise ConfigError(f"a dataset must be a path, a preset name or a mapping, got {type(source).__name__}")
+    unknown = sorted(k for k in spec if k not in SOURCE_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown dataset key {unknown[0]!r}; valid: {', '.join(SOURCE_KEYS)}")
+    name = spec.get("name")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ConfigError(f"dataset name must be a non-empty string, got {name!r}")
+    if spec.get("path") is not None:
+        extra = sorted(k for k in spec if k not in FILE_KEYS and spec[k] is not None)
+        if extra:
+            raise ConfigError(
+                f"key {extra[0]!r} applies to synthetic datasets, not to a file (path {spec['path']!s}); "
+                f"file keys: {', '.join(FILE_KEYS)}"
+            )
+        return _open_path(spec)
+    extra = sorted(k for k in ("dataset", "scan_shape") if spec.get(k) is not None)
+    if extra:
+        raise ConfigError(f"key {extra[0]!r} needs a `path`; synthetic keys: {', '.join(SYNTHETIC_KEYS)}")
+    if spec.get("preset") is None and spec.get("shape") is None:
+        raise ConfigError("a dataset needs `path`, `preset` or `shape`")
+    if spec.get("preset") is not None and not isinstance(spec["preset"], str):
+        raise ConfigError(f"preset must be a name, got {spec['preset']!r}; valid: {', '.join(PRESETS)}")
+    return open_synthetic({k: v for k, v in spec.items() if v is not None})
+
+
+def _open_path(spec: Mapping[str, Any]) -> Cube:
+    raw = spec["path"]
+    if not isinstance(raw, (str, os.PathLike)):
+        raise ConfigError(f"path must be a string, got {raw!r}")
+    path = Path(os.fspath(raw)).expanduser()
+    where = str(path)
+    dataset = spec.get("dataset")
+    if dataset is not None and not isinstance(dataset, str):
+        raise ConfigError(f"{where}: dataset must be an in-file path string, got {dataset!r}")
+    scan_shape = check_scan_shape(where, spec.get("scan_shape"))
+    name = spec.get("name")
+    if not path.exists():
+        if path.suffix == "" and os.sep not in where and "/" not in where:
+            raise DatasetError(
+                f"{where!r} is neither a file nor a synthetic preset; presets: {', '.join(list_presets())}"
+            )
+        raise DatasetError(f"{where}: file not found")
+    if not os.access(path, os.R_OK):
+        raise DatasetError(f"{where}: cannot read the file (permission denied)")
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        from cubebench.sources.zarr_ import looks_like_zarr, open_zarr
+
+        if not looks_like_zarr(path):
+            raise DatasetError(f"{where}: directory is not a Zarr store (no zarr.json, .zarray or .zgroup)")
+        return open_zarr(path, dataset, scan_shape, name)
+    if suffix == ".zarr":
+        raise DatasetError(f"{where}: a .zarr store must be a directory")
+    kind = _sniff(path)
+    if suffix in _HDF5_SUFFIXES or (kind == "hdf5" and suffix not in (".npy", ".mib")):
+        from cubebench.sources.hdf5_ import open_hdf5
+
+        return open_hdf5(path, dataset, scan_shape, name)
+    if dataset is not None:
+        raise ConfigError(f"{where}: `dataset` applies to HDF5 files and Zarr groups only")
+    if suffix == ".npy" or (kind == "npy" and suffix != ".mib"):
+        from cubebench.sources.npy import open_npy
+
+        return open_npy(path, scan_shape, name)
+    if suffix == ".mib" or kind == "mib":
+        from cubebench.sources.mib import open_mib
+
+        return open_mib(path, scan_shape, name)
+    raise DatasetError(
+        f"{where}: unknown file type {suffix or '(no extension)'!r}; supported: HDF5 ({' '.join(_HDF5_SUFFIXES)}), "
+        f"Zarr (directory or .zarr), .npy, .mib"
+    )
+
+
+def _sniff(path: Path) -> str | None:
+    """File kind from its first bytes (HDF5 also at user-block offsets), or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head.startswith(b"MQ1,"):
+        return "mib"
+    from cubebench.sources.hdf5_ import has_hdf5_signature
+
+    if has_hdf5_signature(path):
+        return "hdf5"
+    return None
