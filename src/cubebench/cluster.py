@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,6 +50,20 @@ class CodecThreads(WorkerPlugin):
         set_codec_threads(self.codec_threads)
 
 
+class IgnoreInterrupt(WorkerPlugin):
+    """Make worker processes ignore SIGINT: Ctrl-C reaches the whole process group, and the main process alone
+    decides how the workers end (it closes the cluster), so they print no tracebacks and lose no cleanup."""
+
+    name = "cubebench-ignore-interrupt"
+
+    def setup(self, worker: Any) -> None:
+        """Ignore SIGINT in this worker process (a no-op for thread workers, which cannot set handlers)."""
+        import signal
+
+        with contextlib.suppress(ValueError):  # not the main thread of its process
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def open_client(spec: ClusterSpec, zarr_concurrency: int = 2) -> Iterator[Client]:
     """Start (or connect to) the cluster described by ``spec`` and yield a Client; shut it down on exit.
@@ -63,7 +78,7 @@ def open_client(spec: ClusterSpec, zarr_concurrency: int = 2) -> Iterator[Client
         if spec.address:
             client = _connect(spec.address, spec.timeout)
         elif spec.jobqueue:
-            cluster = stack.enter_context(_jobqueue_cluster(spec, env))
+            cluster = stack.enter_context(jobqueue_cluster(spec, env))
             client = Client(cluster, timeout=f"{spec.timeout}s")
             cluster.scale(spec.workers)
             try:
@@ -91,6 +106,7 @@ def open_client(spec: ClusterSpec, zarr_concurrency: int = 2) -> Iterator[Client
             stack.callback(cluster.close)
             client = Client(cluster)
         stack.callback(client.close)
+        client.register_plugin(IgnoreInterrupt())
         client.register_plugin(CodecThreads(env, spec.codec_threads))
         yield client
 
@@ -102,26 +118,42 @@ def _connect(address: str, timeout: float) -> Client:
         raise ClusterError(f"cannot reach Dask scheduler at {address}: {exc.__class__.__name__}") from None
 
 
-@contextlib.contextmanager
-def _jobqueue_cluster(spec: ClusterSpec, env: dict[str, str]) -> Iterator[Any]:
-    try:
-        import dask_jobqueue
-    except ImportError:
-        raise ClusterError("cluster.jobqueue needs dask-jobqueue: pip install 'cubebench[hpc]'") from None
-    cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[str(spec.jobqueue)]
-    prologue = [f"export {k}={v}" for k, v in env.items()]
+def jobqueue_kwargs(spec: ClusterSpec, env: dict[str, str]) -> dict[str, Any]:
+    """Keyword arguments of the dask-jobqueue cluster class for ``spec``: one worker process per job.
+
+    Workers spill into ``local_directory`` (default: the node's temporary folder, never the submit folder);
+    job logs go to ``log_directory`` (dask-jobqueue passes ``--output``/``-o``), else where the batch system
+    puts them. The dashboard takes a free port, so two runs on one login node do not collide.
+    """
     kwargs: dict[str, Any] = {
         "cores": spec.cores,
         "processes": 1,
         "memory": spec.memory,
         "walltime": spec.walltime,
-        "job_script_prologue": prologue,
+        "job_script_prologue": [f"export {k}={v}" for k, v in env.items()],
         "job_extra_directives": list(spec.job_directives),
+        "local_directory": spec.local_directory or tempfile.gettempdir(),
+        "scheduler_options": {"dashboard_address": ":0"},
     }
-    for key in ("queue", "interface", "local_directory", "log_directory"):
+    for key in ("queue", "interface", "log_directory"):
         value = getattr(spec, key)
         if value is not None:
             kwargs[key] = value
+    return kwargs
+
+
+@contextlib.contextmanager
+def jobqueue_cluster(spec: ClusterSpec, env: dict[str, str]) -> Iterator[Any]:
+    """A dask-jobqueue ``SLURMCluster`` or ``PBSCluster`` for ``spec`` (no job submitted yet); closed on exit.
+
+    ``cluster.job_script()`` shows the batch script each worker job will run.
+    """
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise ClusterError("cluster.jobqueue needs dask-jobqueue: pip install 'cubebench[hpc]'") from None
+    cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[str(spec.jobqueue)]
+    kwargs = jobqueue_kwargs(spec, env)
     try:
         cluster = cls(**kwargs)
     except Exception as exc:  # dask-jobqueue raises many kinds for a bad setup

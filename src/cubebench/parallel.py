@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 #: Raw bytes of source data handled by one task.
 BATCH_BYTES = 32 * 2**20
+#: Fewest batches a cube is cut into (when it has that many chunks).
+MIN_BATCHES = 8
 
 ChunkIndex = tuple[int, ...]
 
@@ -48,10 +50,14 @@ def _notify(item: Any) -> None:
 def batches(
     shape: Sequence[int], block: Sequence[int], itemsize: int, limit: int = BATCH_BYTES
 ) -> list[list[tuple[ChunkIndex, Block]]]:
-    """Group the chunk grid of ``shape`` into runs of consecutive chunks of about ``limit`` raw bytes."""
+    """Group the chunk grid of ``shape`` into runs of consecutive chunks of about ``limit`` raw bytes.
+
+    Small cubes are cut into at least :data:`MIN_BATCHES` batches (when they have that many chunks), so that
+    every worker gets work.
+    """
     per_chunk = max(1, int(np.prod(block, dtype=np.int64)) * itemsize)
-    size = max(1, limit // per_chunk)
     grid = block_grid(tuple(shape), tuple(block))
+    size = max(1, min(limit // per_chunk, -(-len(grid) // MIN_BATCHES)))
     return [grid[i : i + size] for i in range(0, len(grid), size)]
 
 

@@ -65,7 +65,7 @@ class ZarrBackend(Backend):
         work = batches(staged.shape, block, dtype.itemsize)
         for _ in run_batches(client, _write_batch, work, staged, str(target), settings.write_empty_chunks):
             pass
-        fsync_tree(target)
+        fsync_tree(target / "zarr.json")  # the chunk files were fsynced by the workers that wrote them
 
     def read(self, client: Client, target: Path, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:
         """Each worker reads and decodes whole chunks (or shards) of its batch."""
@@ -118,6 +118,11 @@ def _write_batch(group: list[tuple[ChunkIndex, Block]], staged: StagedCube, path
     array = _open(path, "r+", write_empty)
     for _, block in group:
         array[block] = staged.read_block(block)
+    # make this batch's chunk (or shard) files durable here, in parallel, rather than file by file in the client
+    for index, _ in group:
+        chunk_file = Path(path) / array.metadata.encode_chunk_key(index)
+        if chunk_file.exists():
+            fsync_tree(chunk_file)
 
 
 def _read_batch(group: list[tuple[ChunkIndex, Block]], path: str) -> dict[ChunkIndex, int]:
