@@ -33,7 +33,7 @@ CHUNKS = (2, 3, 16, 16)
 
 def write_and_read(client: object, tmp_path: Path, name: str, codec: str, array: np.ndarray,
                    chunks: tuple[int, ...] = CHUNKS) -> Path:
-    """Write ``array`` with backend ``name``, read it back, and assert every block's CRC equals the source's."""
+    """Write ``array`` with backend ``name``, read it back, and assert every block's hash equals the source's."""
     staged = stage_array(array, tmp_path)
     backend = get_backend(name)
     target = tmp_path / f"out{backend.suffix}"

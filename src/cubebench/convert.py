@@ -3,7 +3,7 @@
 ``convert`` is the benchmark's own write path used as a tool: the source is staged once (an uncompressed copy
 in scratch, beside the destination), written by a backend (``hdf5_direct`` for ``.h5`` / ``.emd`` / ``.hdf5``:
 chunks encoded in parallel, one writer; ``zarr`` for ``.zarr``), read back in full, and compared with the
-source's CRC-32 per chunk. A destination that fails verification is removed. ``generate`` does the same for a
+source's hash per chunk. A destination that fails verification is removed. ``generate`` does the same for a
 synthetic preset. The default codec is ``blosc-zstd`` (zstd level 3, byte shuffle): about 8x smaller on 75 %-zero
 12-bit counts and fast to decode; HDF5 readers need ``import hdf5plugin`` for it (``--codec none`` or ``gzip-6``
 need nothing).

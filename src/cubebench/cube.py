@@ -8,12 +8,12 @@ generating a synthetic cube costs more than many codecs).
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xxhash
 
 #: Index tuple selecting one block of a cube.
 Block = tuple[slice, ...]
@@ -99,5 +99,14 @@ def block_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> list[tuple[tu
 
 
 def checksum(array: np.ndarray) -> int:
-    """CRC-32 of an array's bytes in C order (fast, about 4 GB/s, and enough to catch any corruption seen)."""
-    return zlib.crc32(np.ascontiguousarray(array)) & 0xFFFFFFFF
+    """64-bit XXH3 hash of an array's bytes in C order.
+
+    About 35 GB/s on one core here (zlib's CRC-32 gives 4 GB/s), so verifying every chunk costs little of a read
+    even for the fastest codecs, and 64 bits make a missed corruption vanishingly unlikely.
+    """
+    return int(xxhash.xxh3_64_intdigest(np.ascontiguousarray(array)))
+
+
+def checksum_stream() -> xxhash.xxh3_64:
+    """A hasher to feed a chunk piece by piece (C order); its ``intdigest()`` equals :func:`checksum` of the whole."""
+    return xxhash.xxh3_64()

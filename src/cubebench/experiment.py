@@ -7,6 +7,7 @@ naming it, before any work starts.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -75,7 +76,12 @@ class ZarrSettings:
 
 @dataclass(frozen=True)
 class Experiment:
-    """A validated benchmark plan. Build with :func:`load_experiment` or :func:`parse_experiment`."""
+    """A validated benchmark plan. Build with :func:`load_experiment` or :func:`parse_experiment`.
+
+    ``scratch`` holds each cell's stored files (one cell at a time, removed after it); ``staging`` holds the
+    uncompressed staged copy of every dataset for the whole run (default: inside ``scratch``). Both must be
+    visible to every worker.
+    """
 
     name: str
     datasets: tuple[Mapping[str, Any], ...]
@@ -88,6 +94,7 @@ class Experiment:
     max_cell_seconds: float | None = None
     access_patterns: tuple[str, ...] = ()
     scratch: str | None = None
+    staging: str | None = None
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     zarr: ZarrSettings = field(default_factory=ZarrSettings)
 
@@ -111,7 +118,7 @@ def _listify(value: Any) -> Any:
 
 
 _TOP_KEYS = ("name", "datasets", "backends", "codecs", "chunks", "runs", "warmup", "cache", "access_patterns",
-             "max_cell_seconds", "scratch", "cluster", "zarr")
+             "max_cell_seconds", "scratch", "staging", "cluster", "zarr")
 _CLUSTER_KEYS = tuple(ClusterSpec.__dataclass_fields__)
 _ZARR_KEYS = tuple(ZarrSettings.__dataclass_fields__)
 
@@ -161,9 +168,10 @@ def parse_experiment(raw: Mapping[str, Any], origin: str = "experiment") -> Expe
     budget = raw.get("max_cell_seconds")
     if budget is not None and (not isinstance(budget, (int, float)) or isinstance(budget, bool) or budget <= 0):
         raise ConfigError(f"{origin}: 'max_cell_seconds' must be a positive number, got {budget!r}")
-    scratch = raw.get("scratch")
-    if scratch is not None and not isinstance(scratch, str):
-        raise ConfigError(f"{origin}: 'scratch' must be a folder path or null, got {scratch!r}")
+    scratch, staging = raw.get("scratch"), raw.get("staging")
+    for key, folder in (("scratch", scratch), ("staging", staging)):
+        if folder is not None and (not isinstance(folder, str) or not folder):
+            raise ConfigError(f"{origin}: {key!r} must be a folder path or null, got {folder!r}")
     warmup = raw.get("warmup", True)
     if not isinstance(warmup, bool):
         raise ConfigError(f"{origin}: 'warmup' must be true or false, got {warmup!r}")
@@ -178,6 +186,7 @@ def parse_experiment(raw: Mapping[str, Any], origin: str = "experiment") -> Expe
         cache=cache,
         max_cell_seconds=float(budget) if budget is not None else None,
         scratch=scratch,
+        staging=staging,
         cluster=_parse_cluster(raw.get("cluster") or {}, origin),
         zarr=_parse_zarr(raw.get("zarr") or {}, origin),
         access_patterns=_parse_patterns(raw.get("access_patterns") or [], origin),
@@ -301,7 +310,37 @@ def _parse_cluster(value: Any, origin: str) -> ClusterSpec:
         kwargs["job_directives"] = tuple(directives)
     if "timeout" in kwargs and (not isinstance(kwargs["timeout"], (int, float)) or kwargs["timeout"] <= 0):
         raise ConfigError(f"{where}.timeout must be a positive number of seconds, got {kwargs['timeout']!r}")
+    _check_jobqueue_values(kwargs, where)
     return ClusterSpec(**kwargs)
+
+
+_WALLTIME = re.compile(r"(\d+-)?\d{1,3}(:\d{2}){0,2}")
+
+
+def _check_jobqueue_values(kwargs: dict[str, Any], where: str) -> None:
+    """Strings where strings belong, sizes and walltimes that a batch system takes; threads = cores for jobs."""
+    from dask.utils import parse_bytes
+
+    for key in ("memory_limit", "memory", "walltime", "queue", "interface", "local_directory", "log_directory"):
+        if kwargs.get(key) is not None and (not isinstance(kwargs[key], str) or not kwargs[key]):
+            raise ConfigError(f"{where}.{key} must be a non-empty string, got {kwargs[key]!r}")
+    for key in ("memory", "memory_limit"):
+        if isinstance(kwargs.get(key), str) and kwargs[key] != "auto":
+            try:
+                parse_bytes(kwargs[key])
+            except (ValueError, TypeError):
+                raise ConfigError(f"{where}.{key} must be a size like '4GiB', got {kwargs[key]!r}") from None
+    if "walltime" in kwargs and not _WALLTIME.fullmatch(kwargs["walltime"]):
+        raise ConfigError(f"{where}.walltime must look like HH:MM:SS (or D-HH:MM:SS), got {kwargs['walltime']!r}")
+    if kwargs.get("jobqueue"):
+        # each job runs one worker process with `cores` threads: threads_per_worker follows cores
+        threads, cores = kwargs.get("threads_per_worker"), kwargs.get("cores", 1)
+        if threads is not None and threads != cores:
+            raise ConfigError(
+                f"{where}: threads_per_worker ({threads}) and cores ({cores}) conflict with jobqueue: each job "
+                f"runs one worker with `cores` threads; give cores only"
+            )
+        kwargs["threads_per_worker"] = cores
 
 
 def _parse_zarr(value: Any, origin: str) -> ZarrSettings:

@@ -73,14 +73,18 @@ def run_batches(client: Client, func: Any, items: Iterable[Any], *args: Any, win
     pending = iter(items)
     submitted: dict[Any, Any] = {}
 
+    inflight: dict[Any, Any] = {}
+
     def submit(item: Any) -> Any:
         future = client.submit(func, item, *args, pure=False)
         submitted[future.key] = item
+        inflight[future.key] = future
         return future
 
     queue = as_completed([submit(item) for item in _take(pending, window)])
     for future in queue:
-        result = future.result()
+        del inflight[future.key]
+        result = _result(future, inflight.values())
         done = submitted.pop(future.key)
         future.release()
         for item in _take(pending, 1):
@@ -105,12 +109,32 @@ def run_ordered(
     queue = deque((item, client.submit(func, item, *args, pure=False)) for item in _take(pending, window))
     while queue:
         done, future = queue.popleft()
-        result = future.result()
+        result = _result(future, [f for _, f in queue])
         future.release()
         for item in _take(pending, 1):
             queue.append((item, client.submit(func, item, *args, pure=False)))
         _notify(done)
         yield result
+
+
+#: Seconds to wait for the tasks still running when one task of a batch run fails.
+SETTLE_SECONDS = 120.0
+
+
+def _result(future: Any, others: Iterable[Any]) -> Any:
+    """``future.result()``; if it raises, first let ``others`` (the tasks still in flight) finish.
+
+    A failed cell's files are removed right after the error: no task of it may still be writing then (a Zarr
+    store would be re-created in scratch by a straggler).
+    """
+    try:
+        return future.result()
+    except Exception:
+        from distributed import wait
+
+        with contextlib.suppress(Exception):
+            wait(list(others), timeout=SETTLE_SECONDS)
+        raise
 
 
 def _take(it: Iterator[Any], n: int) -> list[Any]:

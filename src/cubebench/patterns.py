@@ -8,9 +8,9 @@ Three patterns of a cube ``(scan_y, scan_x, det_y, det_x)``:
   ``min(det_y, det_x) / 8`` read through the storage, and the disk summed into a virtual image.
 
 Backends read a pattern as *tiles*: pieces of the selection's scan range, each holding whole selected frames
-(the selection's detector window). Each tile is reduced where it was read (:func:`reduce_tile`) to a CRC-32 per
+(the selection's detector window). Each tile is reduced where it was read (:func:`reduce_tile`) to a hash per
 frame (of the frame's selected window, C order) and, for ``virtual_detector``, the disk sum per frame;
-:func:`combine` assembles the tiles. The checksum of a pattern is the CRC-32 of the per-frame CRCs in scan
+:func:`combine` assembles the tiles. The checksum of a pattern is the hash of the per-frame hashes in scan
 order, so it does not depend on how the tiles were cut, and the same function on the staged source gives the
 value to verify against. This module is pure NumPy: backends and staging both build on it.
 
@@ -26,12 +26,12 @@ Examples
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cubebench.cube import checksum
 from cubebench.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class Selection:
 
 @dataclass(frozen=True)
 class TilePart:
-    """One tile reduced where it was read: its scan offset, one CRC-32 per frame, and disk sums (or None)."""
+    """One tile reduced where it was read: its scan offset, one hash per frame, and disk sums (or None)."""
 
     y0: int
     x0: int
@@ -191,12 +191,12 @@ def assemble(
 def reduce_tile(sel: Selection, y0: int, x0: int, data: np.ndarray) -> TilePart:
     """Reduce ``data``, the selected frames ``(ny, nx, hy, hx)`` whose first probe position is ``(y0, x0)``.
 
-    Returns one CRC-32 per frame (of its selected window, C order) and, for ``virtual_detector``, the sum of
+    Returns one hash per frame (:func:`~cubebench.cube.checksum` of its selected window, C order) and, for ``virtual_detector``, the sum of
     the disk pixels per frame (int64 for integer data, float64 for floats).
     """
     ny, nx = data.shape[:2]
     frames = np.ascontiguousarray(data).reshape(ny * nx, -1)
-    crcs = np.fromiter((zlib.crc32(f.data) for f in frames), dtype=np.uint32, count=ny * nx).reshape(ny, nx)
+    crcs = np.fromiter((checksum(f) for f in frames), dtype=np.uint64, count=ny * nx).reshape(ny, nx)
     sums = None
     if sel.mask is not None:
         acc = np.float64 if data.dtype.kind == "f" else np.int64
@@ -208,7 +208,7 @@ def combine(sel: Selection, parts: Iterable[TilePart]) -> PatternResult:
     """Assemble tile parts into the pattern's checksum (and virtual image); every frame must be covered once."""
     ny, nx = sel.scan_shape
     oy, ox = sel.scan[0].start, sel.scan[1].start
-    crcs = np.zeros((ny, nx), dtype=np.uint32)
+    crcs = np.zeros((ny, nx), dtype=np.uint64)
     seen = np.zeros((ny, nx), dtype=np.int32)
     image: np.ndarray | None = None
     for part in parts:
@@ -223,4 +223,4 @@ def combine(sel: Selection, parts: Iterable[TilePart]) -> PatternResult:
     if not (seen == 1).all():
         missing, twice = int((seen == 0).sum()), int((seen > 1).sum())
         raise ValueError(f"{sel.pattern}: {missing} frames not read, {twice} read more than once")
-    return PatternResult(sel.pattern, zlib.crc32(crcs.data) & 0xFFFFFFFF, image)
+    return PatternResult(sel.pattern, checksum(crcs), image)

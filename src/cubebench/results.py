@@ -39,7 +39,7 @@ GIB = float(2**30)
 class CellResult:
     """Everything measured for one cell; one line of the results log.
 
-    ``verified`` is True only when every chunk read back equals the source chunk (CRC-32 per chunk).
+    ``verified`` is True only when every chunk read back equals the source chunk (64-bit XXH3 hash per chunk).
     Timings of a cell that is not ``ok`` are NaN: a corrupting codec path is never timed as a success.
     """
 
@@ -159,11 +159,11 @@ _DESCRIPTIONS = {
     "ratio": "uncompressed bytes / stored bytes (all files, metadata included)",
     "stored_bytes": "bytes on disk after the write, metadata included",
     "write_seconds": "wall time of the write, flush and fsync included",
-    "read_seconds": "wall time of a full read of the stored data, decoded, per-chunk CRC-32 included",
+    "read_seconds": "wall time of a full read of the stored data, decoded, per-chunk hash included",
     "source_read_seconds": "wall time to read the staged uncompressed source once: the floor under every write",
     "write_GiBps": "uncompressed GiB / write_seconds",
     "read_GiBps": "uncompressed GiB / read_seconds",
-    "verified": "every chunk read back equals the source chunk (CRC-32)",
+    "verified": "every chunk read back equals the source chunk (64-bit XXH3 hash)",
     "peak_memory_bytes": "peak resident memory of all processes (client, scheduler, workers) during the cell",
     "status": "ok | failed | unverified | unavailable | skipped | missing",
 }

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -30,7 +32,14 @@ from cubebench.chunking import chunk_name, resolve_chunks
 from cubebench.cluster import cluster_description, open_client
 from cubebench.codecs import CodecSpec, get_codec
 from cubebench.cube import Cube, StagedCube
-from cubebench.errors import CodecUnavailableError, ConfigError, CubebenchError, ResultsError
+from cubebench.errors import (
+    ClusterError,
+    CodecUnavailableError,
+    ConfigError,
+    CubebenchError,
+    DatasetError,
+    ResultsError,
+)
 from cubebench.estimate import CodecSpeed, estimate_cell_seconds, measure_speed, sample_frames
 from cubebench.experiment import Experiment, default_experiment_path, load_experiment, parse_experiment
 from cubebench.memory import PeakMemory
@@ -130,14 +139,16 @@ def run(
     done = {cell.key for cell in log.read()}
     todo = [cell for cell in plan_cells(exp, list(cubes)) if cell.key not in done]
     info = _read_json(folder / DATASETS_FILE)
-    (folder / EXPERIMENT_FILE).write_text(json.dumps(exp.to_dict(), indent=1, default=str))
-    scratch = Path(tempfile.mkdtemp(prefix=f"cubebench-{exp.name}-", dir=exp.scratch))
+    scratch = _work_folder(exp.scratch, exp.name, "scratch")
+    staging = scratch / "staged" if exp.staging is None else _work_folder(exp.staging, exp.name, "staging")
     cluster_info: dict[str, Any] = {}
-    interrupted = False
+    interrupted, started, lost = False, False, None
     try:
         with _sigterm_as_interrupt(), open_client(exp.cluster, exp.zarr.concurrency) as client:
             cluster_info = cluster_description(client, exp.cluster)
-            session = _Session(client, exp, scratch, codecs, backends, cluster_info)
+            (folder / EXPERIMENT_FILE).write_text(json.dumps(exp.to_dict(), indent=1, default=str))
+            session = _Session(client, exp, scratch, codecs, backends, cluster_info, staging)
+            started = True
             needed = {cell.dataset for cell in todo} | {name for name in cubes if name not in info}
             for name in cubes:
                 if name in needed:
@@ -150,19 +161,27 @@ def run(
             session.execute(todo, log, progress)
     except KeyboardInterrupt:
         interrupted = True
+    except ClusterError as exc:  # the cluster went away mid-run: save what finished, then say so
+        if not started:
+            raise
+        lost = exc
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
     cells = log.read()
     if not cells:
-        raise ResultsError("interrupted before any cell finished; nothing to save") if interrupted else ResultsError(
-            "no cells to run"
-        )
+        if interrupted:
+            raise Interrupted(folder, 0, len(plan_cells(exp, list(cubes))), experiment)
+        raise lost or ResultsError("no cells to run")
     attrs = provenance(exp, cluster_info)
     ds = records_to_dataset(cells, info, attrs)
     save_results(ds, folder)
-    if interrupted:
+    if interrupted or lost:
         missing = len(plan_cells(exp, list(cubes))) - len(cells)
-        raise Interrupted(folder, len(cells), missing)
+        if lost:
+            raise ClusterError(f"{lost}; {len(cells)} finished cells saved in {folder}, {missing} missing; "
+                               f"finish with: {_resume_command(folder, experiment)}")
+        raise Interrupted(folder, len(cells), missing, experiment)
     return ds
 
 
@@ -182,11 +201,20 @@ class Interrupted(CubebenchError):
 
     exit_code = 130
 
-    def __init__(self, folder: Path, finished: int, missing: int) -> None:
+    def __init__(self, folder: Path, finished: int, missing: int, experiment: Any = None) -> None:
+        if not finished:
+            super().__init__(f"interrupted before any cell finished; nothing saved in {folder}")
+            return
         super().__init__(
             f"interrupted: {finished} finished cells saved in {folder}, {missing} missing; "
-            f"finish with: cubebench run EXPERIMENT --out {folder} --resume"
+            f"finish with: {_resume_command(folder, experiment)}"
         )
+
+
+def _resume_command(folder: Path, experiment: Any) -> str:
+    """The command line that finishes a run (the experiment's path when it came from a file)."""
+    source = os.fspath(experiment) if isinstance(experiment, (str, os.PathLike)) else "EXPERIMENT"
+    return f"cubebench run {source} --out {folder} --resume"
 
 
 class _Session:
@@ -200,8 +228,10 @@ class _Session:
         codecs: dict[str, CodecSpec],
         backends: dict[str, Backend],
         cluster_info: dict[str, Any],
+        staging: Path | None = None,
     ) -> None:
         self.client, self.exp, self.scratch = client, exp, scratch
+        self.staging = staging or scratch / "staged"
         self.codecs, self.backends, self.cluster_info = codecs, backends, cluster_info
         self.staged: dict[str, StagedCube] = {}
         self.source: dict[tuple[str, tuple[int, ...]], tuple[dict[tuple[int, ...], int], float]] = {}
@@ -211,10 +241,14 @@ class _Session:
         self.threads = max(1, int(cluster_info.get("total_threads", 1)))
 
     def stage(self, cube: Cube) -> StagedCube:
-        """Stage ``cube`` once into scratch."""
-        folder = self.scratch / "staged"
-        folder.mkdir(exist_ok=True)
-        self.staged[cube.info.name] = stage_cube(self.client, cube, folder)
+        """Stage ``cube`` once into the staging folder; a source that fails to read is a :class:`DatasetError`."""
+        self.staging.mkdir(exist_ok=True)
+        try:
+            self.staged[cube.info.name] = stage_cube(self.client, cube, self.staging)
+        except CubebenchError:
+            raise
+        except Exception as exc:  # a worker failed to read or write the source: name the dataset, one line
+            raise DatasetError(f"dataset {cube.info.name!r}: staging failed: {_one_line(exc)}") from None
         return self.staged[cube.info.name]
 
     def warm_up(self, cube: Cube) -> None:
@@ -245,11 +279,48 @@ class _Session:
         try:
             for done, cell in enumerate(todo, 1):
                 bar.set_postfix_str(f"{done}/{len(todo)} {cell.label}")
-                result = self.run_cell(cell, self.staged[cell.dataset], estimates[cell])
+                result = self.run_whole(cell, self.staged[cell.dataset], estimates[cell])
                 log.append(result)
                 bar.update(weight[cell])
         finally:
             bar.close()
+
+    def run_whole(self, cell: Cell, staged: StagedCube, estimate: float = float("nan")) -> CellResult:
+        """Run ``cell`` on the whole cluster; when a worker is lost meanwhile, run it once more.
+
+        Distributed reruns a lost worker's tasks, so the data still verify, but the timings would include the
+        loss and the restart: the cell is run again from scratch. A loss in the second attempt too discards the
+        timings (status ``failed``, the reason says why). Every cell still gives exactly one result.
+        """
+        for attempt in (1, 2):
+            before = self.wait_for_workers()
+            result = replace(self.run_cell(cell, staged, estimate), workers=len(before))
+            if result.status == "failed" and self.client.status != "running":
+                raise ClusterError(f"lost the Dask cluster during cell {cell.label} ({result.reason})")
+            lost = before - self.worker_addresses()
+            if not lost:
+                note = "" if attempt == 1 else "ok on the second attempt: a worker was lost during the first"
+                return replace(result, reason=result.reason or note)
+        nan = float("nan")
+        why = f"a worker was lost during both attempts; timings discarded (second attempt: {result.status}"
+        why += f": {result.reason})" if result.reason else ")"
+        return replace(result, status="failed", reason=why, write_seconds=nan, read_seconds=nan, extra={})
+
+    def worker_addresses(self) -> set[str]:
+        """Addresses of the workers the scheduler knows now (a restarted worker gets a new one)."""
+        return set(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+
+    def wait_for_workers(self) -> set[str]:
+        """The workers' addresses, after waiting up to ``cluster.timeout`` for lost workers to be replaced."""
+        wanted = max(1, int(self.cluster_info.get("workers", 1)))
+        addresses = self.worker_addresses()
+        if len(addresses) < wanted:
+            with contextlib.suppress(TimeoutError):
+                self.client.wait_for_workers(wanted, timeout=self.exp.cluster.timeout)
+            addresses = self.worker_addresses()
+            if not addresses:
+                raise ClusterError(f"no Dask workers left (waited {self.exp.cluster.timeout:g} s for new ones)")
+        return addresses
 
     def estimate(self, cell: Cell) -> float:
         """Estimated seconds for ``cell`` (NaN when the codec has no in-process encoder)."""
@@ -313,7 +384,7 @@ class _Session:
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # any failure of a codec path is a result, not a crash
-            return replace(result, status="failed", reason=_one_line(exc))
+            return replace(result, status="failed", reason=_failure_reason(exc, self.scratch))
         finally:
             _remove(target)
         result = replace(
@@ -358,17 +429,73 @@ def _first_mismatch(expected: dict[tuple[int, ...], int], got: dict[tuple[int, .
     return ""
 
 
+def _failure_reason(exc: BaseException, scratch: Path) -> str:
+    """One line saying why a cell failed; a full scratch disk is named as such (HDF5 buries errno 28 deep)."""
+    text = _one_line(exc)
+    if getattr(exc, "errno", None) == errno.ENOSPC or "errno = 28" in text or "No space left" in text:
+        return f"ENOSPC: no space left on device in scratch {scratch.parent} ({text})"[:500]
+    return text
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or exc.__class__.__name__
     return f"{exc.__class__.__name__}: {text}"[:500]
 
 
 def _remove(target: Path) -> None:
+    """Delete ``target``, truncating its files first: a writer that failed (a full disk) may still hold them open,
+    and an open file's space is freed only by truncation, not by unlinking."""
+    files = [target] if target.is_file() else [p for p in target.rglob("*") if p.is_file()]
+    for path in files:
+        with contextlib.suppress(OSError):
+            os.truncate(path, 0)
     if target.is_dir():
         shutil.rmtree(target, ignore_errors=True)
     else:
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
+
+
+#: Marks a scratch or staging folder with the host and pid of the run that owns it.
+OWNER_FILE = ".cubebench-owner"
+
+
+def _work_folder(parent: str | None, name: str, key: str) -> Path:
+    """A fresh folder for this run under ``parent`` (default: the system's temporary folder).
+
+    Folders left behind by runs on this host that were killed (SIGKILL leaves no chance to clean up) are
+    removed first.
+    """
+    base = Path(parent).expanduser() if parent is not None else Path(tempfile.gettempdir())
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        _remove_stale(base)
+        folder = Path(tempfile.mkdtemp(prefix=f"cubebench-{name}-", dir=base))
+        (folder / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    except OSError as exc:
+        raise ConfigError(f"{key} folder {base} is not usable: {exc.strerror or exc}") from None
+    return folder
+
+
+def _remove_stale(base: Path) -> None:
+    """Remove ``cubebench-*`` folders in ``base`` whose owning process on this host has died."""
+    for folder in base.glob("cubebench-*"):
+        try:
+            host, pid = (folder / OWNER_FILE).read_text().split()
+        except (OSError, ValueError):
+            continue
+        if host == socket.gethostname() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _prepare_output(folder: Path, resume: bool) -> ResultsLog:

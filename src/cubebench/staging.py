@@ -7,6 +7,9 @@ floor under every write.
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cubebench.cube import Block, Cube, StagedCube, checksum
+from cubebench.errors import ConfigError
 from cubebench.parallel import BATCH_BYTES, batches, run_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
 from cubebench.patterns import selection as pattern_selection
@@ -47,13 +51,42 @@ def stage_cube(client: Client, cube: Cube, folder: Path) -> StagedCube:
     dtype = np.dtype(cube.data.dtype)
     path = folder / f"{_safe(cube.info.name)}.npy"
     np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)._mmap.close()  # type: ignore[union-attr]
+    reserve(path)
     target = _NpyTarget(path, shape, dtype.str)
     client.compute(da.store(cube.data, target, lock=False, compute=False)).result()
     return StagedCube(path=path, shape=shape, dtype=dtype.str, name=cube.info.name)
 
 
+def reserve(path: Path) -> None:
+    """Allocate every block of the (sparse) file ``path`` now, so a full disk is one clear error here.
+
+    Without it, workers writing through a memory map into a full filesystem die of SIGBUS, one after another.
+
+    Raises
+    ------
+    ConfigError
+        When the filesystem has no room for the file.
+    """
+    size = path.stat().st_size
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            path.unlink()
+            free = shutil.disk_usage(path.parent).free
+            raise ConfigError(
+                f"staging folder {path.parent}: no space left for the uncompressed copy of {path.stem} "
+                f"({size / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free); point 'staging:' at a bigger folder"
+            ) from None
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):  # filesystems without fallocate
+            raise
+    finally:
+        os.close(fd)
+
+
 def source_checksums(client: Client, staged: StagedCube, block: tuple[int, ...]) -> tuple[dict[ChunkIndex, int], float]:
-    """CRC-32 of every storage block of the staged cube, and the seconds one full read of it took."""
+    """XXH3-64 hash of every storage block of the staged cube, and the seconds one full read of it took."""
     start = time.perf_counter()
     sums: dict[ChunkIndex, int] = {}
     work = batches(staged.shape, block, np.dtype(staged.dtype).itemsize)

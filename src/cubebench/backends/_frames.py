@@ -2,7 +2,7 @@
 
 These backends do not chunk storage the way HDF5 and Zarr do; the chunk shape the runner passes only groups
 the work: tasks handle *tiles* of ``(chunk_y, chunk_x)`` probe positions with the whole detector, and a read
-returns one CRC-32 per block of the chunk shape, exactly as :func:`cubebench.staging.source_checksums`
+returns one hash per block of the chunk shape, exactly as :func:`cubebench.staging.source_checksums`
 computes it for the same block shape.
 """
 
@@ -58,7 +58,7 @@ def frame_tiles(shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int) 
 
 
 def block_checksums(data: np.ndarray, origin: tuple[int, ...], chunks: tuple[int, ...]) -> dict[ChunkIndex, int]:
-    """CRC-32 of every block of ``chunks`` inside ``data``, a dense piece of the cube whose corner is ``origin``.
+    """XXH3-64 hash of every block of ``chunks`` inside ``data``, a dense piece of the cube whose corner is ``origin``.
 
     ``origin`` lies on the chunk grid and ``data`` ends on it or at the cube's edge, so the blocks are the
     cube's blocks.

@@ -1,7 +1,7 @@
 """The interface every storage backend implements, and helpers they share.
 
 A backend writes a staged cube with one codec and one chunk shape into a target path, and reads it back
-returning one CRC-32 per storage chunk, so that the runner can verify the round trip out-of-core. Work is
+returning one hash (XXH3-64) per storage chunk, so that the runner can verify the round trip out-of-core. Work is
 spread over a ``distributed.Client`` in batches of chunks (:mod:`cubebench.parallel`).
 """
 
@@ -37,7 +37,7 @@ class WriteSettings:
 
 @dataclass
 class ReadBack:
-    """What a full read returned: one CRC-32 per storage chunk, keyed by chunk index."""
+    """What a full read returned: one hash per storage chunk, keyed by chunk index."""
 
     checksums: dict[ChunkIndex, int] = field(default_factory=dict)
 
@@ -82,7 +82,7 @@ class Backend(ABC):
 
     @abstractmethod
     def read(self, client: Client, target: Path, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:
-        """Read every stored chunk back into memory, decoded, and return its CRC-32."""
+        """Read every stored chunk back into memory, decoded, and return its hash."""
 
     def storage_block(self, chunks: tuple[int, ...], settings: WriteSettings) -> tuple[int, ...]:
         """The unit a task writes and a checksum covers (a chunk, or a shard when sharding)."""

@@ -5,8 +5,8 @@ The format is unchanged: the file is one gzip stream holding a ``.npy`` file, an
 whose contents are concatenated (RFC 1952): workers gzip C-contiguous slabs of the array (whole scan rows, or runs
 of frames when a scan row is larger than a task) into members, and the client writes them in order after a member
 holding the ``.npy`` header. Reading has no random access: one worker streams the file back through
-``gzip.open`` one scan row at a time, and computes the CRC-32 of each storage block incrementally from the rows
-(CRC-32 can be continued), so memory stays at one scan row. The codec is the gzip level: ``gzip-1``, ``gzip-6``,
+``gzip.open`` one scan row at a time, and hashes each storage block incrementally from the rows (a streaming
+XXH3 hash equals the one-shot hash), so memory stays at one scan row. The codec is the gzip level: ``gzip-1``, ``gzip-6``,
 ``gzip-9`` (the study's setting). Access patterns stream from the start up to the selection's last scan row.
 """
 
@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import gzip
 import io
-import zlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cubebench.backends._frames import require_codec, require_dtype
 from cubebench.backends.base import Backend, ReadBack, WriteSettings, fsync_tree
-from cubebench.cube import Block, StagedCube, block_grid
+from cubebench.cube import Block, StagedCube, block_grid, checksum_stream
 from cubebench.parallel import BATCH_BYTES, run_ordered
 from cubebench.patterns import PatternResult, Selection, TilePart, combine, reduce_tile
 
@@ -76,7 +75,7 @@ class NpyGzipBackend(Backend):
         fsync_tree(target)
 
     def read(self, client: Client, target: Path, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:
-        """One worker streams the file back row by row; CRC-32 per block of ``chunks``, continued across rows."""
+        """One worker streams the file back row by row; one hash per block of ``chunks``, continued across rows."""
         return ReadBack(client.submit(_stream_checksums, str(target), chunks, pure=False).result())
 
     def stored_shape(self, target: Path) -> tuple[int, ...]:
@@ -137,7 +136,7 @@ def _rows(path: str, stop: int | None = None) -> Any:
 
 
 def _stream_checksums(path: str, chunks: tuple[int, ...]) -> dict[ChunkIndex, int]:
-    sums: dict[ChunkIndex, int] = {}
+    hashers: dict[ChunkIndex, Any] = {}
     in_row: list[tuple[tuple[int, ...], Block]] | None = None
     for y, row in _rows(path):
         if in_row is None:
@@ -145,8 +144,10 @@ def _stream_checksums(path: str, chunks: tuple[int, ...]) -> dict[ChunkIndex, in
         band = y // chunks[0]
         for index, block in in_row:
             key = (band, *index)
-            sums[key] = zlib.crc32(np.ascontiguousarray(row[block]).data, sums.get(key, 0))
-    return {key: value & 0xFFFFFFFF for key, value in sums.items()}
+            if key not in hashers:
+                hashers[key] = checksum_stream()
+            hashers[key].update(np.ascontiguousarray(row[block]))
+    return {key: int(hasher.intdigest()) for key, hasher in hashers.items()}
 
 
 def _stream_pattern(path: str, sel: Selection) -> list[TilePart]:
