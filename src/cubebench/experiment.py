@@ -19,6 +19,7 @@ import yaml
 from cubebench.chunking import CHUNK_STRATEGIES, chunk_name
 from cubebench.errors import ConfigError
 from cubebench.patterns import PATTERNS
+from cubebench.sufficiency_config import SufficiencyOptions, parse_sufficiency
 
 #: Storage backends an experiment may name (implementations live in ``cubebench.backends``).
 BACKEND_NAMES = ("hdf5", "hdf5_direct", "zarr", "csr", "uint8_overflow", "npy_gzip")
@@ -97,6 +98,10 @@ class Experiment:
     staging: str | None = None
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     zarr: ZarrSettings = field(default_factory=ZarrSettings)
+    #: Inference sufficiency (:mod:`cubebench.sufficiency_config`): representations to score, targets, options.
+    representations: tuple[str, ...] = ()
+    targets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    sufficiency: SufficiencyOptions = field(default_factory=SufficiencyOptions)
 
     @property
     def chunk_labels(self) -> tuple[str, ...]:
@@ -118,7 +123,7 @@ def _listify(value: Any) -> Any:
 
 
 _TOP_KEYS = ("name", "datasets", "backends", "codecs", "chunks", "runs", "warmup", "cache", "access_patterns",
-             "max_cell_seconds", "scratch", "staging", "cluster", "zarr")
+             "max_cell_seconds", "scratch", "staging", "cluster", "zarr", "representations", "targets", "sufficiency")
 _CLUSTER_KEYS = tuple(ClusterSpec.__dataclass_fields__)
 _ZARR_KEYS = tuple(ZarrSettings.__dataclass_fields__)
 
@@ -175,6 +180,7 @@ def parse_experiment(raw: Mapping[str, Any], origin: str = "experiment") -> Expe
     warmup = raw.get("warmup", True)
     if not isinstance(warmup, bool):
         raise ConfigError(f"{origin}: 'warmup' must be true or false, got {warmup!r}")
+    representations, targets, sufficiency = parse_sufficiency(raw, origin)
     return Experiment(
         name=name,
         datasets=datasets,
@@ -190,6 +196,9 @@ def parse_experiment(raw: Mapping[str, Any], origin: str = "experiment") -> Expe
         cluster=_parse_cluster(raw.get("cluster") or {}, origin),
         zarr=_parse_zarr(raw.get("zarr") or {}, origin),
         access_patterns=_parse_patterns(raw.get("access_patterns") or [], origin),
+        representations=representations,
+        targets=targets,
+        sufficiency=sufficiency,
     )
 
 
