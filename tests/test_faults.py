@@ -13,9 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -28,6 +26,10 @@ from cubebench.backends.zarr_ import ZarrBackend
 from cubebench.cli import main
 from cubebench.results import LOG_FILE, load_results
 from cubebench.stats import USES, recommend
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 DIFF = {"preset": "4d_diff", "scale": 0.03125, "name": "diff"}  # 8 x 8 scan of 256 x 256 uint16: 8 MiB
 
@@ -127,9 +129,7 @@ def kill_a_writer(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 def test_worker_killed_mid_cell_is_rerun_and_recorded_once(tmp_path: Path, kill_a_writer: list[str]) -> None:
     out = tmp_path / "res"
     # 32 MiB so that the write tasks are still running when the killer finds them
-    exp = experiment(
-        datasets=[dict(DIFF, scale=0.0625)], backends=["hdf5", "zarr"], codecs=["gzip-1"], runs=2
-    )
+    exp = experiment(datasets=[dict(DIFF, scale=0.0625)], backends=["hdf5", "zarr"], codecs=["gzip-1"], runs=2)
     ds = cubebench.run(exp, out=out, progress=False)
     keys = log_keys(out)
     assert len(keys) == len(set(keys)) == 4  # every cell exactly once
@@ -237,8 +237,9 @@ def test_full_scratch_disk_fails_the_cell_and_the_run_goes_on(tmp_path: Path, ti
     assert os.statvfs(tiny_scratch).f_bfree == os.statvfs(tiny_scratch).f_blocks  # no space held by open files
 
 
-def test_full_staging_disk_is_one_clear_error(tmp_path: Path, tiny_scratch: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_full_staging_disk_is_one_clear_error(
+    tmp_path: Path, tiny_scratch: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(experiment(codecs=["none"], backends=["zarr"], scratch=str(tiny_scratch))))
     code = main(["run", str(path), "--out", str(tmp_path / "res"), "--no-progress"])
@@ -274,8 +275,9 @@ class BitFlipZarr(ZarrBackend):
     def write(self, client: Any, staged: Any, codec: Any, chunks: Any, target: Path, settings: Any) -> None:
         """Write as Zarr does, then flip one bit in the middle of the largest chunk file."""
         super().write(client, staged, codec, chunks, target, settings)
-        chunk_file = max((p for p in target.rglob("*") if p.is_file() and p.name != "zarr.json"),
-                         key=lambda p: p.stat().st_size)
+        chunk_file = max(
+            (p for p in target.rglob("*") if p.is_file() and p.name != "zarr.json"), key=lambda p: p.stat().st_size
+        )
         raw = bytearray(chunk_file.read_bytes())
         raw[len(raw) // 2] ^= 0x01
         chunk_file.write_bytes(bytes(raw))
@@ -286,8 +288,9 @@ def test_corrupting_codec_path_is_unverified_and_never_recommended(
 ) -> None:
     for cls in (LossyZarr, BitFlipZarr):
         monkeypatch.setitem(BACKENDS, cls.name, cls)
-    monkeypatch.setattr(experiment_module, "BACKEND_NAMES", (*experiment_module.BACKEND_NAMES, "lossy_zarr",
-                                                             "bitflip_zarr"))
+    monkeypatch.setattr(
+        experiment_module, "BACKEND_NAMES", (*experiment_module.BACKEND_NAMES, "lossy_zarr", "bitflip_zarr")
+    )
     exp = experiment(backends=["zarr", "lossy_zarr", "bitflip_zarr"], codecs=["none", "blosc-zstd"], runs=2)
     ds = cubebench.run(exp, out=tmp_path / "res", progress=False)
     good = ds.sel(backend="zarr")

@@ -6,6 +6,7 @@ The public API::
     cube = cubebench.open_cube({"preset": "4d_diff", "scale": 0.0625})   # lazy
     ds = cubebench.run("configs/quick.yaml", out="results/quick")     # an xarray.Dataset
     ds = cubebench.load_results("results/quick")
+    sds = cubebench.load_sufficiency("results/sufficiency")         # inference errors of representations
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["load_experiment", "load_results", "open_cube", "run"]
+__all__ = ["load_experiment", "load_results", "load_sufficiency", "open_cube", "run"]
 
 if TYPE_CHECKING:
     from cubebench.experiment import load_experiment
     from cubebench.results import load_results
     from cubebench.runner import run
     from cubebench.sources import open_cube
+    from cubebench.sufficiency_results import load_sufficiency
 
 _LAZY = {
     "open_cube": "cubebench.sources",
     "run": "cubebench.runner",
     "load_results": "cubebench.results",
     "load_experiment": "cubebench.experiment",
+    "load_sufficiency": "cubebench.sufficiency_results",
 }
 
 

@@ -47,9 +47,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="report folder (default: RESULTS/report)")
     p.add_argument("--compare", help="a published statistics CSV to overlay (the study's shape)")
 
+    p = sub.add_parser("merge", help="stack results of several machines along a 'machine' dimension")
+    p.add_argument("out", help="the new results folder (never overwritten)")
+    p.add_argument("results", nargs="+", help="results folders or results.nc files, one per machine")
+    p.add_argument("--names", nargs="+", help="one machine name per result (default: each result's host)")
+
     p = sub.add_parser("recommend", help="the best codec + chunk + backend for one use")
     p.add_argument("results", help="results folder or results.nc")
     p.add_argument("--for", dest="use", choices=USES, default="balanced", help="the dominant constraint")
+
+    p = sub.add_parser("sufficient", help="the smallest representation keeping an inference target's error within X")
+    p.add_argument("results", help="results folder (with sufficiency.nc) or sufficiency.nc")
+    p.add_argument("--target", required=True, help="inference target: bf, adf, com or mean_pattern")
+    p.add_argument("--tolerance", type=float, required=True, help="largest tolerable error (psnr: smallest, in dB)")
+    p.add_argument("--metric", default="rel_l2", help="rel_l2 (default), max_abs or psnr")
+    p.add_argument("--dataset", help="one dataset (default: all of them, each within the tolerance)")
+    p.add_argument("--principles", action="store_true", help="also walk the study's five design principles")
 
     chunk_help = "real_space, balanced (default), single_frame, or SY,SX,DY,DX"
     codec_help = "codec id (default: blosc-zstd; HDF5 readers then need 'import hdf5plugin')"
@@ -187,12 +200,44 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge(args: argparse.Namespace) -> int:
+    from cubebench.errors import ConfigError, ResultsError
+    from cubebench.results import load_results, merge_machines, save_results
+
+    out = Path(args.out)
+    if out.exists():
+        raise ResultsError(f"{out} already exists; merge into a new folder")
+    datasets = [load_results(path) for path in args.results]
+    hosts = [str(ds.attrs.get("host") or Path(path).name) for ds, path in zip(datasets, args.results, strict=True)]
+    names = args.names or hosts
+    if len(names) != len(datasets):
+        raise ConfigError(f"--names gives {len(names)} names for {len(datasets)} results")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"machine names must differ, got {' '.join(names)}; name them with --names")
+    save_results(merge_machines(datasets, names), out)
+    print(f"merged {len(names)} machines ({', '.join(names)}) into {out}; next: cubebench report {out}")
+    return 0
+
+
 def _recommend(args: argparse.Namespace) -> int:
     from cubebench.results import load_results
     from cubebench.stats import format_recommendation, recommend
 
     ds = load_results(args.results)
     print(format_recommendation(recommend(ds, args.use)))
+    return 0
+
+
+def _sufficient(args: argparse.Namespace) -> int:
+    from cubebench.sufficiency_results import load_sufficiency
+    from cubebench.sufficiency_stats import format_answer, principles, smallest_sufficient
+
+    ds = load_sufficiency(args.results)
+    answer = smallest_sufficient(ds, args.target, args.tolerance, args.metric, args.dataset)
+    print(format_answer(answer))
+    if args.principles:
+        for number, (title, text) in enumerate(principles(ds, answer), start=1):
+            print(f"{number}. {title}: {text}")
     return 0
 
 
@@ -229,6 +274,8 @@ COMMANDS = {
     "recommend": _recommend,
     "convert": _convert,
     "generate": _generate,
+    "merge": _merge,
+    "sufficient": _sufficient,
 }
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
+import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -58,8 +61,6 @@ class IgnoreInterrupt(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         """Ignore SIGINT in this worker process (a no-op for thread workers, which cannot set handlers)."""
-        import signal
-
         with contextlib.suppress(ValueError):  # not the main thread of its process
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -79,6 +80,7 @@ def open_client(spec: ClusterSpec, zarr_concurrency: int = 2) -> Iterator[Client
             client = _connect(spec.address, spec.timeout)
         elif spec.jobqueue:
             cluster = stack.enter_context(jobqueue_cluster(spec, env))
+            preflight(cluster, spec)
             client = Client(cluster, timeout=f"{spec.timeout}s")
             cluster.scale(spec.workers)
             try:
@@ -148,20 +150,60 @@ def jobqueue_cluster(spec: ClusterSpec, env: dict[str, str]) -> Iterator[Any]:
 
     ``cluster.job_script()`` shows the batch script each worker job will run.
     """
+    handler = signal.getsignal(signal.SIGINT)
     try:
         import dask_jobqueue
     except ImportError:
         raise ClusterError("cluster.jobqueue needs dask-jobqueue: pip install 'cubebench[hpc]'") from None
+    finally:
+        # importing dask_jobqueue (its runner module) makes Ctrl-C a silent sys.exit(): keep KeyboardInterrupt
+        if signal.getsignal(signal.SIGINT) is not handler and handler is not None:
+            with contextlib.suppress(ValueError):  # not the main thread
+                signal.signal(signal.SIGINT, handler)
     cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[str(spec.jobqueue)]
     kwargs = jobqueue_kwargs(spec, env)
     try:
         cluster = cls(**kwargs)
     except Exception as exc:  # dask-jobqueue raises many kinds for a bad setup
-        raise ClusterError(f"cannot start {spec.jobqueue} cluster: {exc}") from None
+        raise ClusterError(f"cannot start {spec.jobqueue} cluster: {' '.join(str(exc).split())}") from None
     try:
         yield cluster
     finally:
+        _close_jobs(cluster)
+
+
+def preflight(cluster: Any, spec: ClusterSpec) -> None:
+    """Ask Slurm whether it would take the worker job (``sbatch --test-only``, nothing is submitted).
+
+    A wrong queue, walltime or memory request then fails at once, in Slurm's words, instead of as a timeout
+    ``spec.timeout`` seconds later. PBS has no such dry run: there, a rejected job shows as that timeout.
+    """
+    sbatch = shutil.which("sbatch")
+    if spec.jobqueue != "slurm" or sbatch is None:
+        return
+    with tempfile.NamedTemporaryFile("w", prefix="cubebench-job-", suffix=".sh") as script:
+        script.write(cluster.job_script())
+        script.flush()
+        try:
+            done = subprocess.run([sbatch, "--test-only", script.name], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ClusterError(f"slurm: sbatch --test-only did not answer: {exc}") from None
+    if done.returncode != 0:
+        lines = [line.replace("sbatch: error: ", "") for line in done.stderr.splitlines() if line.strip()]
+        raise ClusterError(
+            f"slurm rejects the worker job (queue {spec.queue!r}, {spec.cores} cores, {spec.memory}, walltime "
+            f"{spec.walltime}): {'; '.join(lines) or f'sbatch exit code {done.returncode}'}"
+        )
+
+
+def _close_jobs(cluster: Any) -> None:
+    """Close a jobqueue cluster; if that fails (jobs that never started), cancel every submitted job directly."""
+    try:
         cluster.close()
+    except Exception:
+        ids = [str(job.job_id) for job in list(cluster.workers.values()) if getattr(job, "job_id", None)]
+        if ids:
+            subprocess.run([cluster.job_cls.cancel_command, *ids], capture_output=True, check=False, timeout=60)
 
 
 def cluster_description(client: Client, spec: ClusterSpec) -> dict[str, Any]:

@@ -11,8 +11,9 @@ bytes alone. Four targets are computed frame by frame, out-of-core, on the sourc
 Radii are in source detector pixels (``units: px``, the default) or in mrad (``units: mrad``, with a
 ``mrad_per_pixel`` calibration). Defaults follow the detector size and fit the synthetic ``4d_diff`` preset
 (central disk radius ``d/16``, aperture radius ``0.412 d``, ``d`` the smaller detector side): ``bf`` outer
-``0.078 d`` (disk plus descan margin), ``adf`` ``0.156 d`` to ``0.39 d`` (inside the aperture), ``com`` over
-the whole detector.
+``0.078 d`` (disk plus descan margin), ``adf`` ``0.156 d`` to ``0.39 d`` (inside the aperture), ``com`` within
+the same disk as ``bf`` (the BF disk's shift, as DPC on a pixelated detector measures it; the whole detector
+would let a few hot pixels dominate); a larger ``outer`` widens it (YAML ``.inf``: the whole detector).
 
 A representation that bins or crops the detector is evaluated in *its own* detector geometry
 (:class:`DetectorGeometry`): pixel centres are mapped to source pixel coordinates, so radii scale by the bin
@@ -84,6 +85,7 @@ _TARGET_KEYS: dict[str, tuple[str, ...]] = {
 _DEFAULT_FRACTIONS: dict[str, dict[str, float]] = {
     "bf": {"inner": 0.0, "outer": 0.078},
     "adf": {"inner": 0.156, "outer": 0.39},
+    "com": {"inner": 0.0, "outer": 0.078},
 }
 
 UNITS = ("px", "mrad")
@@ -189,7 +191,7 @@ def resolve_targets(
         Calibration of the source detector; required when a target gives ``units: mrad``.
     """
     if not isinstance(targets, Mapping):
-        targets = dict.fromkeys(targets, {})
+        targets = {name: {} for name in targets}
     targets = parse_targets(dict(targets), "targets")
     dy, dx = (int(d) for d in detector)
     side = min(dy, dx)

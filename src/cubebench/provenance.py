@@ -7,10 +7,13 @@ import os
 import platform
 import socket
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cubebench.codecs import get_codec
 from cubebench.experiment import Experiment
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 LIBRARIES = (
     "cubebench", "numpy", "dask", "distributed", "zarr", "numcodecs", "h5py", "hdf5plugin", "xarray",
@@ -47,7 +50,8 @@ def cpu_description() -> dict[str, Any]:
                     flags = line.split(":", 1)[1]
     except OSError:
         pass
-    wanted = ("sse2", "ssse3", "sse4_1", "sse4_2", "avx", "avx2", "avx512f", "bmi2")
+    wanted = ("sse2", "ssse3", "sse4_1", "sse4_2", "avx", "avx2", "avx512f", "avx512bw", "avx512vl", "bmi2",
+              "asimd", "sve")
     return {
         "model": model,
         "cores": os.cpu_count(),
@@ -61,9 +65,51 @@ def hdf5plugin_config() -> dict[str, Any]:
         import hdf5plugin
 
         config = hdf5plugin.get_config()
-        return {"build_config": dict(config.build_config._asdict()), "registered_filters": sorted(config.registered_filters)}
+        return {
+            "build_config": dict(config.build_config._asdict()),
+            "registered_filters": sorted(config.registered_filters),
+        }
     except Exception as exc:  # an odd build must not stop a run
         return {"error": str(exc)}
+
+
+#: Environment variables that set codec and BLAS threads or Zarr's pool, as the workers see them.
+THREAD_VARIABLES = (
+    "BLOSC_NTHREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "ZARR_ASYNC__CONCURRENCY",
+    "ZARR_THREADING__MAX_WORKERS",
+)
+
+
+def worker_facts() -> dict[str, Any]:
+    """What one worker process runs on: host, CPU, library versions, thread settings (run on each worker)."""
+    return {
+        "host": socket.gethostname(),
+        "cpu": cpu_description(),
+        "python": platform.python_version(),
+        "libraries": library_versions(),
+        "threads": {name: os.environ.get(name, "") for name in THREAD_VARIABLES},
+    }
+
+
+def node_facts(client: Client) -> list[dict[str, Any]]:
+    """:func:`worker_facts` of every worker, each distinct set once (a batch job may land on other CPUs)."""
+    try:
+        facts = client.run(worker_facts)
+    except Exception as exc:  # provenance must not stop a run
+        return [{"error": str(exc)}]
+    distinct: list[dict[str, Any]] = []
+    for address in sorted(facts):
+        entry = dict(facts[address])
+        same = next((d for d in distinct if {k: v for k, v in d.items() if k != "workers"} == entry), None)
+        if same is None:
+            distinct.append({**entry, "workers": 1})
+        else:
+            same["workers"] += 1
+    return distinct
 
 
 def provenance(exp: Experiment, cluster: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +126,15 @@ def provenance(exp: Experiment, cluster: dict[str, Any]) -> dict[str, Any]:
         "hdf5plugin": hdf5plugin_config(),
         "cluster": cluster,
         "cache": exp.cache,
+        "timing": {
+            "warmup": exp.warmup,
+            "runs": exp.runs,
+            "order": "interleaved: run k of every cell before run k+1 of any",
+            "write": "wall time of the write, flush and fsync of every stored file included",
+            "read": "wall time of a full read into memory, decoded, per-chunk checksum included",
+            "cache": exp.cache,
+            "cold_cache": "posix_fadvise(DONTNEED) on every stored file after fsync, before each read",
+        },
         "threads": {
             "threads_per_worker": exp.cluster.threads_per_worker,
             "codec_threads": exp.cluster.codec_threads,

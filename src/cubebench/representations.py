@@ -46,16 +46,18 @@ from __future__ import annotations
 import io
 import math
 import re
-import zlib
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cubebench.codecs import CODECS, get_codec
+from cubebench.cube import checksum_stream
 from cubebench.errors import CodecUnavailableError, ConfigError
 from cubebench.inference import DetectorGeometry
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 __all__ = [
     "DEFAULT_STORAGE_CODEC",
@@ -245,11 +247,12 @@ class Layout:
 
 
 def form_checksum(form: Form) -> int:
-    """CRC-32 over a stored form's arrays (sorted by name, C order): equal forms, equal checksums."""
-    crc = 0
+    """The project's chunk hash (:func:`cubebench.cube.checksum`, XXH3-64) over a stored form's arrays, sorted by
+    name, each in C order: equal forms, equal checksums (a dense form hashes like its ``data`` array)."""
+    hasher = checksum_stream()
     for name in sorted(form):
-        crc = zlib.crc32(np.ascontiguousarray(form[name]), crc)
-    return crc & 0xFFFFFFFF
+        hasher.update(np.ascontiguousarray(form[name]).data)
+    return int(hasher.intdigest())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -319,12 +322,15 @@ class _Family:
 
 
 def _codec_layout(
-    spec: RepresentationSpec, shape: tuple[int, ...], dt: np.dtype, max_value: float | None,
-    chunks: tuple[int, ...], codec: str,
+    spec: RepresentationSpec,
+    shape: tuple[int, ...],
+    dt: np.dtype,
+    max_value: float | None,
+    chunks: tuple[int, ...],
+    codec: str,
 ) -> Layout:
     filt, storage = _storage_filter(spec.kw["codec"], dt)
-    return Layout(spec, shape, dt.str, chunks, "dense", shape, dt.str, _identity_geometry(shape), filt,
-                  storage, 0.0)
+    return Layout(spec, shape, dt.str, chunks, "dense", shape, dt.str, _identity_geometry(shape), filt, storage, 0.0)
 
 
 def _codec_transform(layout: Layout, block: np.ndarray) -> Form:
@@ -347,8 +353,12 @@ def _sum_dtype(dt: np.dtype, max_value: float | None, factor: int) -> np.dtype:
 
 
 def _bin_layout(
-    spec: RepresentationSpec, shape: tuple[int, ...], dt: np.dtype, max_value: float | None,
-    chunks: tuple[int, ...], codec: str,
+    spec: RepresentationSpec,
+    shape: tuple[int, ...],
+    dt: np.dtype,
+    max_value: float | None,
+    chunks: tuple[int, ...],
+    codec: str,
 ) -> Layout:
     factor, how = spec.kw["factor"], spec.kw["how"]
     dy, dx = shape[2], shape[3]
@@ -380,8 +390,12 @@ def _bin_transform(layout: Layout, block: np.ndarray) -> Form:
 
 
 def _crop_layout(
-    spec: RepresentationSpec, shape: tuple[int, ...], dt: np.dtype, max_value: float | None,
-    chunks: tuple[int, ...], codec: str,
+    spec: RepresentationSpec,
+    shape: tuple[int, ...],
+    dt: np.dtype,
+    max_value: float | None,
+    chunks: tuple[int, ...],
+    codec: str,
 ) -> Layout:
     dy, dx = shape[2], shape[3]
     radius = float(spec.kw["fraction"]) * min(dy, dx) / 2 if "fraction" in spec.kw else float(spec.kw["pixels"])
@@ -413,8 +427,12 @@ def _crop_transform(layout: Layout, block: np.ndarray) -> Form:
 
 
 def _uint8_layout(
-    spec: RepresentationSpec, shape: tuple[int, ...], dt: np.dtype, max_value: float | None,
-    chunks: tuple[int, ...], codec: str,
+    spec: RepresentationSpec,
+    shape: tuple[int, ...],
+    dt: np.dtype,
+    max_value: float | None,
+    chunks: tuple[int, ...],
+    codec: str,
 ) -> Layout:
     stored = np.dtype(np.uint8)
     filt, storage = _storage_filter(codec, stored)
@@ -430,14 +448,29 @@ def _uint8_transform(layout: Layout, block: np.ndarray) -> Form:
 
 
 def _events_layout(
-    spec: RepresentationSpec, shape: tuple[int, ...], dt: np.dtype, max_value: float | None,
-    chunks: tuple[int, ...], codec: str,
+    spec: RepresentationSpec,
+    shape: tuple[int, ...],
+    dt: np.dtype,
+    max_value: float | None,
+    chunks: tuple[int, ...],
+    codec: str,
 ) -> Layout:
     if max(shape[2], shape[3]) > 65536:
         raise _Unavailable("detector sides above 65536 pixels do not fit uint16 coordinates")
     filt, storage = _storage_filter(codec, dt)
-    return Layout(spec, shape, dt.str, chunks, "events", shape, dt.str, _identity_geometry(shape), filt,
-                  f"{storage} on 1-D event lists", 0.0)
+    return Layout(
+        spec,
+        shape,
+        dt.str,
+        chunks,
+        "events",
+        shape,
+        dt.str,
+        _identity_geometry(shape),
+        filt,
+        f"{storage} on 1-D event lists",
+        0.0,
+    )
 
 
 def _events_transform(layout: Layout, block: np.ndarray) -> Form:
@@ -465,8 +498,12 @@ def _events_to_dense(form: Form, detector: tuple[int, ...], dtype: np.dtype) -> 
 
 
 def _lossy_layout(
-    spec: RepresentationSpec, shape: tuple[int, ...], dt: np.dtype, max_value: float | None,
-    chunks: tuple[int, ...], codec: str,
+    spec: RepresentationSpec,
+    shape: tuple[int, ...],
+    dt: np.dtype,
+    max_value: float | None,
+    chunks: tuple[int, ...],
+    codec: str,
 ) -> Layout:
     stored = _float_dtype(dt)
     tol = float(spec.kw["tolerance"])
@@ -482,8 +519,19 @@ def _lossy_layout(
 
         kwargs = dict(hdf5plugin.SZ3(absolute=tol))
         storage = f"HDF5, SZ3 filter {FILTER_SZ3}, absolute error bound {tol:g}"
-    return Layout(spec, shape, dt.str, chunks, "dense", shape, stored.str, _identity_geometry(shape),
-                  tuple(kwargs.items()), storage, tol)
+    return Layout(
+        spec,
+        shape,
+        dt.str,
+        chunks,
+        "dense",
+        shape,
+        stored.str,
+        _identity_geometry(shape),
+        tuple(kwargs.items()),
+        storage,
+        tol,
+    )
 
 
 def _lossy_transform(layout: Layout, block: np.ndarray) -> Form:
@@ -491,8 +539,12 @@ def _lossy_transform(layout: Layout, block: np.ndarray) -> Form:
 
 
 def _bitround_layout(
-    spec: RepresentationSpec, shape: tuple[int, ...], dt: np.dtype, max_value: float | None,
-    chunks: tuple[int, ...], codec: str,
+    spec: RepresentationSpec,
+    shape: tuple[int, ...],
+    dt: np.dtype,
+    max_value: float | None,
+    chunks: tuple[int, ...],
+    codec: str,
 ) -> Layout:
     try:
         from numcodecs import BitRound  # noqa: F401
@@ -504,9 +556,19 @@ def _bitround_layout(
     if bits > mantissa:
         raise _Unavailable(f"{stored} has {mantissa} mantissa bits, fewer than {bits}")
     filt, storage = _storage_filter("zstd", stored)
-    return Layout(spec, shape, dt.str, chunks, "dense", shape, stored.str, _identity_geometry(shape), filt,
-                  f"{storage} after rounding to {bits} mantissa bits",
-                  extra=(("max_relative_error", 2.0 ** -(bits + 1)),))
+    return Layout(
+        spec,
+        shape,
+        dt.str,
+        chunks,
+        "dense",
+        shape,
+        stored.str,
+        _identity_geometry(shape),
+        filt,
+        f"{storage} after rounding to {bits} mantissa bits",
+        extra=(("max_relative_error", 2.0 ** -(bits + 1)),),
+    )
 
 
 def _bitround_transform(layout: Layout, block: np.ndarray) -> Form:
@@ -553,7 +615,7 @@ def _bin_spec(rep_id: str, factor: int, how: str) -> RepresentationSpec:
 
 
 def _crop_spec(rep_id: str, **params: float) -> RepresentationSpec:
-    (key, value), = params.items()
+    ((key, value),) = params.items()
     where = f"{value:g} of the detector half-side" if key == "fraction" else f"{value:g} px"
     return RepresentationSpec(
         rep_id,
@@ -589,11 +651,18 @@ def _bitround_spec(rep_id: str, bits: int) -> RepresentationSpec:
 
 
 UINT8 = RepresentationSpec(
-    "uint8-sat", "uint8", (), False, "counts above 255 (saturated to 255) and fractions of a count",
+    "uint8-sat",
+    "uint8",
+    (),
+    False,
+    "counts above 255 (saturated to 255) and fractions of a count",
     "bit-depth reduction to uint8, saturating at 255",
 )
 EVENTS = RepresentationSpec(
-    "events", "events", (), True,
+    "events",
+    "events",
+    (),
+    True,
     "nothing for counting data (the zero pixels are implied), as event-based detectors store it",
     "electron-event list: (y, x) and count of every non-zero pixel, per frame",
 )
@@ -602,7 +671,12 @@ EVENTS = RepresentationSpec(
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 #: The parametric id forms, for error messages.
 _PATTERN_NAMES = (
-    "bin<k>-sum", "bin<k>-mean", "crop-<fraction>", "crop-r<pixels>", "zfp-acc-<tol>", "sz3-abs-<tol>",
+    "bin<k>-sum",
+    "bin<k>-mean",
+    "crop-<fraction>",
+    "crop-r<pixels>",
+    "zfp-acc-<tol>",
+    "sz3-abs-<tol>",
     "bitround-<bits>-zstd",
 )
 

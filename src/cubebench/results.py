@@ -311,8 +311,8 @@ def save_results(ds: xr.Dataset, folder: Path) -> Path:
 
 
 def to_frame(ds: xr.Dataset) -> Any:
-    """Flat table (pandas DataFrame), one row per cell, without ``missing`` cells."""
-    cell_vars = [name for name, var in ds.data_vars.items() if var.dims == DIMS]
+    """Flat table (pandas DataFrame), one row per cell, without ``missing`` cells (merged results: per machine)."""
+    cell_vars = [name for name, var in ds.data_vars.items() if set(DIMS) <= set(var.dims)]
     frame = ds[cell_vars].to_dataframe().reset_index()
     return frame[frame["status"] != "missing"]
 
@@ -335,8 +335,25 @@ def load_results(path: str | os.PathLike[str]) -> xr.Dataset:
 
 
 def merge_machines(datasets: Iterable[xr.Dataset], names: Sequence[str]) -> xr.Dataset:
-    """Stack results from several machines along a new ``machine`` dimension (outer join on coordinates)."""
+    """Stack results from several machines along a new ``machine`` dimension (outer join on coordinates).
+
+    Attributes shared by all inputs are kept; each machine's own (CPU, libraries, cluster, ...) are kept too, as
+    one JSON attribute ``machines`` keyed by name. Cells one machine did not run get status ``missing``.
+    """
+    datasets = list(datasets)
+    if len(set(names)) != len(names):
+        raise ResultsError(f"machine names must differ, got {list(names)}")
     parts = [ds.expand_dims(machine=[name]) for ds, name in zip(datasets, names, strict=True)]
     if not parts:
         raise ResultsError("no results to merge")
-    return xr.concat(parts, dim="machine", join="outer", combine_attrs="drop_conflicts")
+    merged = xr.concat(parts, dim="machine", join="outer", combine_attrs="drop_conflicts")
+    for name, var in list(merged.variables.items()):  # an outer join pads with NaN: refill as records_to_dataset
+        original = next(part[name].dtype for part in parts if name in part.variables)
+        if original.kind in "biu" and var.dtype != original:  # bool and integer: False and 0
+            merged[name] = var.fillna(0).astype(original)
+        elif var.dtype == object:
+            merged[name] = var.fillna("missing" if name == "status" else "").astype(str)
+    merged.attrs["machines"] = json.dumps(
+        {n: dict(ds.attrs) for n, ds in zip(names, datasets, strict=True)}, default=str
+    )
+    return merged

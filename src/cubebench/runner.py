@@ -43,10 +43,11 @@ from cubebench.errors import (
 from cubebench.estimate import CodecSpeed, estimate_cell_seconds, measure_speed, sample_frames
 from cubebench.experiment import Experiment, default_experiment_path, load_experiment, parse_experiment
 from cubebench.memory import PeakMemory
-from cubebench.provenance import provenance
+from cubebench.provenance import node_facts, provenance
 from cubebench.results import LOG_FILE, CellResult, ResultsLog, records_to_dataset, save_results
 from cubebench.sources import open_cube
 from cubebench.staging import source_checksums, source_pattern, stage_cube
+from cubebench.sufficiency import finish_sufficiency, run_sufficiency
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -145,7 +146,7 @@ def run(
     interrupted, started, lost = False, False, None
     try:
         with _sigterm_as_interrupt(), open_client(exp.cluster, exp.zarr.concurrency) as client:
-            cluster_info = cluster_description(client, exp.cluster)
+            cluster_info = {**cluster_description(client, exp.cluster), "nodes": node_facts(client)}
             (folder / EXPERIMENT_FILE).write_text(json.dumps(exp.to_dict(), indent=1, default=str))
             session = _Session(client, exp, scratch, codecs, backends, cluster_info, staging)
             started = True
@@ -159,6 +160,8 @@ def run(
             if todo and exp.warmup:
                 session.warm_up(next(iter(cubes.values())))
             session.execute(todo, log, progress)
+            if exp.representations:  # inference sufficiency: representations scored by their targets' errors
+                run_sufficiency(client, exp, cubes, session.staged, scratch, folder, progress, stage=session.stage)
     except KeyboardInterrupt:
         interrupted = True
     except ClusterError as exc:  # the cluster went away mid-run: save what finished, then say so
@@ -176,11 +179,15 @@ def run(
     attrs = provenance(exp, cluster_info)
     ds = records_to_dataset(cells, info, attrs)
     save_results(ds, folder)
+    if exp.representations:
+        finish_sufficiency(folder, exp, attrs)
     if interrupted or lost:
         missing = len(plan_cells(exp, list(cubes))) - len(cells)
         if lost:
-            raise ClusterError(f"{lost}; {len(cells)} finished cells saved in {folder}, {missing} missing; "
-                               f"finish with: {_resume_command(folder, experiment)}")
+            raise ClusterError(
+                f"{lost}; {len(cells)} finished cells saved in {folder}, {missing} missing; "
+                f"finish with: {_resume_command(folder, experiment)}"
+            )
         raise Interrupted(folder, len(cells), missing, experiment)
     return ds
 
@@ -466,7 +473,7 @@ def _work_folder(parent: str | None, name: str, key: str) -> Path:
     Folders left behind by runs on this host that were killed (SIGKILL leaves no chance to clean up) are
     removed first.
     """
-    base = Path(parent).expanduser() if parent is not None else Path(tempfile.gettempdir())
+    base = Path(os.path.expandvars(parent)).expanduser() if parent is not None else Path(tempfile.gettempdir())
     try:
         base.mkdir(parents=True, exist_ok=True)
         _remove_stale(base)
@@ -500,6 +507,8 @@ def _alive(pid: int) -> bool:
 
 def _prepare_output(folder: Path, resume: bool) -> ResultsLog:
     log = ResultsLog(folder / LOG_FILE)
+    if folder.exists() and not folder.is_dir():
+        raise ResultsError(f"results folder {folder} is a file; choose another --out")
     if log.path.exists() and not resume:
         raise ConfigError(f"results already exist in {folder}; add --resume to finish them, or choose another --out")
     try:

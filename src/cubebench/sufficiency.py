@@ -5,10 +5,10 @@ Per dataset, one pass over the staged source computes the targets (and the sourc
 integer width of sum binning). Then, per representation and run, as for a codec cell:
 
 1. *expected* (untimed, once): every chunk's stored form (:meth:`Layout.reference`: the transform, and for a lossy
-   codec its in-memory round trip through the same HDF5 filter), as CRC-32 per chunk;
+   codec its in-memory round trip through the same HDF5 filter), as a hash (XXH3-64) per chunk;
 2. *write* (timed): workers transform batches of chunks, one writer stores them in an HDF5 file through the
    filter pipeline (HDF5 has one writer), flush and fsync;
-3. *read* (timed): workers read and decode their chunks in parallel and return a CRC-32 each; every chunk must
+3. *read* (timed): workers read and decode their chunks in parallel and return a hash each; every chunk must
    equal the expected one, so a storage bug is caught for lossy representations too;
 4. *analysis* (untimed, first verified run): workers read the stored chunks again, decode them into the
    representation's own detector geometry and compute the targets; errors against the source follow, and where
@@ -29,9 +29,7 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -61,6 +59,9 @@ from cubebench.sufficiency_results import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+    from pathlib import Path
+
     import xarray as xr
     from distributed import Client
 
@@ -194,8 +195,9 @@ def _stored_batch(
             if same:
                 diff = dense.astype(np.float64) - staged.read_block(block)
                 error = float(np.abs(diff).max()) if diff.size else 0.0
-            out.append((block[0].start, block[1].start, block_quantities(dense, layout.geometry, targets), math.nan,
-                        error))
+            out.append(
+                (block[0].start, block[1].start, block_quantities(dense, layout.geometry, targets), math.nan, error)
+            )
     return out
 
 
@@ -256,7 +258,7 @@ def source_quantities(
 
 
 def expected_checksums(client: Client, staged: StagedCube, layout: Layout) -> dict[ChunkIndex, int]:
-    """CRC-32 per chunk of what a correct store-and-load of ``layout`` returns."""
+    """The hash per chunk of what a correct store-and-load of ``layout`` returns."""
     sums: dict[ChunkIndex, int] = {}
     for result in run_batches(client, _expected_batch, _work(staged, layout.chunks), staged, layout):
         sums.update(result)
@@ -314,7 +316,7 @@ def _write_events(f: Any, client: Client, work: list[Group], staged: StagedCube,
 
 
 def read_representation(client: Client, target: Path, layout: Layout, shape: tuple[int, ...]) -> dict[ChunkIndex, int]:
-    """Read every stored chunk back on the workers, decoded; return its CRC-32 by chunk index."""
+    """Read every stored chunk back on the workers, decoded; return its hash by chunk index."""
     sums: dict[ChunkIndex, int] = {}
     work = batches(shape, layout.chunks, np.dtype(layout.source_dtype).itemsize)
     for result in run_batches(client, _read_batch, work, str(target), layout):
@@ -474,11 +476,13 @@ def run_sufficiency(
     scratch: Path,
     folder: Path,
     progress: bool = True,
+    stage: Callable[[Cube], StagedCube] | None = None,
 ) -> list[RepresentationResult]:
     """Score every representation of ``exp`` on every dataset, ``exp.runs`` times, appending to the log.
 
-    Records already in ``folder``'s log are skipped (resume); datasets not staged yet are staged into
-    ``scratch``. The resolved target geometry per dataset is written to ``sufficiency_targets.json``.
+    Records already in ``folder``'s log are skipped (resume); datasets not in ``staged`` are staged with
+    ``stage`` (default: into ``scratch/staged``). The resolved target geometry per dataset is written to
+    ``sufficiency_targets.json``.
     """
     from tqdm import tqdm
 
@@ -498,10 +502,11 @@ def run_sufficiency(
             if not todo[name]:
                 continue
             data = staged.get(name)
-            if data is None:
-                folder_staged = scratch / "staged"
-                folder_staged.mkdir(exist_ok=True)
-                data = stage_cube(client, cube, folder_staged)
+            if data is None and stage is not None:
+                data = stage(cube)
+            elif data is None:
+                (scratch / "staged").mkdir(exist_ok=True)
+                data = stage_cube(client, cube, scratch / "staged")
             targets = resolve_targets(exp.targets, (data.shape[2], data.shape[3]), options.mrad_per_pixel)
             chunks = sufficiency_chunks(data.shape, np.dtype(data.dtype).itemsize, options.chunk)
             bar.set_postfix_str(f"{name}: targets on the source")

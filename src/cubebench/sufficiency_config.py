@@ -53,7 +53,7 @@ def parse_sufficiency(
     """
     reps_raw = raw.get("representations")
     empty = reps_raw is None or (isinstance(reps_raw, list) and not reps_raw)
-    reps = () if empty else resolve_representations(reps_raw, f"{origin}: representations")
+    reps: tuple[str, ...] = () if empty else resolve_representations(reps_raw or (), f"{origin}: representations")
     targets = parse_targets(raw.get("targets"), origin)
     opts_raw = raw.get("sufficiency") or {}
     if not reps and targets:

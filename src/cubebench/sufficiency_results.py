@@ -17,7 +17,7 @@ target, metric)                             ``psnr``); NaN where the representat
 ``stored_bytes``, ``ratio``                 bytes on disk (metadata included) and source bytes / stored bytes
 (dataset, representation)
 ``write_seconds``, ``read_seconds``,        timings per run, as for codec cells (write: transform, encode, write,
-``status``, ``reason``, ``verified``        fsync; read: full read, decode, per-chunk CRC-32)
+``status``, ``reason``, ``verified``        fsync; read: full read, decode, per-chunk hash)
 (dataset, representation, run)
 ``data_max_abs_error`` (dataset, repr.)     max |stored value - source value| where the geometry is the source's
 ``error_bound``, ``lossless``, ``family``,  per representation: its promise and what it gives up
@@ -34,16 +34,18 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 from cubebench.errors import ResultsError
 from cubebench.inference import METRICS, TARGETS
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 __all__ = [
     "CSV_FILE",
@@ -179,9 +181,7 @@ def records_to_sufficiency(
     datasets = _ordered([r.dataset for r in records])
     reps = _ordered([r.representation for r in records])
     runs = sorted({r.run for r in records})
-    names = _ordered(
-        [t for per in targets.values() for t in per] + [t for r in records for t in r.errors]
-    )
+    names = _ordered([t for per in targets.values() for t in per] + [t for r in records for t in r.errors])
     di = {v: i for i, v in enumerate(datasets)}
     ri = {v: i for i, v in enumerate(reps)}
     ui = {v: i for i, v in enumerate(runs)}
@@ -257,8 +257,13 @@ def records_to_sufficiency(
             "metric_description": (("metric",), np.asarray([METRICS[m][0] for m in METRIC_NAMES], dtype=str)),
             "metric_higher_is_better": (("metric",), np.asarray([METRICS[m][1] for m in METRIC_NAMES])),
         },
-        coords={"dataset": datasets, "representation": reps, "run": runs, "target": names,
-                "metric": list(METRIC_NAMES)},
+        coords={
+            "dataset": datasets,
+            "representation": reps,
+            "run": runs,
+            "target": names,
+            "metric": list(METRIC_NAMES),
+        },
     )
     ds["inference_error"].attrs["description"] = "error of each inference target against the source, per metric"
     ds["stored_bytes"].attrs.update(units="bytes", description="bytes on disk of the stored representation")
@@ -302,11 +307,11 @@ def save_sufficiency(ds: xr.Dataset, folder: Path) -> Path:
 
 def _target_file(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
-    if path.is_dir():
-        return path / DATASET_FILE
     if path.name == DATASET_FILE:
         return path
-    return path.parent / DATASET_FILE  # a results.nc beside it
+    if path.is_file():  # the main results file: the sufficiency file beside it
+        return path.parent / DATASET_FILE
+    return path / DATASET_FILE
 
 
 def find_sufficiency(path: str | os.PathLike[str]) -> xr.Dataset | None:

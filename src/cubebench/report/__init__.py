@@ -22,6 +22,7 @@ from cubebench.report.figures import all_figures, save_figure
 from cubebench.report.format import Table, write_table
 from cubebench.report.select import dataset_names
 from cubebench.report.study import load_study
+from cubebench.report.sufficiency import sufficiency_blocks, sufficiency_for
 from cubebench.report.tables import all_tables
 from cubebench.stats import (
     CONSTRAINT_NOTE,
@@ -53,6 +54,7 @@ def write_report(
     compare: str | os.PathLike[str] | None = None,
     *,
     html: bool = True,
+    sufficiency: xr.Dataset | None = None,
 ) -> Path:
     """Write every table, figure and recommendation of a results Dataset, with an index page; return its path.
 
@@ -68,6 +70,9 @@ def write_report(
         sparsity figure and a cubebench-vs-study ratio table.
     html
         Also write ``index.html``.
+    sufficiency
+        The inference-sufficiency Dataset (:func:`cubebench.load_sufficiency`); default: the one saved beside
+        ``ds``'s file, if any. Adds the "Inference sufficiency" section (bytes vs error figure, five principles).
 
     Returns
     -------
@@ -78,16 +83,19 @@ def write_report(
     out = Path(out_dir)
     study = load_study(compare) if compare is not None else None
     try:
-        return _write_parts(ds, out, study, html)
+        extra = sufficiency if sufficiency is not None else sufficiency_for(ds)
+        return _write_parts(ds, out, study, html, extra)
     except OSError as exc:
         raise ResultsError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
 
 
-def _write_parts(ds: xr.Dataset, out: Path, study: xr.Dataset | None, html: bool) -> Path:
+def _write_parts(
+    ds: xr.Dataset, out: Path, study: xr.Dataset | None, html: bool, sufficiency: xr.Dataset | None = None
+) -> Path:
     """One report, or one per value of the first extra dimension with several values (recursively)."""
     extra = [d for d in ds.dims if d not in RESULT_DIMS and ds.sizes[d] > 1]
     if not extra:
-        return _write_one(core_results(ds), out, study, html)
+        return _write_one(core_results(ds), out, study, html, sufficiency)
     dim, entries = extra[0], []
     for value in ds[dim].values:
         label = f"{dim}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', str(value))}"
@@ -108,7 +116,9 @@ def _title(ds: xr.Dataset) -> str:
     return str(title) if title else "cubebench report"
 
 
-def _write_one(ds: xr.Dataset, out: Path, study: xr.Dataset | None, html: bool) -> Path:
+def _write_one(
+    ds: xr.Dataset, out: Path, study: xr.Dataset | None, html: bool, sufficiency: xr.Dataset | None = None
+) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     tables_dir, figures_dir = out / TABLES_DIR, out / FIGURES_DIR
     blocks: list[page.Block] = [page.paragraph(_overview(ds))]
@@ -155,6 +165,9 @@ def _write_one(ds: xr.Dataset, out: Path, study: xr.Dataset | None, html: bool) 
         png, pdf = save_figure(fig.figure, figures_dir, fig.name)
         links = {"PNG": f"{FIGURES_DIR}/{png.name}", "PDF": f"{FIGURES_DIR}/{pdf.name}"}
         blocks.append(page.figure_block(number, fig.caption, f"{FIGURES_DIR}/{png.name}", links))
+
+    if sufficiency is not None:
+        blocks += sufficiency_blocks(sufficiency, out)
 
     blocks.append(page.heading("Provenance"))
     blocks.append(page.items(page.provenance_items(ds.attrs)))

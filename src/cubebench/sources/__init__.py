@@ -112,6 +112,8 @@ def _open_path(spec: Mapping[str, Any]) -> Cube:
         raise DatasetError(f"{where}: file not found")
     if not os.access(path, os.R_OK):
         raise DatasetError(f"{where}: cannot read the file (permission denied)")
+    if not (path.is_file() or path.is_dir()):  # reading a FIFO would block forever
+        raise DatasetError(f"{where}: not a regular file or directory (a FIFO, socket or device)")
     suffix = path.suffix.lower()
     if path.is_dir():
         from cubebench.sources.zarr_ import looks_like_zarr, open_zarr

@@ -1,0 +1,154 @@
+"""Timing methodology and provenance: cold cache applied to exactly the stored files before each read, what the
+results record about the machine and the method, and results of two machines merged by the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import cubebench
+from cubebench.backends import BACKENDS
+from cubebench.cli import main
+from cubebench.results import CellResult, load_results, records_to_dataset, save_results
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pytest
+
+
+def test_cold_cache_drops_every_stored_file_before_each_read_and_never_the_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[tuple[str, Any]] = []
+    real_fadvise = os.posix_fadvise
+
+    def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+        events.append(("drop", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fadvise(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    for name in ("hdf5_direct", "zarr"):
+        cls = BACKENDS[name]
+        for method in ("read", "read_pattern"):
+            original = getattr(cls, method)
+
+            def timed(
+                self: Any, client: Any, target: Path, *args: Any, _original: Any = original, _method: str = method
+            ) -> Any:
+                files = sorted(str(p) for p in ([target] if target.is_file() else target.rglob("*")) if p.is_file())
+                events.append((_method, files))
+                return _original(self, client, target, *args)
+
+            monkeypatch.setattr(cls, method, timed)
+    staging = tmp_path / "staging"
+    exp = {
+        "name": "cold",
+        "datasets": [{"preset": "4d_diff", "scale": 0.03125}],
+        "backends": ["hdf5_direct", "zarr"],
+        "codecs": ["gzip-1"],
+        "chunks": ["balanced"],
+        "runs": 1,
+        "warmup": False,
+        "cache": "cold",
+        "access_patterns": ["frame"],
+        "scratch": str(tmp_path / "scratch"),
+        "staging": str(staging),
+    }
+    ds = cubebench.run(exp, out=tmp_path / "res", progress=False)
+    assert (ds["status"] == "ok").all() and (ds["cache"] == "cold").all()
+    reads = [i for i, (kind, _) in enumerate(events) if kind != "drop"]
+    assert [events[i][0] for i in reads] == ["read", "read_pattern"] * 2
+    previous = -1
+    for i in reads:
+        dropped = {path for kind, path in events[previous + 1 : i] if kind == "drop"}
+        files = set(events[i][1])
+        assert len(files) > 1 or any(f.endswith(".h5") for f in files)
+        assert files <= dropped, "every stored file is dropped right before each read"
+        previous = i
+    assert not any(str(staging) in str(path) for kind, path in events if kind == "drop")
+
+
+def test_provenance_records_machine_method_and_cluster(tmp_path: Path) -> None:
+    exp = {
+        "name": "prov",
+        "datasets": [{"preset": "4d_diff", "scale": 0.03125}],
+        "backends": ["zarr"],
+        "codecs": ["blosc-zstd"],
+        "chunks": ["balanced"],
+        "runs": 1,
+        "warmup": False,
+        "cluster": {"workers": 2, "codec_threads": 1},
+    }
+    cubebench.run(exp, out=tmp_path / "res", progress=False)
+    attrs = load_results(tmp_path / "res").attrs
+    libraries = json.loads(attrs["libraries"])
+    for name in ("numpy", "dask", "distributed", "zarr", "numcodecs", "h5py", "hdf5plugin", "hdf5"):
+        assert libraries[name] not in ("", "missing"), name
+    assert "registered_filters" in json.loads(attrs["hdf5plugin"])
+    cpu = json.loads(attrs["cpu"])
+    assert cpu["model"] and cpu["cores"] >= 1 and "sse2" in cpu["simd"]
+    assert json.loads(attrs["threads"])["BLOSC_NTHREADS"] == "1"
+    timing = json.loads(attrs["timing"])
+    assert timing["cache"] == attrs["cache"] == "warm" and timing["runs"] == 1 and "fsync" in timing["write"]
+    cluster = json.loads(attrs["cluster"])
+    assert cluster["kind"] == "local" and cluster["workers"] == 2
+    (node,) = cluster["nodes"]  # both workers on this host, with the same software: one entry
+    assert node["workers"] == 2 and node["threads"]["BLOSC_NTHREADS"] == "1"
+    assert node["libraries"]["zarr"] == libraries["zarr"]
+
+
+def machine_results(folder: Path, host: str, codecs: tuple[str, ...], speed: float) -> Path:
+    cells = [
+        CellResult(
+            "diff",
+            "zarr",
+            codec,
+            "balanced",
+            run,
+            "8x8x128x128",
+            "ok",
+            "",
+            True,
+            2**23,
+            2**23 // (1 + i),
+            0.1 / speed,
+            0.05 / speed,
+        )
+        for i, codec in enumerate(codecs)
+        for run in range(2)
+    ]
+    save_results(records_to_dataset(cells, attrs={"host": host, "cpu": {"model": f"cpu of {host}"}}), folder)
+    return folder
+
+
+def test_merge_two_machines_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = machine_results(tmp_path / "a", "vm", ("none", "gzip-1", "blosc-zstd"), 1.0)
+    b = machine_results(tmp_path / "b", "vm", ("none", "blosc-zstd"), 2.0)
+    out = tmp_path / "merged"
+    assert main(["merge", str(out), str(a), str(b)]) == 2  # both hosts are called "vm"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--names" in err and not out.exists()
+    assert main(["merge", str(out), str(a), str(b), "--names", "laptop"]) == 2
+    assert "1 names for 2 results" in capsys.readouterr().err
+
+    assert main(["merge", str(out), str(a), str(b / "results.nc"), "--names", "laptop", "hpc"]) == 0
+    assert "laptop, hpc" in capsys.readouterr().out
+    merged = load_results(out)
+    assert list(merged["machine"].values) == ["laptop", "hpc"]
+    assert merged["ratio"].dims[0] == "machine"
+    hpc = merged.sel(machine="hpc")
+    assert (hpc["status"].sel(codec="gzip-1") == "missing").all()  # not run there: missing, not NaN
+    assert merged["verified"].dtype == bool and not hpc["verified"].sel(codec="gzip-1").any()
+    assert merged["stored_bytes"].dtype == np.int64
+    np.testing.assert_allclose(
+        merged["write_seconds"].sel(machine="laptop", codec="none"), 2 * hpc["write_seconds"].sel(codec="none")
+    )
+    machines = json.loads(merged.attrs["machines"])
+    assert json.loads(machines["hpc"]["cpu"])["model"] == "cpu of vm"
+    assert (out / "results.csv").read_text().count("\n") == 1 + 2 * 3 + 2 * 2  # one row per cell that ran
+    assert main(["merge", str(out), str(a), str(b), "--names", "x", "y"]) == 2  # never overwritten
+    assert "already exists" in capsys.readouterr().err
