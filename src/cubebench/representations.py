@@ -35,7 +35,7 @@ Examples
 >>> spec = get_representation("bin2-sum")
 >>> layout = spec.layout((2, 2, 8, 8), "uint16", max_value=4095, chunks=(2, 2, 8, 8))
 >>> layout.stored_shape, layout.stored_dtype
-((2, 2, 4, 4), 'uint16')
+((2, 2, 4, 4), '<u2')
 >>> block = np.ones((2, 2, 8, 8), dtype="uint16")
 >>> int(layout.transform(block)["data"][0, 0, 0, 0])
 4

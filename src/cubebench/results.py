@@ -347,7 +347,8 @@ def merge_machines(datasets: Iterable[xr.Dataset], names: Sequence[str]) -> xr.D
     if not parts:
         raise ResultsError("no results to merge")
     merged = xr.concat(parts, dim="machine", join="outer", combine_attrs="drop_conflicts")
-    for name, var in list(merged.variables.items()):  # an outer join pads with NaN: refill as records_to_dataset
+    for name in list(merged.variables):  # an outer join pads with NaN: refill as records_to_dataset does
+        var = merged[name]
         original = next(part[name].dtype for part in parts if name in part.variables)
         if original.kind in "biu" and var.dtype != original:  # bool and integer: False and 0
             merged[name] = var.fillna(0).astype(original)
