@@ -30,8 +30,9 @@ def main() -> None:
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "cubebench.cli", "run", args.experiment, "--out", str(out),
-                             "--no-progress"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cubebench.cli", "run", args.experiment, "--out", str(out), "--no-progress"]
+    )
     root = psutil.Process(proc.pid)
     peak, peak_at = 0, 0.0
     while proc.poll() is None:
@@ -49,16 +50,20 @@ def main() -> None:
 
     ds = load_results(out)
     cube = float(ds["source_bytes"].max()) / GIB
-    print(f"\ncube {cube:.2f} GiB; wall {wall:.0f} s; peak RSS of all processes {peak / GIB:.2f} GiB "
-          f"(at {peak_at:.0f} s)\n")
+    print(
+        f"\ncube {cube:.2f} GiB; wall {wall:.0f} s; peak RSS of all processes {peak / GIB:.2f} GiB "
+        f"(at {peak_at:.0f} s)\n"
+    )
     print("| backend | chunk | status | ratio | write GiB/s | read GiB/s | cell peak memory GiB |")
     print("|---|---|---|---|---|---|---|")
     for backend in ds["backend"].values:
         for chunk in ds["chunk"].values:
             cell = ds.sel(backend=backend, chunk=chunk).isel(dataset=0, codec=0, run=0)
-            print(f"| {backend} | {chunk} | {cell['status'].item()} | {float(cell['ratio']):.2f} | "
-                  f"{float(cell['write_GiBps']):.3f} | {float(cell['read_GiBps']):.3f} | "
-                  f"{float(cell['peak_memory_bytes']) / GIB:.2f} |")
+            print(
+                f"| {backend} | {chunk} | {cell['status'].item()} | {float(cell['ratio']):.2f} | "
+                f"{float(cell['write_GiBps']):.3f} | {float(cell['read_GiBps']):.3f} | "
+                f"{float(cell['peak_memory_bytes']) / GIB:.2f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import psutil
 
 from cubebench.chunking import resolve_chunks
 from cubebench.codecs import get_codec
-from cubebench.memory import PeakMemory, tree_rss
+from cubebench.memory import tree_rss
 
 CODECS = ["blosc-zstd", "blosc-lz4"]
 BASELINE_CODECS = ["blosc-zstd", "blosc-lz4", "gzip-1"]
@@ -65,7 +65,10 @@ def raw_speed(path: Path, sample_mib: int = 64) -> dict[str, dict[str, float]]:
     cube = np.load(path, mmap_mode="r")
     chunks = resolve_chunks("balanced", cube.shape)
     n = max(1, sample_mib * 2**20 // (int(np.prod(chunks)) * cube.itemsize))
-    blocks = [np.ascontiguousarray(cube[i * chunks[0] : (i + 1) * chunks[0], : chunks[1], : chunks[2], : chunks[3]]) for i in range(n)]
+    blocks = [
+        np.ascontiguousarray(cube[i * chunks[0] : (i + 1) * chunks[0], : chunks[1], : chunks[2], : chunks[3]])
+        for i in range(n)
+    ]
     out: dict[str, dict[str, float]] = {}
     os.environ["BLOSC_NTHREADS"] = "1"
     from cubebench.codecs import set_codec_threads
@@ -85,11 +88,17 @@ def raw_speed(path: Path, sample_mib: int = 64) -> dict[str, dict[str, float]]:
                 enc.decode(d, buf)
             decode.append(time.perf_counter() - start)
         ratio = nbytes / sum(len(d) for d in data)
-        out[cid] = {"encode_GBps": nbytes / np.median(encode) / GB, "decode_GBps": nbytes / np.median(decode) / GB, "ratio": ratio}
+        out[cid] = {
+            "encode_GBps": nbytes / np.median(encode) / GB,
+            "decode_GBps": nbytes / np.median(decode) / GB,
+            "ratio": ratio,
+        }
     return out
 
 
-def run_cubebench(path: Path, backends: list[str], codecs: list[str], chunks: list[str], runs: int, workers: int, out: Path) -> dict[str, Any]:
+def run_cubebench(
+    path: Path, backends: list[str], codecs: list[str], chunks: list[str], runs: int, workers: int, out: Path
+) -> dict[str, Any]:
     """Run cubebench in a child process; return its results and the peak RSS of its whole process tree."""
     exp = {
         "name": out.name,
@@ -130,7 +139,7 @@ def _watch(proc: subprocess.Popen[bytes]) -> int:
     return peak
 
 
-BASELINE = r'''
+BASELINE = r"""
 import sys, time, json, numpy as np, h5py, hdf5plugin
 from cubebench.codecs import get_codec
 from cubebench.chunking import resolve_chunks
@@ -144,7 +153,8 @@ for cid in codecs:
         target = f"{folder}/baseline.h5"
         t0 = time.perf_counter()
         with h5py.File(target, "w") as f:
-            f.create_dataset("data", data=data, chunks=resolve_chunks(chunk, data.shape), **get_codec(cid).hdf5_filter(data.dtype))
+            filters = get_codec(cid).hdf5_filter(data.dtype)
+            f.create_dataset("data", data=data, chunks=resolve_chunks(chunk, data.shape), **filters)
         t1 = time.perf_counter()
         with h5py.File(target, "r") as f:
             back = f["data"][:]
@@ -152,7 +162,7 @@ for cid in codecs:
         del back
         times[f"{cid}/{chunk}"] = [t1 - t0, t2 - t1]
 print(json.dumps(times))
-'''
+"""
 
 
 def run_baseline(path: Path, folder: Path, codecs: list[str], chunks: list[str]) -> dict[str, Any]:
@@ -186,7 +196,9 @@ def main() -> None:
         raw = raw_speed(path)
         report["raw"] = raw
 
-        matrix = run_cubebench(path, ["hdf5", "hdf5_direct", "zarr"], CODECS, ["balanced"], args.runs, 2, folder / "matrix")
+        matrix = run_cubebench(
+            path, ["hdf5", "hdf5_direct", "zarr"], CODECS, ["balanced"], args.runs, 2, folder / "matrix"
+        )
         ds = matrix.pop("ds")
         rows = []
         for backend in ["hdf5", "hdf5_direct", "zarr"]:
@@ -195,13 +207,19 @@ def main() -> None:
                 cell = ds.sel(dataset="bench", backend=backend, codec=cid, chunk="balanced")
                 write = float(cell["write_GiBps"].median()) * GIB / GB
                 read = float(cell["read_GiBps"].median()) * GIB / GB
-                rows.append({
-                    "backend": backend, "codec": cid, "cores": used, "ratio": float(cell["ratio"].mean()),
-                    "write_GBps": write, "read_GBps": read,
-                    "write_eff": write / (raw[cid]["encode_GBps"] * used),
-                    "read_eff": read / (raw[cid]["decode_GBps"] * used),
-                    "peak_GiB": float(cell["peak_memory_bytes"].max()) / GIB,
-                })
+                rows.append(
+                    {
+                        "backend": backend,
+                        "codec": cid,
+                        "cores": used,
+                        "ratio": float(cell["ratio"].mean()),
+                        "write_GBps": write,
+                        "read_GBps": read,
+                        "write_eff": write / (raw[cid]["encode_GBps"] * used),
+                        "read_eff": read / (raw[cid]["decode_GBps"] * used),
+                        "peak_GiB": float(cell["peak_memory_bytes"].max()) / GIB,
+                    }
+                )
         report["matrix"] = rows
 
         base = run_baseline(path, folder, BASELINE_CODECS, BASELINE_CHUNKS)
@@ -212,9 +230,14 @@ def main() -> None:
 
         scaling = {}
         for workers in (1, 2):
-            res = run_cubebench(path, ["zarr"], ["blosc-zstd"], ["balanced"], args.runs, workers, folder / f"scale{workers}")
+            res = run_cubebench(
+                path, ["zarr"], ["blosc-zstd"], ["balanced"], args.runs, workers, folder / f"scale{workers}"
+            )
             cell = res["ds"].sel(dataset="bench", backend="zarr", codec="blosc-zstd", chunk="balanced")
-            scaling[workers] = {"write_s": float(cell["write_seconds"].median()), "read_s": float(cell["read_seconds"].median())}
+            scaling[workers] = {
+                "write_s": float(cell["write_seconds"].median()),
+                "read_s": float(cell["read_seconds"].median()),
+            }
         report["scaling"] = scaling
 
     out = Path(args.out)
@@ -233,8 +256,10 @@ def print_tables(r: dict[str, Any]) -> None:
     print("| backend | codec | cores | ratio | write GB/s | write eff. | read GB/s | read eff. | peak memory GiB |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in r["matrix"]:
-        print(f"| {row['backend']} | {row['codec']} | {row['cores']} | {row['ratio']:.2f} | {row['write_GBps']:.3f} | "
-              f"{row['write_eff']:.2f} | {row['read_GBps']:.3f} | {row['read_eff']:.2f} | {row['peak_GiB']:.2f} |")
+        print(
+            f"| {row['backend']} | {row['codec']} | {row['cores']} | {row['ratio']:.2f} | {row['write_GBps']:.3f} | "
+            f"{row['write_eff']:.2f} | {row['read_GBps']:.3f} | {row['read_eff']:.2f} | {row['peak_GiB']:.2f} |"
+        )
     by = {(row["backend"], row["codec"]): row for row in r["matrix"]}
     print("\n| codec | hdf5_direct / hdf5 write | hdf5_direct / hdf5 read |\n|---|---|---|")
     for cid in CODECS:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 from cubebench.cube import StagedCube
 from cubebench.experiment import ClusterSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +24,9 @@ def client() -> Iterator[object]:
         yield c
 
 
-def sparse_counts(shape: tuple[int, ...], zero_fraction: float = 0.75, seed: int = 0, dtype: str = "uint16") -> np.ndarray:
+def sparse_counts(
+    shape: tuple[int, ...], zero_fraction: float = 0.75, seed: int = 0, dtype: str = "uint16"
+) -> np.ndarray:
     """Diffraction-like counts: mostly zeros, values up to 4095."""
     rng = np.random.default_rng(seed)
     values = rng.geometric(0.05, size=shape).clip(0, 4095)

@@ -5,13 +5,14 @@ One shared base of tests, run for each backend (the ``StoreTests`` pattern of za
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers the filters for plain h5py reads)
 import numpy as np
 import pytest
 import zarr
+from tests.conftest import sparse_counts, stage_array
 
 from cubebench.backends import BACKENDS, WriteSettings, get_backend
 from cubebench.backends.base import drop_page_cache, stored_bytes
@@ -19,7 +20,9 @@ from cubebench.backends.hdf5_filter import DATA_PATH
 from cubebench.codecs import CODECS
 from cubebench.errors import BackendError, CodecUnavailableError
 from cubebench.staging import source_checksums
-from tests.conftest import sparse_counts, stage_array
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SHAPE = (5, 4, 24, 20)  # edge chunks on every axis for (2, 3, 16, 16)
 CHUNKS = (2, 3, 16, 16)
@@ -97,5 +100,5 @@ def test_write_empty_chunks_is_honoured(client: object, tmp_path: Path) -> None:
 
 
 def test_unknown_backend() -> None:
-    with pytest.raises(BackendError, match="hdf6.*valid: hdf5"):
+    with pytest.raises(BackendError, match=r"hdf6.*valid: hdf5"):
         get_backend("hdf6")

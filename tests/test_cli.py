@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 import pytest
 
 from cubebench.cli import main
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def cubebench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -56,7 +59,9 @@ def test_bad_experiment_one_line_exit_2(tmp_path: Path, case: str, capsys: pytes
 def test_unreachable_scheduler_fails_fast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import time
 
-    text = "name: x\ndatasets: [{preset: 4d_diff, scale: 0.03125}]\ncluster: {address: 'tcp://127.0.0.1:9', timeout: 3}\n"
+    text = (
+        "name: x\ndatasets: [{preset: 4d_diff, scale: 0.03125}]\ncluster: {address: 'tcp://127.0.0.1:9', timeout: 3}\n"
+    )
     start = time.perf_counter()
     code = main(["run", str(write_yaml(tmp_path, text)), "--out", str(tmp_path / "o"), "--no-progress"])
     assert time.perf_counter() - start < 30

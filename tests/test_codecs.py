@@ -71,7 +71,8 @@ def make_cube(dtype: str, shape: tuple[int, ...] = SHAPE, seed: int = 0) -> np.n
 
 
 def chunk_offsets() -> list[tuple[tuple[int, ...], tuple[slice, ...]]]:
-    return [(tuple(i * c for i, c in zip(index, CHUNKS)), block) for index, block in block_grid(SHAPE, CHUNKS)]
+    grid = block_grid(SHAPE, CHUNKS)
+    return [(tuple(i * c for i, c in zip(index, CHUNKS, strict=True)), block) for index, block in grid]
 
 
 def usable(face, dtype):
@@ -108,7 +109,7 @@ def test_catalog_ids_reachable_and_ordered():
 
 
 def test_unknown_id_lists_valid_ids():
-    with pytest.raises(CodecUnavailableError, match="'brotli'") as info:
+    with pytest.raises(CodecUnavailableError, match=r"'brotli'") as info:
         get_codec("brotli")
     assert all(codec_id in str(info.value) for codec_id in CODECS)
 
@@ -118,11 +119,11 @@ def test_resolve_codecs():
     assert resolve_codecs("all") == tuple(CODECS.values())
     assert tuple(s.id for s in resolve_codecs(["zstd", "gzip-1"])) == ("zstd", "gzip-1")
     assert resolve_codecs("lzf") == (CODECS["lzf"],)
-    with pytest.raises(CodecUnavailableError, match="'nope'.*valid: none, gzip-1"):
+    with pytest.raises(CodecUnavailableError, match=r"'nope'.*valid: none, gzip-1"):
         resolve_codecs(["lzf", "nope"])
-    with pytest.raises(ConfigError, match="lzf listed more than once"):
+    with pytest.raises(ConfigError, match=r"lzf listed more than once"):
         resolve_codecs(["lzf", "zstd", "lzf"])
-    with pytest.raises(ConfigError, match="empty"):
+    with pytest.raises(ConfigError, match=r"empty"):
         resolve_codecs([])
 
 
@@ -306,9 +307,9 @@ def test_pcodec_is_a_zarr_serializer():
     kwargs = spec.zarr_kwargs("uint16")
     assert kwargs["compressors"] == []
     assert kwargs["serializer"].to_dict() == {"name": "numcodecs.pcodec", "configuration": {"level": 8}}
-    with pytest.raises(CodecUnavailableError, match="^pcodec: .*serializer"):
+    with pytest.raises(CodecUnavailableError, match=r"^pcodec: .*serializer"):
         spec.zarr_codecs("uint16")
-    with pytest.raises(CodecUnavailableError, match="^pcodec: pcodec does not take uint8"):
+    with pytest.raises(CodecUnavailableError, match=r"^pcodec: pcodec does not take uint8"):
         spec.zarr_kwargs("uint8")
 
 
@@ -323,9 +324,9 @@ def test_unsupported_dtypes(dtype):
 def test_missing_optional_library(monkeypatch):
     monkeypatch.setitem(sys.modules, "blosc2", None)  # "import blosc2" now raises ImportError
     spec = get_codec("blosc2-zstd")
-    with pytest.raises(CodecUnavailableError, match="^blosc2-zstd: the blosc2 package is not installed"):
+    with pytest.raises(CodecUnavailableError, match=r"^blosc2-zstd: the blosc2 package is not installed"):
         spec.encoder("uint16")
-    with pytest.raises(CodecUnavailableError, match="^blosc2-zstd: the blosc2 package is not installed"):
+    with pytest.raises(CodecUnavailableError, match=r"^blosc2-zstd: the blosc2 package is not installed"):
         spec.zarr_kwargs("uint16")
     assert spec.hdf5_filter("uint16")["compression"] == 32026  # hdf5plugin's own compiled filter
 
@@ -338,12 +339,12 @@ def test_unregistered_hdf5_filter(monkeypatch):
 
 def test_szip_chunk_smaller_than_a_block():
     enc = get_codec("szip").encoder("uint16")
-    with pytest.raises(CodecUnavailableError, match="smaller than szip's 8 pixels per block"):
+    with pytest.raises(CodecUnavailableError, match=r"smaller than szip's 8 pixels per block"):
         enc.encode(np.ones((1, 1, 1, 4), dtype="uint16"))
 
 
 def test_encoder_rejects_a_wrong_dtype():
-    with pytest.raises(TypeError, match="float32"):
+    with pytest.raises(TypeError, match=r"float32"):
         get_codec("zstd").encoder("uint16").encode(np.zeros(CHUNKS, dtype="float32"))
 
 
@@ -386,7 +387,7 @@ def test_set_codec_threads(monkeypatch):
         blosc.set_nthreads(before[0])
         blosc2.set_nthreads(before[1])
     for bad in (0, -1, True, 1.5):
-        with pytest.raises(ConfigError, match="codec threads"):
+        with pytest.raises(ConfigError, match=r"codec threads"):
             set_codec_threads(bad)
 
 

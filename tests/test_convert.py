@@ -34,8 +34,14 @@ def test_convert_npy_reads_back_with_plain_libraries(
     client: object, tmp_path: Path, npy: tuple[Path, np.ndarray], suffix: str
 ) -> None:
     path, array = npy
-    dest = convert(path, tmp_path / f"out{suffix}", codec="blosc-zstd", chunk="4,4,16,16", cluster=client,  # type: ignore[arg-type]
-                   progress=suffix == ".h5")
+    dest = convert(
+        path,
+        tmp_path / f"out{suffix}",
+        codec="blosc-zstd",
+        chunk="4,4,16,16",
+        cluster=client,  # type: ignore[arg-type]
+        progress=suffix == ".h5",
+    )
     if suffix == ".zarr":
         stored = zarr.open_array(str(dest), mode="r")
         assert stored.chunks == (4, 4, 16, 16)
@@ -50,15 +56,29 @@ def test_convert_npy_reads_back_with_plain_libraries(
 def test_convert_stages_a_fortran_npy(client: object, tmp_path: Path) -> None:
     array = np.asfortranarray(sparse_counts((4, 4, 8, 8), dtype="float32"))
     np.save(tmp_path / "f.npy", array)
-    dest = convert(tmp_path / "f.npy", tmp_path / "f.h5", codec="gzip-1", chunk="balanced", cluster=client,  # type: ignore[arg-type]
-                   progress=False)
+    dest = convert(
+        tmp_path / "f.npy",
+        tmp_path / "f.h5",
+        codec="gzip-1",
+        chunk="balanced",
+        cluster=client,  # type: ignore[arg-type]
+        progress=False,
+    )
     with h5py.File(dest, "r") as f:
         np.testing.assert_array_equal(f[DATA_PATH][...], array)
 
 
 def test_generate_preset_round_trips(client: object, tmp_path: Path) -> None:
-    dest = generate("4d_diff", tmp_path / "g.zarr", scale=1 / 64, seed=2, codec="zstd", chunk="single_frame",
-                    cluster=client, progress=False)  # type: ignore[arg-type]
+    dest = generate(
+        "4d_diff",
+        tmp_path / "g.zarr",
+        scale=1 / 64,
+        seed=2,
+        codec="zstd",
+        chunk="single_frame",
+        cluster=client,
+        progress=False,
+    )  # type: ignore[arg-type]
     expected = open_cube({"preset": "4d_diff", "scale": 1 / 64, "seed": 2}).data.compute()
     stored = zarr.open_array(str(dest), mode="r")
     assert stored.shape == (4, 4, 256, 256) and stored.chunks == (1, 1, 256, 256)
@@ -70,23 +90,23 @@ def test_dest_is_never_overwritten(
 ) -> None:
     path, _ = npy
     (tmp_path / "exists.h5").write_bytes(b"keep")
-    with pytest.raises(ConfigError, match="already exists"):
+    with pytest.raises(ConfigError, match=r"already exists"):
         convert(path, tmp_path / "exists.h5")
     assert main(["convert", str(path), str(tmp_path / "exists.h5")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "already exists" in err
     assert (tmp_path / "exists.h5").read_bytes() == b"keep"
-    with pytest.raises(ConfigError, match="must end with"):
+    with pytest.raises(ConfigError, match=r"must end with"):
         convert(path, tmp_path / "out.tif")
-    with pytest.raises(ConfigError, match="not a folder"):
+    with pytest.raises(ConfigError, match=r"not a folder"):
         convert(path, tmp_path / "missing" / "out.h5")
 
 
 def test_unavailable_codec_and_bad_chunk(client: object, tmp_path: Path, npy: tuple[Path, np.ndarray]) -> None:
     path, _ = npy
-    with pytest.raises(CodecUnavailableError, match="pcodec"):
+    with pytest.raises(CodecUnavailableError, match=r"pcodec"):
         convert(path, tmp_path / "p.h5", codec="pcodec", cluster=client)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="4 comma-separated"):
+    with pytest.raises(ConfigError, match=r"4 comma-separated"):
         parse_chunk("4,x,1,1")
     assert parse_chunk("1,2,3,4") == (1, 2, 3, 4) and parse_chunk("balanced") == "balanced"
     assert not (tmp_path / "p.h5").exists()
@@ -100,7 +120,7 @@ def test_failed_verification_removes_dest(
 
     monkeypatch.setattr(ZarrBackend, "read", lambda self, *args: ReadBack({(0, 0, 0, 0): 1}))
     path, _ = npy
-    with pytest.raises(VerificationError, match="differ from the source"):
+    with pytest.raises(VerificationError, match=r"differ from the source"):
         convert(path, tmp_path / "bad.zarr", codec="none", cluster=client, progress=False)  # type: ignore[arg-type]
     assert not (tmp_path / "bad.zarr").exists()
 

@@ -16,7 +16,9 @@ dims = st.tuples(*(st.integers(1, 6) for _ in range(4)))
 
 @settings(max_examples=40, deadline=None)
 @given(shape=dims, chunks=dims, seed=st.integers(0, 2**16))
-def test_block_grid_and_staged_reads(tmp_path_factory: object, shape: tuple[int, ...], chunks: tuple[int, ...], seed: int) -> None:
+def test_block_grid_and_staged_reads(
+    tmp_path_factory: object, shape: tuple[int, ...], chunks: tuple[int, ...], seed: int
+) -> None:
     folder = Path(tmp_path_factory.mktemp("staged"))  # type: ignore[attr-defined]
     array = np.random.default_rng(seed).integers(0, 4096, size=shape).astype("<u2")
     np.save(folder / "c.npy", array)

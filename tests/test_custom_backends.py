@@ -31,8 +31,9 @@ SHAPE = (5, 4, 24, 20)
 CHUNKS = (2, 3, 16, 16)
 
 
-def write_and_read(client: object, tmp_path: Path, name: str, codec: str, array: np.ndarray,
-                   chunks: tuple[int, ...] = CHUNKS) -> Path:
+def write_and_read(
+    client: object, tmp_path: Path, name: str, codec: str, array: np.ndarray, chunks: tuple[int, ...] = CHUNKS
+) -> Path:
     """Write ``array`` with backend ``name``, read it back, and assert every block's hash equals the source's."""
     staged = stage_array(array, tmp_path)
     backend = get_backend(name)
@@ -123,14 +124,14 @@ def test_npy_gzip_loads_with_plain_numpy(
 
 def test_codec_dimension_of_custom_backends() -> None:
     for name in ("csr", "uint8_overflow"):
-        with pytest.raises(CodecUnavailableError, match="only codec 'none' applies"):
+        with pytest.raises(CodecUnavailableError, match=r"only codec 'none' applies"):
             get_backend(name).check(CODECS["blosc-zstd"], np.dtype("uint16"))
         get_backend(name).check(CODECS["none"], np.dtype("float32"))
-    with pytest.raises(CodecUnavailableError, match="csr stores raw CSR arrays"):
+    with pytest.raises(CodecUnavailableError, match=r"csr stores raw CSR arrays"):
         get_backend("csr").check(CODECS["gzip-9"], np.dtype("uint16"))
     for cid in ("gzip-1", "gzip-6", "gzip-9"):
         get_backend("npy_gzip").check(CODECS[cid], np.dtype("uint16"))
-    with pytest.raises(CodecUnavailableError, match="none: npy_gzip"):
+    with pytest.raises(CodecUnavailableError, match=r"none: npy_gzip"):
         get_backend("npy_gzip").check(CODECS["none"], np.dtype("uint16"))
     assert [n for n, cls in BACKENDS.items() if not cls.chunked] == ["csr", "uint8_overflow", "npy_gzip"]
 
@@ -178,7 +179,7 @@ def test_pattern_selections() -> None:
     vd = selection("virtual_detector", (3, 3, 64, 64))
     assert vd.scan == (slice(0, 3), slice(0, 3)) and vd.det == (slice(24, 40), slice(24, 40))
     assert vd.mask is not None and vd.mask.shape == (16, 16) and vd.mask[8, 8] and not vd.mask[0, 0]
-    with pytest.raises(ConfigError, match="'diagonal'"):
+    with pytest.raises(ConfigError, match=r"'diagonal'"):
         selection("diagonal", PATTERN_SHAPE)
 
 
@@ -289,7 +290,7 @@ def test_access_patterns_in_experiments() -> None:
     exp = parse_experiment({**base, "access_patterns": ["virtual_detector", "frame"]})
     assert exp.access_patterns == ("virtual_detector", "frame")
     assert parse_experiment(exp.to_dict()) == exp
-    with pytest.raises(ConfigError, match="unknown access pattern 'diagonal'"):
+    with pytest.raises(ConfigError, match=r"unknown access pattern 'diagonal'"):
         parse_experiment({**base, "access_patterns": ["frame", "diagonal"]})
-    with pytest.raises(ConfigError, match="'access_patterns'"):
+    with pytest.raises(ConfigError, match=r"'access_patterns'"):
         parse_experiment({**base, "access_patterns": {"frame": 1}})

@@ -66,7 +66,7 @@ def test_backend_names_match_registry() -> None:
     ],
 )
 def test_bad_values_name_the_culprit(overrides: dict[str, object], culprit: str) -> None:
-    with pytest.raises(ConfigError, match=".*") as info:
+    with pytest.raises(ConfigError, match=r".*") as info:
         parse_experiment(base(**overrides))
     assert culprit in str(info.value)
     assert "\n" not in str(info.value)
@@ -87,7 +87,7 @@ def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(ConfigError, match=r"not found"):
         load_experiment(tmp_path / "nope.yaml")
 
 

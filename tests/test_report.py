@@ -238,9 +238,9 @@ def test_load_study_without_inventory_uses_published_table_1(tmp_path: Path) -> 
     assert float(alone["dataset_zero_fraction"].sel(dataset="4d_eels")) == pytest.approx(0.928317)
     bad = tmp_path / "bad.csv"
     bad.write_text("dataset,ratio\nx,1\n")
-    with pytest.raises(ResultsError, match="compression_ratio_mean"):
+    with pytest.raises(ResultsError, match=r"compression_ratio_mean"):
         load_study(bad)
-    with pytest.raises(ResultsError, match="cannot read"):
+    with pytest.raises(ResultsError, match=r"cannot read"):
         load_study(tmp_path / "missing.csv")
 
 
@@ -351,6 +351,6 @@ def test_report_splits_machines(tmp_path: Path) -> None:
 
 
 def test_report_errors(ds: xr.Dataset, tmp_path: Path) -> None:
-    with pytest.raises(ResultsError, match="cannot read"):
+    with pytest.raises(ResultsError, match=r"cannot read"):
         report.write_report(ds, tmp_path, compare=tmp_path / "nope.csv")
     assert report.format_recommendation is not None and report.load_study is load_study

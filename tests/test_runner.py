@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
 import cubebench
 from cubebench.errors import ConfigError
+from cubebench.experiment import parse_experiment
 from cubebench.results import LOG_FILE, load_results
 from cubebench.runner import plan_cells
-from cubebench.experiment import parse_experiment
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def small_experiment(**overrides: Any) -> dict[str, Any]:
@@ -65,7 +67,7 @@ def test_existing_results_are_never_overwritten_and_resume_runs_only_missing(tmp
     exp = small_experiment(backends=["zarr"], codecs=["gzip-1"], chunks=["real_space"], runs=1)
     out = tmp_path / "res"
     cubebench.run(exp, out=out, progress=False)
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(ConfigError, match=r"--resume"):
         cubebench.run(exp, out=out, progress=False)
     # drop the log's only line; resume must re-run exactly that cell
     log = out / LOG_FILE
@@ -91,8 +93,9 @@ def test_unavailable_codec_is_recorded_not_swapped(tmp_path: Path) -> None:
 
 def test_budget_skips_slow_cells(tmp_path: Path) -> None:
     ds = cubebench.run(
-        small_experiment(backends=["hdf5"], codecs=["gzip-9", "none"], chunks=["real_space"], runs=1,
-                         max_cell_seconds=1e-6),
+        small_experiment(
+            backends=["hdf5"], codecs=["gzip-9", "none"], chunks=["real_space"], runs=1, max_cell_seconds=1e-6
+        ),
         out=tmp_path / "r",
         progress=False,
     )

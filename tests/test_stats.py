@@ -130,7 +130,7 @@ def test_summary_keeps_extra_dims_and_needs_run() -> None:
     merged = merge_machines([F.make_minimal_results(), F.make_minimal_results()], ["a", "b"])
     out = stats.summarize_runs(merged)
     assert "machine" in out["ratio_mean"].dims
-    with pytest.raises(ResultsError, match="run"):
+    with pytest.raises(ResultsError, match=r"run"):
         stats.summarize_runs(merged.isel(run=0, drop=True))
 
 
@@ -155,7 +155,7 @@ def test_flag_noisy(ds: xr.Dataset, summary: xr.Dataset) -> None:
     # every other cell has CV 2 % (write), 1 % (read)
     assert int(stats.flag_noisy(ds, cv_threshold=1.5).sum()) > 100
     assert int(stats.flag_noisy(ds, cv_threshold=1.5, metrics=("read_seconds",)).sum()) == 0
-    with pytest.raises(ResultsError, match="no CV"):
+    with pytest.raises(ResultsError, match=r"no CV"):
         stats.flag_noisy(ds, metrics=("nothing",))
 
 
@@ -289,23 +289,23 @@ def test_recommend_filters_and_options(ds: xr.Dataset) -> None:
     one = stats.recommend(ds, "storage", datasets=["3d_eels"])
     assert len(one.per_dataset) == 1 and "on 1 dataset" in one.text
     assert stats.recommend(ds, "write", include_uncompressed=True).codec == "none"
-    with pytest.raises(ResultsError, match="unknown use"):
+    with pytest.raises(ResultsError, match=r"unknown use"):
         stats.recommend(ds, "fastest")
-    with pytest.raises(ResultsError, match="no backend nope"):
+    with pytest.raises(ResultsError, match=r"no backend nope"):
         stats.recommend(ds, "storage", backends=["nope"])
 
 
 def test_recommend_with_nothing_valid(ds: xr.Dataset) -> None:
     broken = ds.copy(deep=True)
     broken["status"][:] = "failed"
-    with pytest.raises(ResultsError, match="no verified ok cells"):
+    with pytest.raises(ResultsError, match=r"no verified ok cells"):
         stats.recommend(broken, "storage")
 
 
 def test_recommend_refuses_several_machines_and_squeezes_one() -> None:
     small = F.make_minimal_results()
     merged = merge_machines([small, small], ["a", "b"])
-    with pytest.raises(ResultsError, match="machine"):
+    with pytest.raises(ResultsError, match=r"machine"):
         stats.recommend(merged, "storage")
     single = merge_machines([small], ["a"])
     assert stats.recommend(single, "storage").codec == stats.recommend(small, "storage").codec
@@ -329,7 +329,7 @@ def test_recommendation_text_carries_numbers_and_the_studys_point(ds: xr.Dataset
 
 def test_core_results_and_human_bytes() -> None:
     small = F.make_minimal_results()
-    with pytest.raises(ResultsError, match="lack"):
+    with pytest.raises(ResultsError, match=r"lack"):
         stats.core_results(small.isel(run=0, drop=True))
     assert stats.human_bytes(1536) == "1.5 KiB"
     assert stats.human_bytes(float("nan")) == "-"

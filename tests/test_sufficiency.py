@@ -71,9 +71,9 @@ def test_bad_representation_names_are_one_line_errors(bad: str) -> None:
 
 
 def test_representation_list_errors() -> None:
-    with pytest.raises(ConfigError, match="listed more than once"):
+    with pytest.raises(ConfigError, match=r"listed more than once"):
         resolve_representations(["events", "events"])
-    with pytest.raises(ConfigError, match="non-empty"):
+    with pytest.raises(ConfigError, match=r"non-empty"):
         resolve_representations([])
 
 
@@ -82,7 +82,7 @@ def test_unavailable_layouts_say_why() -> None:
 
     with pytest.raises(CodecUnavailableError, match=r"bin3-sum: the detector 16 x 16 is not divisible by the bin"):
         get_representation("bin3-sum").layout((2, 2, 16, 16), "uint16")
-    with pytest.raises(CodecUnavailableError, match="pcodec"):
+    with pytest.raises(CodecUnavailableError, match=r"pcodec"):
         get_representation("pcodec").layout((2, 2, 16, 16), "uint16")
 
 
@@ -216,7 +216,7 @@ def test_target_defaults_and_mrad() -> None:
     assert 30 < adf.inner < adf.outer < 0.412 * 256
     (mrad,) = resolve_targets({"adf": {"inner": 20, "outer": 50, "units": "mrad"}}, (256, 256), mrad_per_pixel=0.5)
     assert (mrad.inner, mrad.outer) == (40, 100)
-    with pytest.raises(ConfigError, match="mrad_per_pixel"):
+    with pytest.raises(ConfigError, match=r"mrad_per_pixel"):
         resolve_targets({"adf": {"inner": 20, "units": "mrad"}}, (256, 256))
 
 
@@ -357,7 +357,7 @@ def test_save_load_and_cli(constructed: object, tmp_path: Path, capsys: pytest.C
     assert main(["sufficient", str(tmp_path), "--target", "adf", "--tolerance", "0.01"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'adf'" in err
-    with pytest.raises(ResultsError, match="no inference-sufficiency results"):
+    with pytest.raises(ResultsError, match=r"no inference-sufficiency results"):
         load_sufficiency(tmp_path / "elsewhere")
 
 

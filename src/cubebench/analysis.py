@@ -259,7 +259,7 @@ def array_stats(data: Any, max_distinct: int | None = None) -> CubeStats:
     from dask.delayed import delayed
 
     if not isinstance(data, da.Array):
-        data = da.from_array(np.asarray(data), chunks=-1)  # type: ignore[no-untyped-call]
+        data = da.from_array(np.asarray(data), chunks=-1)
     dtype = np.dtype(data.dtype)
     if dtype.kind not in "iuf":
         from cubebench.errors import DatasetError
@@ -269,7 +269,7 @@ def array_stats(data: Any, max_distinct: int | None = None) -> CubeStats:
     parts = [delayed(_block_partial)(b, limit) for b in data.to_delayed().reshape(-1)]
     while len(parts) > 1:
         parts = [delayed(_combine)(limit, *parts[i : i + _FANIN]) for i in range(0, len(parts), _FANIN)]
-    (part,) = compute(parts[0])  # type: ignore[no-untyped-call]
+    (part,) = compute(parts[0])
     return stats_from_partial(part, tuple(data.shape), dtype)
 
 

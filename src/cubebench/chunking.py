@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from cubebench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 #: The study's three strategies, as functions of the cube's shape ``(sy, sx, dy, dx)``.
 CHUNK_STRATEGIES: dict[str, str] = {
@@ -41,7 +44,8 @@ def resolve_chunks(chunk: str | Sequence[int], shape: Sequence[int]) -> tuple[in
     shape = tuple(int(s) for s in shape)
     if len(shape) != 4:
         raise ConfigError(f"chunking needs a 4-D shape, got {shape}")
-    sy, sx, dy, dx = shape
+    dy, dx = shape[2], shape[3]
+    wanted: tuple[int, ...]
     if isinstance(chunk, str):
         if chunk == "real_space":
             wanted = (32, 32, dy, dx)

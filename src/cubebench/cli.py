@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cubebench.errors import CubebenchError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 USES = ("storage", "write", "read", "balanced")
 
@@ -194,8 +196,15 @@ def _convert(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     from cubebench.convert import generate
 
-    dest = generate(args.preset, args.dest, scale=args.scale, seed=args.seed, codec=args.codec, chunk=args.chunk,
-                    progress=not args.no_progress)
+    dest = generate(
+        args.preset,
+        args.dest,
+        scale=args.scale,
+        seed=args.seed,
+        codec=args.codec,
+        chunk=args.chunk,
+        progress=not args.no_progress,
+    )
     print(f"wrote {dest} ({args.codec}, chunks {args.chunk}); every chunk verified")
     return 0
 
@@ -246,16 +255,20 @@ def summary_table(ds: Any) -> str:
     from cubebench.results import to_frame
 
     frame = to_frame(ds)
-    rows = []
-    header = f"{'dataset':<16}{'backend':<12}{'codec':<22}{'chunk':<14}{'status':<12}{'ratio':>8}{'write GiB/s':>13}{'read GiB/s':>12}"
+    rows: list[list[str]] = [["dataset", "backend", "codec", "chunk", "status", "ratio", "write GiB/s", "read GiB/s"]]
     for key, group in frame.groupby(["dataset", "backend", "codec", "chunk"], sort=False):
         ok = group[group["status"] == "ok"]
         status = "ok" if len(ok) == len(group) else ",".join(sorted(set(group["status"])))
-        ratio = ok["ratio"].mean() if len(ok) else float("nan")
-        write = ok["write_GiBps"].median() if len(ok) else float("nan")
-        read = ok["read_GiBps"].median() if len(ok) else float("nan")
-        rows.append(f"{key[0]:<16}{key[1]:<12}{key[2]:<22}{key[3]:<14}{status:<12}{ratio:>8.2f}{write:>13.3f}{read:>12.3f}")
-    return "\n".join([header, *rows])
+        numbers = [ok["ratio"].mean(), ok["write_GiBps"].median(), ok["read_GiBps"].median()] if len(ok) else []
+        shown = [f"{numbers[0]:.2f}", f"{numbers[1]:.3f}", f"{numbers[2]:.3f}"] if numbers else ["-", "-", "-"]
+        rows.append([*(str(k) for k in key), status, *shown])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(w) if i < 5 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    )
 
 
 def _fmt(value: Any) -> str:

@@ -14,13 +14,16 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distributed import Client, LocalCluster, WorkerPlugin
 
 from cubebench.errors import ClusterError
-from cubebench.experiment import ClusterSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from cubebench.experiment import ClusterSpec
 
 
 def worker_environment(spec: ClusterSpec, zarr_concurrency: int = 2) -> dict[str, str]:
@@ -160,7 +163,10 @@ def jobqueue_cluster(spec: ClusterSpec, env: dict[str, str]) -> Iterator[Any]:
         if signal.getsignal(signal.SIGINT) is not handler and handler is not None:
             with contextlib.suppress(ValueError):  # not the main thread
                 signal.signal(signal.SIGINT, handler)
-    cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[str(spec.jobqueue)]
+    from dask_jobqueue.pbs import PBSCluster
+    from dask_jobqueue.slurm import SLURMCluster
+
+    cls = {"slurm": SLURMCluster, "pbs": PBSCluster}[str(spec.jobqueue)]
     kwargs = jobqueue_kwargs(spec, env)
     try:
         cluster = cls(**kwargs)

@@ -28,18 +28,21 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import struct
 import sys
 import zlib
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from cubebench.errors import CodecUnavailableError, ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 __all__ = [
     "CODECS",
@@ -209,10 +212,8 @@ def _check_dtype(dtype: Any) -> np.dtype:
 
 def _require_filter(filter_id: int, name: str) -> None:
     """Raise unless HDF5 has ``filter_id`` registered with encoding enabled (hdf5plugin registers on import)."""
-    try:
+    with contextlib.suppress(ImportError):
         import hdf5plugin  # noqa: F401  (registers the plugin filters with HDF5)
-    except ImportError:
-        pass
     from h5py import h5z
 
     if not h5z.filter_avail(filter_id):

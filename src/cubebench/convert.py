@@ -212,8 +212,15 @@ class _Progress:
         from tqdm import tqdm
 
         self.nbytes, self.itemsize, self.folder = nbytes, itemsize, folder
-        self.bar = tqdm(total=4 * nbytes, unit="B", unit_scale=True, unit_divisor=1024, disable=not enabled,
-                        desc="convert", dynamic_ncols=True)
+        self.bar = tqdm(
+            total=4 * nbytes,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=not enabled,
+            desc="convert",
+            dynamic_ncols=True,
+        )
         self.base = 0
         self.weight = 1
         self.lock = threading.Lock()

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cubebench.codecs import CodecSpec
-from cubebench.cube import StagedCube
 from cubebench.errors import CodecUnavailableError
+
+if TYPE_CHECKING:
+    from cubebench.codecs import CodecSpec
+    from cubebench.cube import StagedCube
 
 #: Raw bytes sampled per estimate (a few frames from spread-out probe positions).
 SAMPLE_BYTES = 2 * 2**20

@@ -6,13 +6,12 @@ naming it, before any work starts.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -21,11 +20,25 @@ from cubebench.errors import ConfigError
 from cubebench.patterns import PATTERNS
 from cubebench.sufficiency_config import SufficiencyOptions, parse_sufficiency
 
+if TYPE_CHECKING:
+    import os
+
 #: Storage backends an experiment may name (implementations live in ``cubebench.backends``).
 BACKEND_NAMES = ("hdf5", "hdf5_direct", "zarr", "csr", "uint8_overflow", "npy_gzip")
 
-DATASET_KEYS = ("preset", "scale", "seed", "zero_fraction", "dose", "shape", "dtype",
-                "path", "dataset", "scan_shape", "name")
+DATASET_KEYS = (
+    "preset",
+    "scale",
+    "seed",
+    "zero_fraction",
+    "dose",
+    "shape",
+    "dtype",
+    "path",
+    "dataset",
+    "scan_shape",
+    "name",
+)
 JOBQUEUE_KINDS = ("slurm", "pbs")
 CACHE_MODES = ("warm", "cold")
 
@@ -110,7 +123,7 @@ class Experiment:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form, for provenance and round trips through YAML."""
-        return _listify(asdict(self))
+        return dict(_listify(asdict(self)))
 
 
 def _listify(value: Any) -> Any:
@@ -122,8 +135,25 @@ def _listify(value: Any) -> Any:
     return value
 
 
-_TOP_KEYS = ("name", "datasets", "backends", "codecs", "chunks", "runs", "warmup", "cache", "access_patterns",
-             "max_cell_seconds", "scratch", "staging", "cluster", "zarr", "representations", "targets", "sufficiency")
+_TOP_KEYS = (
+    "name",
+    "datasets",
+    "backends",
+    "codecs",
+    "chunks",
+    "runs",
+    "warmup",
+    "cache",
+    "access_patterns",
+    "max_cell_seconds",
+    "scratch",
+    "staging",
+    "cluster",
+    "zarr",
+    "representations",
+    "targets",
+    "sufficiency",
+)
 _CLUSTER_KEYS = tuple(ClusterSpec.__dataclass_fields__)
 _ZARR_KEYS = tuple(ZarrSettings.__dataclass_fields__)
 

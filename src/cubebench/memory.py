@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
-from types import TracebackType
+from typing import TYPE_CHECKING
 
 import psutil
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 
 def tree_rss(root: psutil.Process | None = None) -> int:

@@ -8,7 +8,6 @@ flight, so memory stays bounded by chunk size x workers.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,6 +15,8 @@ import numpy as np
 from cubebench.cube import Block, block_grid
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+
     from distributed import Client
 
 #: Raw bytes of source data handled by one task.
@@ -61,7 +62,9 @@ def batches(
     return [grid[i : i + size] for i in range(0, len(grid), size)]
 
 
-def run_batches(client: Client, func: Any, items: Iterable[Any], *args: Any, window: int | None = None) -> Iterator[Any]:
+def run_batches(
+    client: Client, func: Any, items: Iterable[Any], *args: Any, window: int | None = None
+) -> Iterator[Any]:
     """Submit ``func(item, *args)`` for each item with a bounded number in flight; yield results as they finish.
 
     The window (default: 2 tasks per worker thread) bounds the memory held by results not yet consumed.

@@ -191,8 +191,8 @@ def assemble(
 def reduce_tile(sel: Selection, y0: int, x0: int, data: np.ndarray) -> TilePart:
     """Reduce ``data``, the selected frames ``(ny, nx, hy, hx)`` whose first probe position is ``(y0, x0)``.
 
-    Returns one hash per frame (:func:`~cubebench.cube.checksum` of its selected window, C order) and, for ``virtual_detector``, the sum of
-    the disk pixels per frame (int64 for integer data, float64 for floats).
+    Returns one hash per frame (:func:`~cubebench.cube.checksum` of its selected window, C order) and, for
+    ``virtual_detector``, the sum of the disk pixels per frame (int64 for integer data, float64 for floats).
     """
     ny, nx = data.shape[:2]
     frames = np.ascontiguousarray(data).reshape(ny * nx, -1)
@@ -212,8 +212,10 @@ def combine(sel: Selection, parts: Iterable[TilePart]) -> PatternResult:
     seen = np.zeros((ny, nx), dtype=np.int32)
     image: np.ndarray | None = None
     for part in parts:
-        window = (slice(part.y0 - oy, part.y0 - oy + part.crcs.shape[0]),
-                  slice(part.x0 - ox, part.x0 - ox + part.crcs.shape[1]))
+        window = (
+            slice(part.y0 - oy, part.y0 - oy + part.crcs.shape[0]),
+            slice(part.x0 - ox, part.x0 - ox + part.crcs.shape[1]),
+        )
         crcs[window] = part.crcs
         seen[window] += 1
         if part.sums is not None:

@@ -10,14 +10,28 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from cubebench.codecs import get_codec
-from cubebench.experiment import Experiment
 
 if TYPE_CHECKING:
     from distributed import Client
 
+    from cubebench.experiment import Experiment
+
 LIBRARIES = (
-    "cubebench", "numpy", "dask", "distributed", "zarr", "numcodecs", "h5py", "hdf5plugin", "xarray",
-    "imagecodecs", "bitshuffle", "blosc2", "pcodec", "dask-jobqueue", "rosettasciio",
+    "cubebench",
+    "numpy",
+    "dask",
+    "distributed",
+    "zarr",
+    "numcodecs",
+    "h5py",
+    "hdf5plugin",
+    "xarray",
+    "imagecodecs",
+    "bitshuffle",
+    "blosc2",
+    "pcodec",
+    "dask-jobqueue",
+    "rosettasciio",
 )
 
 
@@ -50,8 +64,20 @@ def cpu_description() -> dict[str, Any]:
                     flags = line.split(":", 1)[1]
     except OSError:
         pass
-    wanted = ("sse2", "ssse3", "sse4_1", "sse4_2", "avx", "avx2", "avx512f", "avx512bw", "avx512vl", "bmi2",
-              "asimd", "sve")
+    wanted = (
+        "sse2",
+        "ssse3",
+        "sse4_1",
+        "sse4_2",
+        "avx",
+        "avx2",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "bmi2",
+        "asimd",
+        "sve",
+    )
     return {
         "model": model,
         "cores": os.cpu_count(),

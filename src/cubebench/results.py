@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 from cubebench.errors import ResultsError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
 
 #: Bump when the meaning or layout of a variable changes; :func:`load_results` refuses newer files.
 SCHEMA_VERSION = 1
@@ -231,7 +233,7 @@ def records_to_dataset(
     source = data["source_bytes"].astype(float)
     ok = status == "ok"
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(stored > 0, source / stored, np.nan)
+        ratio = np.where(ok & (stored > 0), source / stored, np.nan)  # a corrupting path has no ratio
         write_gibps = np.where(ok, source / GIB / data["write_seconds"], np.nan)
         read_gibps = np.where(ok, source / GIB / data["read_seconds"], np.nan)
 
@@ -252,11 +254,12 @@ def records_to_dataset(
             "chunk_shape": (("dataset", "chunk"), chunk_shape.astype(str)),
         },
     )
-    for name, var in ds.data_vars.items():
-        if name in _UNITS:
-            var.attrs["units"] = _UNITS[name]
-        if name in _DESCRIPTIONS:
-            var.attrs["description"] = _DESCRIPTIONS[name]
+    for var_key, var in ds.data_vars.items():
+        label = str(var_key)
+        if label in _UNITS:
+            var.attrs["units"] = _UNITS[label]
+        if label in _DESCRIPTIONS:
+            var.attrs["description"] = _DESCRIPTIONS[label]
     if dataset_info:
         _add_dataset_info(ds, dataset_info)
     ds.attrs.update({k: _attr(v) for k, v in (attrs or {}).items()})

@@ -11,8 +11,7 @@ import errno
 import os
 import shutil
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -23,6 +22,8 @@ from cubebench.patterns import PatternResult, Selection, TilePart, Window, combi
 from cubebench.patterns import selection as pattern_selection
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from distributed import Client
 
 ChunkIndex = tuple[int, ...]
@@ -50,10 +51,11 @@ def stage_cube(client: Client, cube: Cube, folder: Path) -> StagedCube:
     shape = tuple(int(s) for s in cube.data.shape)
     dtype = np.dtype(cube.data.dtype)
     path = folder / f"{_safe(cube.info.name)}.npy"
-    np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)._mmap.close()  # type: ignore[union-attr]
+    header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)  # a sparse file of the right size
+    del header
     reserve(path)
     target = _NpyTarget(path, shape, dtype.str)
-    client.compute(da.store(cube.data, target, lock=False, compute=False)).result()
+    client.compute(da.store(cube.data, cast("Any", target), lock=False, compute=False)).result()
     return StagedCube(path=path, shape=shape, dtype=dtype.str, name=cube.info.name)
 
 

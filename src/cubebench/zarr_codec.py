@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ from zarr.registry import register_codec
 from cubebench.codecs import ChunkEncoder, get_codec
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Self
 
     from zarr.core.array_spec import ArraySpec

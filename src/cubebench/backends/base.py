@@ -12,17 +12,19 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cubebench.codecs import ChunkEncoder, CodecSpec, get_codec
-from cubebench.cube import StagedCube
 from cubebench.patterns import PatternResult, Selection, selection
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from distributed import Client
+
+    from cubebench.cube import StagedCube
 
 ChunkIndex = tuple[int, ...]
 

@@ -75,8 +75,9 @@ class CSRBackend(Backend):
         dtype = np.dtype(staged.dtype)
         work = frame_tiles(staged.shape, chunks, dtype.itemsize)
         with h5py.File(target, "w") as f:
-            f.attrs.update({"cubebench_format": FORMAT, "cubebench_format_version": 1, "shape": staged.shape,
-                            "dtype": dtype.str})
+            f.attrs.update(
+                {"cubebench_format": FORMAT, "cubebench_format_version": 1, "shape": staged.shape, "dtype": dtype.str}
+            )
             data = f.create_dataset("data", shape=(0,), maxshape=(None,), dtype=dtype, chunks=(ENTRY_CHUNK,))
             indices = f.create_dataset("indices", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=(ENTRY_CHUNK,))
             indptr = f.create_dataset("indptr", shape=(sy, sx, dy + 1), dtype=np.int32)
@@ -116,8 +117,9 @@ class CSRBackend(Backend):
         shape, dtype = self._layout(target)
         tile = tile_shape(shape, chunks, dtype.itemsize)
         parts: list[TilePart] = []
-        for result in run_batches(client, _read_pattern, pattern_batches(sel, tile, dtype.itemsize, BATCH_BYTES),
-                                  sel, str(target)):
+        for result in run_batches(
+            client, _read_pattern, pattern_batches(sel, tile, dtype.itemsize, BATCH_BYTES), sel, str(target)
+        ):
             parts.extend(result)
         return combine(sel, parts)
 

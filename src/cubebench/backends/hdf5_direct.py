@@ -9,7 +9,6 @@ with ``os.pread`` and decodes them itself.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,7 +22,6 @@ from cubebench.backends.base import (
     padded,
 )
 from cubebench.backends.hdf5_filter import DATA_PATH, create_emd_dataset
-from cubebench.codecs import CodecSpec
 from cubebench.cube import Block, StagedCube, checksum
 from cubebench.parallel import BATCH_BYTES, batches, run_batches
 from cubebench.patterns import (
@@ -39,7 +37,11 @@ from cubebench.patterns import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from distributed import Client
+
+    from cubebench.codecs import CodecSpec
 
 ChunkIndex = tuple[int, ...]
 

@@ -7,18 +7,20 @@ this path and :mod:`cubebench.backends.hdf5_direct` is one of cubebench's result
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cubebench.backends.base import Backend, ReadBack, WriteSettings, fsync_tree
-from cubebench.codecs import CodecSpec
 from cubebench.cube import StagedCube, block_grid, checksum
 from cubebench.patterns import PatternResult, Selection, TilePart, combine, reduce_tile, scan_tiles
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from distributed import Client
+
+    from cubebench.codecs import CodecSpec
 
 #: In-file path of the data, as in EMD 1.0, so the files open in py4DSTEM and friends.
 DATA_PATH = "version_1/data/datacubes/datacube_000/data"

@@ -6,8 +6,8 @@ whose contents are concatenated (RFC 1952): workers gzip C-contiguous slabs of t
 of frames when a scan row is larger than a task) into members, and the client writes them in order after a member
 holding the ``.npy`` header. Reading has no random access: one worker streams the file back through
 ``gzip.open`` one scan row at a time, and hashes each storage block incrementally from the rows (a streaming
-XXH3 hash equals the one-shot hash), so memory stays at one scan row. The codec is the gzip level: ``gzip-1``, ``gzip-6``,
-``gzip-9`` (the study's setting). Access patterns stream from the start up to the selection's last scan row.
+XXH3 hash equals the one-shot hash), so memory stays at one scan row. The codec is the gzip level: ``gzip-1``,
+``gzip-6``, ``gzip-9`` (the study's setting). Access patterns stream from the start up to the selection's last scan row.
 """
 
 from __future__ import annotations

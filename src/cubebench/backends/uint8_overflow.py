@@ -84,16 +84,24 @@ class Uint8OverflowBackend(Backend):
         index_dtype = overflow_index_dtype(chunks)
         grid = tuple(-(-s // c) for s, c in zip(staged.shape, chunks, strict=True))
         with h5py.File(target, "w") as f:
-            f.attrs.update({"cubebench_format": FORMAT, "cubebench_format_version": 1, "shape": staged.shape,
-                            "dtype": dtype.str, "sentinel": SENTINEL})
+            f.attrs.update(
+                {
+                    "cubebench_format": FORMAT,
+                    "cubebench_format_version": 1,
+                    "shape": staged.shape,
+                    "dtype": dtype.str,
+                    "sentinel": SENTINEL,
+                }
+            )
             ds = f.create_dataset("data", shape=staged.shape, dtype=np.uint8, chunks=chunks)
             index = f.create_dataset("overflow_index", (0,), maxshape=(None,), dtype=index_dtype, chunks=(ENTRY_CHUNK,))
             value = f.create_dataset("overflow_value", (0,), maxshape=(None,), dtype=dtype, chunks=(ENTRY_CHUNK,))
             starts = np.zeros(grid, dtype=np.int64)
             counts = np.zeros(grid, dtype=np.int64)
             end = 0
-            for encoded in run_batches(client, _encode_batch, batches(staged.shape, chunks, dtype.itemsize), staged,
-                                       chunks, index_dtype.str):
+            for encoded in run_batches(
+                client, _encode_batch, batches(staged.shape, chunks, dtype.itemsize), staged, chunks, index_dtype.str
+            ):
                 for chunk_index, block, raw, idx, val in encoded:
                     ds.id.write_direct_chunk(tuple(b.start for b in block), raw)
                     n = int(idx.size)
@@ -127,8 +135,9 @@ class Uint8OverflowBackend(Backend):
         """Workers rebuild only the blocks overlapping ``sel``."""
         _, dtype = self._layout(target)
         parts: list[TilePart] = []
-        for result in run_batches(client, _pattern_batch, pattern_batches(sel, chunks, dtype.itemsize, BATCH_BYTES),
-                                  sel, str(target)):
+        for result in run_batches(
+            client, _pattern_batch, pattern_batches(sel, chunks, dtype.itemsize, BATCH_BYTES), sel, str(target)
+        ):
             parts.extend(result)
         return combine(sel, parts)
 

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.backends.base import Backend, ReadBack, WriteSettings, fsync_tree
-from cubebench.codecs import CodecSpec
 from cubebench.cube import Block, StagedCube, checksum
 from cubebench.parallel import BATCH_BYTES, batches, run_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
 
 if TYPE_CHECKING:
     from distributed import Client
+
+    from cubebench.codecs import CodecSpec
 
 ChunkIndex = tuple[int, ...]
 

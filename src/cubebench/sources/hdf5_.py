@@ -169,13 +169,13 @@ def open_hdf5(
     chunk = frame_chunks(shape4, dt.itemsize, file_scan_chunks)
     meta = np.empty((0,) * len(ds.shape), dt)
     if len(ds.shape) == 4:
-        data = da.map_blocks(  # type: ignore[no-untyped-call]
+        data = da.map_blocks(
             reader.read, chunks=dask_chunks(shape4, chunk), dtype=dt, meta=meta, name=f"hdf5-{_token(reader)}"
         )
     else:
         n = ds.shape[0]
         per = frame_stack_chunks(n, (shape4[0], shape4[1]), chunk)
-        frames = da.map_blocks(  # type: ignore[no-untyped-call]
+        frames = da.map_blocks(
             reader.read,
             chunks=dask_chunks(ds.shape, (per, *ds.shape[1:])),
             dtype=dt,

@@ -86,12 +86,10 @@ def open_npy(path: str | os.PathLike[str], scan_shape: tuple[int, int] | None = 
     chunk = frame_chunks(shape4, dt.itemsize, None)
     meta = np.empty((0,) * len(shape), dt)
     if len(shape) == 4:
-        data = da.map_blocks(  # type: ignore[no-untyped-call]
-            reader.read, chunks=dask_chunks(shape4, chunk), dtype=dt, meta=meta, name=f"npy-{token}"
-        )
+        data = da.map_blocks(reader.read, chunks=dask_chunks(shape4, chunk), dtype=dt, meta=meta, name=f"npy-{token}")
     else:
         per = frame_stack_chunks(shape[0], (shape4[0], shape4[1]), chunk)
-        frames = da.map_blocks(  # type: ignore[no-untyped-call]
+        frames = da.map_blocks(
             reader.read, chunks=dask_chunks(shape, (per, *shape[1:])), dtype=dt, meta=meta, name=f"npy-{token}"
         )
         data = frames_to_cube(frames, (shape4[0], shape4[1]), chunk)

@@ -614,7 +614,7 @@ def to_dask(params: SyntheticParams) -> Any:
 
     chunks = (axis_chunks(sy, gy * my), axis_chunks(sx, gx * mx), (dy,), (dx,))
     dtype = np.dtype(params.dtype)
-    return da.map_blocks(  # type: ignore[no-untyped-call]
+    return da.map_blocks(
         _dask_block,
         params,
         (my, mx),

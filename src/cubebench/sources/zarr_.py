@@ -110,15 +110,11 @@ def open_zarr(
     url = str(path.resolve())
     if arr.ndim == 4:
         chunk = frame_chunks(shape4, dtype.itemsize, unit[:2])
-        data = da.from_zarr(  # type: ignore[no-untyped-call]
-            url, component=component or None, chunks=dask_chunks(shape4, chunk)
-        )
+        data = da.from_zarr(url, component=component or None, chunks=dask_chunks(shape4, chunk))
     else:
         chunk = frame_chunks(shape4, dtype.itemsize, None)
         per = frame_stack_chunks(arr.shape[0], (shape4[0], shape4[1]), chunk)
-        frames = da.from_zarr(  # type: ignore[no-untyped-call]
-            url, component=component or None, chunks=dask_chunks(arr.shape, (per, *arr.shape[1:]))
-        )
+        frames = da.from_zarr(url, component=component or None, chunks=dask_chunks(arr.shape, (per, *arr.shape[1:])))
         data = frames_to_cube(frames, (shape4[0], shape4[1]), chunk)
         attrs["scan_shape"] = f"{shape4[0]}x{shape4[1]}"
     data = to_native(data)
