@@ -155,7 +155,8 @@ def jobqueue_cluster(spec: ClusterSpec, env: dict[str, str]) -> Iterator[Any]:
     """
     handler = signal.getsignal(signal.SIGINT)
     try:
-        import dask_jobqueue
+        from dask_jobqueue.pbs import PBSCluster
+        from dask_jobqueue.slurm import SLURMCluster
     except ImportError:
         raise ClusterError("cluster.jobqueue needs dask-jobqueue: pip install 'cubebench[hpc]'") from None
     finally:
@@ -163,9 +164,6 @@ def jobqueue_cluster(spec: ClusterSpec, env: dict[str, str]) -> Iterator[Any]:
         if signal.getsignal(signal.SIGINT) is not handler and handler is not None:
             with contextlib.suppress(ValueError):  # not the main thread
                 signal.signal(signal.SIGINT, handler)
-    from dask_jobqueue.pbs import PBSCluster
-    from dask_jobqueue.slurm import SLURMCluster
-
     cls = {"slurm": SLURMCluster, "pbs": PBSCluster}[str(spec.jobqueue)]
     kwargs = jobqueue_kwargs(spec, env)
     try:
