@@ -94,6 +94,10 @@ class _Partial:
     overflow: bool = False
 
 
+#: Values histogrammed at a time (bounds bincount's int64 temporary to 32 MiB).
+_PIECE = 1 << 22
+
+
 def _dense_offset(dtype: np.dtype) -> tuple[int, int] | None:
     """``(size, offset)`` of a dense histogram for small integer dtypes, else None."""
     if dtype.kind in "iu" and dtype.itemsize <= 2:
@@ -117,7 +121,10 @@ def _block_partial(block: np.ndarray, max_distinct: int) -> _Partial:
             idx = flat.view(unsigned) ^ unsigned.type(1 << (8 * dtype.itemsize - 1))
         else:
             idx = flat
-        counts = np.bincount(idx, minlength=size).astype(np.int64)
+        # bincount casts its input to intp (4x a uint16 block): count in pieces so the temporary stays small
+        counts = np.zeros(size, dtype=np.int64)
+        for start in range(0, n, _PIECE):
+            counts += np.bincount(idx[start : start + _PIECE], minlength=size)
         nz = np.flatnonzero(counts)
         return _Partial(n, zeros, int(nz[0]) + offset, int(nz[-1]) + offset, dense=counts)
     if dtype.kind == "f":

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 #: Dask chunks of file sources are whole frames, at most this big (and at least half of it when the cube allows).
-CHUNK_BYTES = 128 * 2**20
+CHUNK_BYTES = 32 * 2**20
 
 #: The axes every cube has, in order.
 AXES = "(scan_y, scan_x, det_y, det_x)"
