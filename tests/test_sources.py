@@ -13,7 +13,9 @@ import zarr
 
 from cubebench.errors import ConfigError, CubebenchError, DatasetError
 from cubebench.sources import SOURCE_KEYS, open_cube
-from cubebench.sources._common import frame_chunks
+from cubebench.sources._common import CHUNK_BYTES, frame_chunks
+
+BIG = 128 * 2**20
 from cubebench.sources.hdf5_ import EMD_PATH
 
 if TYPE_CHECKING:
@@ -309,19 +311,20 @@ def test_hdf5_dask_chunks_are_whole_frames_aligned_to_file_chunks(tmp_path: Path
     cy, cx, dy, dx = cube.data.chunksize
     assert (dy, dx) == (128, 128)
     assert cy % 8 == 0 and cx % 4 == 0
-    assert 64 * 2**20 <= cy * cx * dy * dx * 2 <= 128 * 2**20
+    assert CHUNK_BYTES // 2 <= cy * cx * dy * dx * 2 <= CHUNK_BYTES
     assert cube.info.attrs["file_chunks"] == "8x4x128x64"
 
 
 def test_frame_chunks_contiguous_prefers_whole_rows() -> None:
-    assert frame_chunks((256, 256, 256, 256), 2) == (4, 256, 256, 256)  # 128 MiB of whole scan rows
+    assert frame_chunks((256, 256, 256, 256), 2) == (1, 256, 256, 256)  # default: 32 MiB of whole scan rows
+    assert frame_chunks((256, 256, 256, 256), 2, limit=BIG) == (4, 256, 256, 256)  # 128 MiB of whole scan rows
     assert frame_chunks((4, 4, 8, 8), 2) == (4, 4, 8, 8)
     assert frame_chunks((2, 2, 8192, 8192), 4) == (1, 1, 8192, 8192)  # one frame above the limit still works
     # 128 MiB: one more doubling would be too big
-    assert frame_chunks((256, 256, 256, 256), 2, (32, 32)) == (32, 32, 256, 256)
-    assert frame_chunks((256, 256, 256, 256), 2, (16, 16)) == (32, 32, 256, 256)
-    assert frame_chunks((256, 256, 256, 256), 2, (1, 1)) == (32, 32, 256, 256)
-    assert frame_chunks((64, 64, 64, 64), 4, (7, 5)) == (64, 64, 64, 64)  # the whole cube fits
+    assert frame_chunks((256, 256, 256, 256), 2, (32, 32), limit=BIG) == (32, 32, 256, 256)
+    assert frame_chunks((256, 256, 256, 256), 2, (16, 16), limit=BIG) == (32, 32, 256, 256)
+    assert frame_chunks((256, 256, 256, 256), 2, (1, 1), limit=BIG) == (32, 32, 256, 256)
+    assert frame_chunks((64, 64, 64, 64), 4, (7, 5), limit=BIG) == (64, 64, 64, 64)  # the whole cube fits
     assert frame_chunks((512, 512, 64, 64), 4, (7, 5)) == (56, 80, 64, 64)  # multiples of the file chunk
     assert frame_chunks((10, 10, 8192, 8192), 2, (3, 3)) == (3, 3, 8192, 8192)  # one file chunk above the limit
 

@@ -7,6 +7,7 @@ Every user-fixable problem is a :class:`~cubebench.errors.CubebenchError`, print
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -92,6 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        # distributed's INFO chatter (e.g. comms closing while a cluster shuts down after Ctrl-C) is noise on a
+        # terminal; errors still show. Read when distributed is first imported, here and in worker processes.
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+        # worker processes killed by Ctrl-C can leave a semaphore for multiprocessing's tracker to clean up: fine
+        os.environ.setdefault("PYTHONWARNINGS", "ignore:resource_tracker:UserWarning")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=FutureWarning)

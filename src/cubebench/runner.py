@@ -11,12 +11,14 @@ import contextlib
 import datetime as dt
 import errno
 import json
+import logging
 import os
 import shutil
 import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -285,6 +287,8 @@ class _Session:
         )
         try:
             for done, cell in enumerate(todo, 1):
+                if _STOP.is_set():  # an interrupt that was swallowed on its way up
+                    raise KeyboardInterrupt
                 bar.set_postfix_str(f"{done}/{len(todo)} {cell.label}")
                 result = self.run_whole(cell, self.staged[cell.dataset], estimates[cell])
                 log.append(result)
@@ -556,19 +560,46 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+#: Set by Ctrl-C or SIGTERM during a run and checked before each cell: the KeyboardInterrupt the handler raises
+#: can land in a finalizer or weakref callback, where Python prints and drops it instead of propagating it.
+_STOP = threading.Event()
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C so a batch system's kill still saves and cleans up."""
+    """Treat SIGTERM like Ctrl-C so a batch system's kill still saves and cleans up; lose neither."""
+
+    levels: dict[str, int] = {}
 
     def handler(signum: int, frame: Any) -> None:
+        if not _STOP.is_set():
+            _STOP.set()
+            # the interrupt lands inside distributed's calls: their errors while the cluster closes are expected
+            for name in list(logging.root.manager.loggerDict):
+                if name.split(".")[0] in ("distributed", "tornado"):
+                    levels[name] = logging.getLogger(name).level
+                    logging.getLogger(name).setLevel(logging.CRITICAL + 1)
         raise KeyboardInterrupt
 
+    def unraisable(info: Any) -> None:
+        if isinstance(info.exc_value, KeyboardInterrupt) or _STOP.is_set():  # dropped by a finalizer, or collateral
+            _STOP.set()
+        else:
+            hook(info)
+
+    _STOP.clear()
+    hook = sys.unraisablehook
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread
         yield
         return
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = hook
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
