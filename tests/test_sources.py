@@ -14,9 +14,9 @@ import zarr
 from cubebench.errors import ConfigError, CubebenchError, DatasetError
 from cubebench.sources import SOURCE_KEYS, open_cube
 from cubebench.sources._common import CHUNK_BYTES, frame_chunks
-
-BIG = 128 * 2**20
 from cubebench.sources.hdf5_ import EMD_PATH
+
+BIG = 128 * 2**20  # the chunk-size limit these algorithm tests were written for
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -325,7 +325,7 @@ def test_frame_chunks_contiguous_prefers_whole_rows() -> None:
     assert frame_chunks((256, 256, 256, 256), 2, (16, 16), limit=BIG) == (32, 32, 256, 256)
     assert frame_chunks((256, 256, 256, 256), 2, (1, 1), limit=BIG) == (32, 32, 256, 256)
     assert frame_chunks((64, 64, 64, 64), 4, (7, 5), limit=BIG) == (64, 64, 64, 64)  # the whole cube fits
-    assert frame_chunks((512, 512, 64, 64), 4, (7, 5)) == (56, 80, 64, 64)  # multiples of the file chunk
+    assert frame_chunks((512, 512, 64, 64), 4, (7, 5), limit=BIG) == (56, 80, 64, 64)  # multiples of the file chunk
     assert frame_chunks((10, 10, 8192, 8192), 2, (3, 3)) == (3, 3, 8192, 8192)  # one file chunk above the limit
 
 
