@@ -136,7 +136,10 @@ CASES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "bad_walltime": ({"cluster": {"jobqueue": "slurm", "walltime": "soon"}}, ("walltime", "'soon'")),
     "bad_memory": ({"cluster": {"jobqueue": "pbs", "memory": "lots"}}, ("cluster.memory", "'lots'")),
     "scratch_under_a_file": ({"scratch": "{files}/regular_file/sub"}, ("scratch", "regular_file/sub")),
-    "staging_under_a_file": ({"staging": "{files}/regular_file/sub"}, ("staging", "regular_file/sub")),
+    "staging_under_a_file": (
+        {"staging": "{files}/regular_file/sub", "scratch": "{files}/scratch"},
+        ("staging", "regular_file/sub"),
+    ),
 }
 
 
@@ -150,6 +153,7 @@ def test_bad_input_one_line_exit_2_results_untouched(
     code = run_cli(tmp_path, text, "--resume", out=earlier)
     check(code, capsys.readouterr().err, *culprits)
     assert snapshot(earlier) == before
+    assert not list((files / "scratch").glob("cubebench-*"))  # no scratch folder left behind
 
 
 def test_yaml_that_is_not_a_mapping(tmp_path: Path, earlier: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -201,7 +205,8 @@ def test_unreachable_scheduler_leaves_results_untouched(
 def test_jobqueue_without_dask_jobqueue(
     tmp_path: Path, earlier: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "dask_jobqueue", None)  # import fails as if not installed
+    for name in [m for m in sys.modules if m.split(".")[0] == "dask_jobqueue"] + ["dask_jobqueue"]:
+        monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
     before = snapshot(earlier)
     code = run_cli(tmp_path, yaml_text(cluster={"jobqueue": "slurm"}), "--resume", out=earlier)
     check(code, capsys.readouterr().err, "dask-jobqueue", "cubebench[hpc]")

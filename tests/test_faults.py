@@ -234,6 +234,7 @@ def test_full_scratch_disk_fails_the_cell_and_the_run_goes_on(tmp_path: Path, ti
     assert (zstd["status"] == "ok").all() and zstd["verified"].all(), zstd["reason"].values
     assert np.isnan(none["write_seconds"]).all()
     assert list(tiny_scratch.iterdir()) == []  # failed cells' files removed, the run's scratch folder too
+    assert list((tmp_path / "staging").iterdir()) == []  # the staged copy is removed at the end
     assert os.statvfs(tiny_scratch).f_bfree == os.statvfs(tiny_scratch).f_blocks  # no space held by open files
 
 

@@ -143,7 +143,11 @@ def run(
     todo = [cell for cell in plan_cells(exp, list(cubes)) if cell.key not in done]
     info = _read_json(folder / DATASETS_FILE)
     scratch = _work_folder(exp.scratch, exp.name, "scratch")
-    staging = scratch / "staged" if exp.staging is None else _work_folder(exp.staging, exp.name, "staging")
+    try:
+        staging = scratch / "staged" if exp.staging is None else _work_folder(exp.staging, exp.name, "staging")
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
     cluster_info: dict[str, Any] = {}
     interrupted, started, lost = False, False, None
     try:
