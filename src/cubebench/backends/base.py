@@ -96,7 +96,7 @@ class Backend(ABC):
         """Read one access pattern (``frame``, ``region``, ``virtual_detector``) through the storage, timed.
 
         Only the stored chunks overlapping the selection are read and decoded (as the format allows); the time
-        covers opening the target, reading, decoding, the per-frame CRC-32 and the disk sum.
+        covers opening the target, reading, decoding, the per-frame hash and the disk sum.
         """
         start = time.perf_counter()
         result = self.pattern_result(client, target, selection(pattern, self.stored_shape(target)), chunks, settings)
