@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 from typing import TYPE_CHECKING, Any
 
+import dask
 from distributed import Client, LocalCluster, WorkerPlugin
 
 from cubebench.errors import ClusterError
@@ -26,10 +27,18 @@ if TYPE_CHECKING:
     from cubebench.experiment import ClusterSpec
 
 
+#: glibc malloc settings for workers. distributed's default ``MALLOC_TRIM_THRESHOLD_=65536`` turns off glibc's
+#: adaptive mmap threshold, so every chunk-sized buffer becomes a fresh ``mmap`` whose pages fault in one by one:
+#: measured here, it halves Blosc-zstd encoding on a worker (0.16 vs 0.31 GB/s). Buffers up to 64 MiB are reused
+#: from the heap instead; the heap's high-water mark stays bounded by chunk size x tasks in flight.
+MALLOC_ENVIRONMENT = {"MALLOC_TRIM_THRESHOLD_": str(256 * 2**20), "MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}
+
+
 def worker_environment(spec: ClusterSpec, zarr_concurrency: int = 2) -> dict[str, str]:
-    """Environment variables every worker gets: codec and BLAS threads, Zarr's thread pool."""
+    """Environment variables every worker gets: codec and BLAS threads, Zarr's thread pool, malloc tuning."""
     threads = str(spec.codec_threads)
     return {
+        **MALLOC_ENVIRONMENT,
         "BLOSC_NTHREADS": threads,
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
@@ -95,6 +104,9 @@ def open_client(spec: ClusterSpec, zarr_concurrency: int = 2) -> Iterator[Client
                     f"(check the queue {spec.queue!r} and the job logs in {spec.log_directory or '.'})"
                 ) from None
         else:
+            # malloc reads its settings when a process starts: they must be in the environment before the spawn
+            spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **MALLOC_ENVIRONMENT}
+            stack.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}))
             cluster = LocalCluster(
                 n_workers=spec.workers,
                 threads_per_worker=spec.threads_per_worker,
