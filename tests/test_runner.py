@@ -103,3 +103,35 @@ def test_budget_skips_slow_cells(tmp_path: Path) -> None:
     assert status == "skipped"
     assert "estimated" in ds["reason"].sel(codec="gzip-9").item()
     assert float(ds["estimate_seconds"].sel(codec="gzip-9").item()) > 0
+
+
+@pytest.mark.slow
+def test_every_backend_every_preset_and_a_mib_source(tmp_path: Path) -> None:
+    """The whole matrix end to end: all backends, all five presets (scaled) and a .mib file, each cell verified."""
+    from tests.test_sources import write_mib
+
+    from cubebench.experiment import BACKEND_NAMES
+    from cubebench.sources import list_presets
+
+    frames = np.random.default_rng(1).poisson(0.4, size=(16, 32, 32)).astype("uint16")
+    write_mib(tmp_path / "scan.mib", frames)
+    datasets: list[dict[str, Any]] = [{"preset": p, "scale": 0.03125, "name": p} for p in list_presets()]
+    datasets.append({"path": str(tmp_path / "scan.mib"), "scan_shape": [4, 4], "name": "mib"})
+    ds = cubebench.run(
+        small_experiment(
+            datasets=datasets,
+            backends=list(BACKEND_NAMES),
+            codecs=["none", "gzip-1", "blosc-zstd"],
+            chunks=["balanced"],
+            runs=1,
+        ),
+        out=tmp_path / "all",
+        progress=False,
+    )
+    status = ds["status"].values
+    assert set(np.unique(status)) <= {"ok", "unavailable"}, ds["reason"].values[status != "ok"]
+    assert (ds["verified"].values == (status == "ok")).all()
+    for backend in BACKEND_NAMES:  # every backend ran something on every dataset
+        assert (ds["status"].sel(backend=backend) == "ok").any("codec").all()
+    unavailable = ds["reason"].values[status == "unavailable"]
+    assert all(reason for reason in unavailable)
