@@ -278,12 +278,13 @@ def sparsity_figure(ds: xr.Dataset, study: xr.Dataset | None = None) -> Figure:
         )
         best = frame.loc[frame.groupby("dataset")["ratio_mean"].idxmax()]
         ax.scatter(best["s"], best["ratio_mean"], s=45, color="black", zorder=4, label="best per dataset (cubebench)")
-        for row in best.to_dict("records"):
-            ax.annotate(
+        for i, row in enumerate(sorted(best.to_dict("records"), key=lambda r: float(r["s"]))):
+            ax.annotate(  # alternate below/above so neighbours with close zero fractions do not overlap
                 str(row["dataset"]),
                 (row["s"], row["ratio_mean"]),
                 textcoords="offset points",
-                xytext=(6, -10),
+                xytext=(6, -12) if i % 2 == 0 else (-8, 14),
+                ha="left" if i % 2 == 0 else "right",
                 fontsize=8,
             )
         fit = fit_power_law(best["s"], best["ratio_mean"])
