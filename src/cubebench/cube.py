@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -85,51 +84,27 @@ class StagedCube:
     def read_block(self, block: Block) -> np.ndarray:
         """Return a C-contiguous copy of ``block`` from the staged file.
 
-        Whole frames are read with ``os.preadv``, one call per scan row (about 9 GB/s from the page cache here,
-        where a memory map gives 2-3 GB/s for strided detector tiles). A block that covers at least a quarter of
-        the detector (a balanced chunk is one quadrant) is cut from the whole frames of its scan window, which stay
-        cached for this thread, so the batch's other quadrants of the same probe positions cost only a copy.
+        Blocks of whole frames are read with ``os.preadv``, one call per scan row (about 9 GB/s from the page cache
+        here); other blocks through a short-lived memory map (2-3 GB/s for strided detector tiles).
         """
+        dtype = np.dtype(self.dtype)
         shape = tuple(s.stop - s.start for s in block)
         if shape[2:] == self.shape[2:]:
-            return self._read_frames(block[0], block[1])
-        if 4 * int(np.prod(shape[2:])) < int(np.prod(self.shape[2:])):
-            mm = np.load(self.path, mmap_mode="r")
+            out = np.empty(shape, dtype=dtype)
+            frame = int(np.prod(self.shape[2:])) * dtype.itemsize
+            start = _data_offset(self.path)
+            fd = os.open(self.path, os.O_RDONLY)
             try:
-                return np.array(mm[block], copy=True)
+                for i, y in enumerate(range(block[0].start, block[0].stop)):
+                    _read_fully(fd, memoryview(out[i]).cast("B"), start + (y * self.shape[1] + block[1].start) * frame)
             finally:
-                del mm
-        key = (
-            str(self.path),
-            os.stat(self.path).st_mtime_ns,
-            block[0].start,
-            block[0].stop,
-            block[1].start,
-            block[1].stop,
-        )
-        cached = getattr(_FRAMES, "entry", None)
-        if cached is None or cached[0] != key:
-            cached = (key, self._read_frames(block[0], block[1]))
-            _FRAMES.entry = cached
-        return np.ascontiguousarray(cached[1][:, :, block[2], block[3]])
-
-    def _read_frames(self, ys: slice, xs: slice) -> np.ndarray:
-        """All detector pixels of the probe positions ``ys x xs``, one ``preadv`` per scan row."""
-        dtype = np.dtype(self.dtype)
-        out = np.empty((ys.stop - ys.start, xs.stop - xs.start, *self.shape[2:]), dtype=dtype)
-        frame = int(np.prod(self.shape[2:])) * dtype.itemsize
-        start = _data_offset(self.path)
-        fd = os.open(self.path, os.O_RDONLY)
+                os.close(fd)
+            return out
+        mm = np.load(self.path, mmap_mode="r")
         try:
-            for i, y in enumerate(range(ys.start, ys.stop)):
-                _read_fully(fd, memoryview(out[i]).cast("B"), start + (y * self.shape[1] + xs.start) * frame)
+            return np.array(mm[block], copy=True)
         finally:
-            os.close(fd)
-        return out
-
-
-#: Per-thread cache of the last frame window read by :meth:`StagedCube.read_block` (one entry).
-_FRAMES = threading.local()
+            del mm
 
 
 @functools.lru_cache(maxsize=32)
