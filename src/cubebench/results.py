@@ -8,7 +8,6 @@ Dataset from the log, and :func:`save_results` / :func:`load_results` write and 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,8 +16,10 @@ import numpy as np
 import xarray as xr
 
 from cubebench.errors import ResultsError
+from cubebench.jsonlog import JsonLinesLog
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Iterable, Mapping, Sequence
 
 #: Bump when the meaning or layout of a variable changes; :func:`load_results` refuses newer files.
@@ -98,36 +99,11 @@ class CellResult:
         return cls(**kwargs)
 
 
-class ResultsLog:
+class ResultsLog(JsonLinesLog[CellResult]):
     """Append-only JSON-lines log of finished cells, flushed and fsynced after every line."""
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    def append(self, cell: CellResult) -> None:
-        """Write one finished cell to disk now."""
-        try:
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(cell.to_json() + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as exc:
-            raise ResultsError(f"cannot append to results log {self.path}: {exc.strerror or exc}") from None
-
-    def read(self) -> list[CellResult]:
-        """All cells in the log; a torn last line (a crash mid-write) is skipped. The last entry per key wins."""
-        if not self.path.exists():
-            return []
-        cells: dict[tuple[str, str, str, str, int], CellResult] = {}
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            try:
-                cell = CellResult.from_json(line)
-            except (json.JSONDecodeError, TypeError):
-                continue
-            cells[cell.key] = cell
-        return list(cells.values())
+        super().__init__(path, CellResult)
 
 
 _NUMERIC = {

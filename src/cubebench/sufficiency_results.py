@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,8 +42,10 @@ import xarray as xr
 
 from cubebench.errors import ResultsError
 from cubebench.inference import METRICS, TARGETS
+from cubebench.jsonlog import JsonLinesLog
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Mapping, Sequence
 
 __all__ = [
@@ -122,36 +123,11 @@ class RepresentationResult:
         return cls(**{k: v for k, v in raw.items() if k in names})
 
 
-class SufficiencyLog:
+class SufficiencyLog(JsonLinesLog[RepresentationResult]):
     """Append-only JSON-lines log of finished representation runs, flushed and fsynced after every line."""
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    def append(self, record: RepresentationResult) -> None:
-        """Write one record to disk now."""
-        try:
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(record.to_json() + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as exc:
-            raise ResultsError(f"cannot append to {self.path}: {exc.strerror or exc}") from None
-
-    def read(self) -> list[RepresentationResult]:
-        """All records; a torn last line is skipped and the last record per key wins."""
-        if not self.path.exists():
-            return []
-        out: dict[tuple[str, str, int], RepresentationResult] = {}
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            try:
-                record = RepresentationResult.from_json(line)
-            except (json.JSONDecodeError, TypeError):
-                continue
-            out[record.key] = record
-        return list(out.values())
+        super().__init__(path, RepresentationResult)
 
 
 def _ordered(values: Sequence[Any]) -> list[Any]:
