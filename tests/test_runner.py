@@ -135,3 +135,29 @@ def test_every_backend_every_preset_and_a_mib_source(tmp_path: Path) -> None:
         assert (ds["status"].sel(backend=backend) == "ok").any("codec").all()
     unavailable = ds["reason"].values[status == "unavailable"]
     assert all(reason for reason in unavailable)
+
+
+def test_uncompressed_npy_source_is_read_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A native C-ordered 4-D .npy is already a staged cube: the run reads it without copying it."""
+    import cubebench.runner
+
+    array = np.random.default_rng(3).poisson(0.5, size=(4, 4, 32, 32)).astype("uint16")
+    np.save(tmp_path / "scan.npy", array)
+
+    def no_copy(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the .npy source was copied")
+
+    monkeypatch.setattr(cubebench.runner, "stage_cube", no_copy)
+    ds = cubebench.run(
+        small_experiment(
+            datasets=[{"path": str(tmp_path / "scan.npy"), "name": "npy"}],
+            backends=["zarr"],
+            codecs=["blosc-zstd"],
+            chunks=["balanced"],
+            runs=1,
+        ),
+        out=tmp_path / "r",
+        progress=False,
+    )
+    assert ds["status"].item() == "ok" and bool(ds["verified"].item())
+    assert (tmp_path / "scan.npy").exists()

@@ -29,17 +29,18 @@ import numpy as np
 from cubebench.backends import WriteSettings, get_backend
 from cubebench.chunking import resolve_chunks
 from cubebench.codecs import get_codec
-from cubebench.cube import StagedCube
 from cubebench.errors import ConfigError, VerificationError
 from cubebench.experiment import ClusterSpec
 from cubebench.parallel import observe
 from cubebench.sources import open_cube
-from cubebench.staging import source_checksums, stage_cube
+from cubebench.staging import reusable_npy, source_checksums, stage_cube
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
     from distributed import Client
+
+    from cubebench.cube import StagedCube
 
 #: The default codec of ``convert`` and ``generate``.
 DEFAULT_CODEC = "blosc-zstd"
@@ -168,16 +169,9 @@ def _check_dest(target: Path) -> str:
 
 def _reuse_npy(source: str | os.PathLike[str] | Mapping[str, Any]) -> StagedCube | None:
     """A native, C-ordered 4-D ``.npy`` source is already a staged cube: no copy needed."""
-    if not isinstance(source, (str, os.PathLike)) or not os.fspath(source).endswith(".npy"):
+    if not isinstance(source, (str, os.PathLike)):
         return None
-    path = Path(source)
-    array = np.load(path, mmap_mode="r")
-    try:
-        if array.ndim != 4 or not array.flags.c_contiguous or not array.dtype.isnative:
-            return None
-        return StagedCube(path=path, shape=tuple(array.shape), dtype=array.dtype.str, name=path.stem)
-    finally:
-        del array
+    return reusable_npy(source)
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ import errno
 import os
 import shutil
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -22,8 +23,6 @@ from cubebench.patterns import PatternResult, Selection, TilePart, Window, combi
 from cubebench.patterns import selection as pattern_selection
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from distributed import Client
 
 ChunkIndex = tuple[int, ...]
@@ -118,3 +117,20 @@ def _checksum_batch(group: list[tuple[ChunkIndex, Block]], staged: StagedCube) -
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def reusable_npy(path: str | os.PathLike[str], name: str | None = None) -> StagedCube | None:
+    """``path`` as a staged cube when it already is one (a native, C-ordered 4-D ``.npy``), else None.
+
+    Staging such a file would copy uncompressed data into uncompressed data: the cells read it in place.
+    """
+    path = Path(path)
+    if path.suffix != ".npy" or not path.is_file():
+        return None
+    array = np.load(path, mmap_mode="r")
+    try:
+        if array.ndim != 4 or not array.flags.c_contiguous or not array.dtype.isnative:
+            return None
+        return StagedCube(path=path, shape=tuple(array.shape), dtype=array.dtype.str, name=name or path.stem)
+    finally:
+        del array
