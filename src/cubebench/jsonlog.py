@@ -9,9 +9,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
+
+import numpy as np
 
 from cubebench.errors import ResultsError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 class Record(Protocol):
@@ -66,3 +71,29 @@ class JsonLinesLog(Generic[R]):
                 continue
             records[record.key] = record
         return list(records.values())
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A small JSON side file as a dict; missing, unreadable or malformed gives ``{}`` (it is rebuilt)."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` to ``path`` atomically (a temporary file renamed), NumPy scalars and arrays included."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=_json_default))
+    tmp.replace(path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -44,6 +44,7 @@ from cubebench.errors import (
 )
 from cubebench.estimate import CodecSpeed, estimate_cell_seconds, measure_speed, sample_frames
 from cubebench.experiment import Experiment, default_experiment_path, load_experiment, parse_experiment
+from cubebench.jsonlog import read_json, write_json
 from cubebench.memory import PeakMemory
 from cubebench.provenance import node_facts, provenance
 from cubebench.results import LOG_FILE, CellResult, ResultsLog, records_to_dataset, save_results
@@ -141,7 +142,7 @@ def run(
     log = _prepare_output(folder, resume)
     done = {cell.key for cell in log.read()}
     todo = [cell for cell in plan_cells(exp, list(cubes)) if cell.key not in done]
-    info = _read_json(folder / DATASETS_FILE)
+    info = read_json(folder / DATASETS_FILE)
     scratch = _work_folder(exp.scratch, exp.name, "scratch")
     try:
         staging = scratch / "staged" if exp.staging is None else _work_folder(exp.staging, exp.name, "staging")
@@ -162,7 +163,7 @@ def run(
                     staged = session.stage(cubes[name])
                     info[name] = {**cubes[name].info.to_dict(), **cube_stats(open_cube(str(staged.path))).to_dict()}
                     info[name]["name"] = name
-                    _write_json(folder / DATASETS_FILE, info)
+                    write_json(folder / DATASETS_FILE, info)
             if todo and exp.warmup:
                 session.warm_up(next(iter(cubes.values())))
             session.execute(todo, log, progress)
@@ -543,30 +544,6 @@ def _open_sources(exp: Experiment) -> dict[str, Cube]:
             raise ConfigError(f"two datasets are both named {name!r}; give one a 'name:'")
         cubes[name] = cube
     return cubes
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=_json_default))
-    tmp.replace(path)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 #: Set by Ctrl-C or SIGTERM during a run and checked before each cell: the KeyboardInterrupt the handler raises

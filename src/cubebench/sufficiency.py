@@ -46,6 +46,7 @@ from cubebench.inference import (
     finish_quantities,
     resolve_targets,
 )
+from cubebench.jsonlog import read_json, write_json
 from cubebench.parallel import batches, run_batches
 from cubebench.representations import DEFAULT_STORAGE_CODEC, Form, Layout, form_checksum, get_representation
 from cubebench.staging import stage_cube
@@ -494,7 +495,7 @@ def run_sufficiency(
         name: [(rep, run) for run in range(exp.runs) for rep in exp.representations if (name, rep, run) not in done]
         for name in cubes
     }
-    geometry = _read_json(folder / TARGETS_FILE)
+    geometry = read_json(folder / TARGETS_FILE)
     bar = tqdm(total=sum(len(v) for v in todo.values()), unit="repr", disable=not progress, file=sys.stderr)
     options = exp.sufficiency
     try:
@@ -512,7 +513,7 @@ def run_sufficiency(
             bar.set_postfix_str(f"{name}: targets on the source")
             source = source_quantities(client, data, targets, chunks)
             geometry[name] = {t.name: t.to_dict() for t in targets}
-            _write_json(folder / TARGETS_FILE, geometry)
+            write_json(folder / TARGETS_FILE, geometry)
             ctx = _Context(client, data, source, scratch, options.codec, exp.cache)
             expected: dict[str, dict[ChunkIndex, int]] = {}
             for rep, run in todo[name]:
@@ -542,22 +543,6 @@ def finish_sufficiency(folder: Path, exp: Experiment, attrs: Mapping[str, Any]) 
         "question_metric": options.metric,
         "question_higher_is_better": int(METRICS[options.metric][1]),
     }
-    ds = records_to_sufficiency(records, _read_json(folder / TARGETS_FILE), {**attrs, **extra})
+    ds = records_to_sufficiency(records, read_json(folder / TARGETS_FILE), {**attrs, **extra})
     save_sufficiency(ds, folder)
     return ds
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    tmp.replace(path)
