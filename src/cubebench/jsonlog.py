@@ -1,7 +1,7 @@
-"""An append-only JSON-lines log of finished records, each line flushed and fsynced as it is written.
+"""Results on disk between runs: an append-only JSON-lines log, and small JSON side files written atomically.
 
-The runner and the sufficiency runs keep one each, so that a crash, a killed worker or Ctrl-C never loses a
-finished measurement, and ``--resume`` knows what is done.
+The runner and the sufficiency runs keep one log each, every line flushed and fsynced as it is written, so that a
+crash, a killed worker or Ctrl-C never loses a finished measurement, and ``--resume`` knows what is done.
 """
 
 from __future__ import annotations
