@@ -97,3 +97,21 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
+
+
+def save_dataset(ds: Any, folder: Path, nc_name: str, csv_name: str, frame: Any, what: str) -> Path:
+    """Write ``ds`` as ``folder/nc_name`` (netCDF4 via h5netcdf) and ``frame`` as ``folder/csv_name``.
+
+    The netCDF file goes to a temporary name and is renamed, so an existing result is never half-replaced.
+    ``what`` names the results in the one-line error.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / (nc_name + ".tmp")
+        ds.to_netcdf(tmp, engine="h5netcdf")
+        tmp.replace(folder / nc_name)
+        frame.to_csv(folder / csv_name, index=False)
+    except OSError as exc:
+        raise ResultsError(f"cannot write {what} to {folder}: {exc.strerror or exc}") from None
+    return folder / nc_name

@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 from cubebench.errors import ResultsError
-from cubebench.jsonlog import JsonLinesLog
+from cubebench.jsonlog import JsonLinesLog, save_dataset
 
 if TYPE_CHECKING:
     import os
@@ -273,20 +273,8 @@ def _attr(value: Any) -> Any:
 
 
 def save_results(ds: xr.Dataset, folder: Path) -> Path:
-    """Write ``results.nc`` (netCDF4 via h5netcdf) and a flat ``results.csv`` into ``folder``.
-
-    The netCDF file is written to a temporary name and renamed, so an existing result is never half-replaced.
-    """
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (DATASET_FILE + ".tmp")
-        ds.to_netcdf(tmp, engine="h5netcdf")
-        tmp.replace(folder / DATASET_FILE)
-        to_frame(ds).to_csv(folder / CSV_FILE, index=False)
-    except OSError as exc:
-        raise ResultsError(f"cannot write results to {folder}: {exc.strerror or exc}") from None
-    return folder / DATASET_FILE
+    """Write ``results.nc`` (netCDF4 via h5netcdf, atomically) and a flat ``results.csv`` into ``folder``."""
+    return save_dataset(ds, folder, DATASET_FILE, CSV_FILE, to_frame(ds), "results")
 
 
 def to_frame(ds: xr.Dataset) -> Any:

@@ -42,7 +42,7 @@ import xarray as xr
 
 from cubebench.errors import ResultsError
 from cubebench.inference import METRICS, TARGETS
-from cubebench.jsonlog import JsonLinesLog
+from cubebench.jsonlog import JsonLinesLog, save_dataset
 
 if TYPE_CHECKING:
     import os
@@ -268,17 +268,8 @@ def to_frame(ds: xr.Dataset) -> Any:
 
 
 def save_sufficiency(ds: xr.Dataset, folder: Path) -> Path:
-    """Write ``sufficiency.nc`` (through a temporary name) and ``sufficiency.csv`` into ``folder``."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (DATASET_FILE + ".tmp")
-        ds.to_netcdf(tmp, engine="h5netcdf")
-        tmp.replace(folder / DATASET_FILE)
-        to_frame(ds).to_csv(folder / CSV_FILE, index=False)
-    except OSError as exc:
-        raise ResultsError(f"cannot write sufficiency results to {folder}: {exc.strerror or exc}") from None
-    return folder / DATASET_FILE
+    """Write ``sufficiency.nc`` (atomically) and ``sufficiency.csv`` into ``folder``."""
+    return save_dataset(ds, folder, DATASET_FILE, CSV_FILE, to_frame(ds), "sufficiency results")
 
 
 def _target_file(path: str | os.PathLike[str]) -> Path:
