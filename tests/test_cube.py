@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.conftest import stage_array
 
-from cubebench.cube import StagedCube, block_grid, checksum, checksum_stream
+from cubebench.cube import StagedCube, block_grid, checksum, checksum_stream, is_contiguous
 from cubebench.parallel import batches
+from cubebench.staging import needs_layout, stage_layout
 
 dims = st.tuples(*(st.integers(1, 6) for _ in range(4)))
 
@@ -41,3 +43,41 @@ def test_streamed_hash_equals_one_shot() -> None:
     changed = array.copy()
     changed[3, 3] += 1
     assert checksum(changed) != checksum(array)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=dims, start=dims, size=dims)
+def test_contiguity_agrees_with_numpy(shape: tuple[int, ...], start: tuple[int, ...], size: tuple[int, ...]) -> None:
+    block = tuple(slice(min(a, s - 1), min(a, s - 1) + n) for a, n, s in zip(start, size, shape, strict=True))
+    block = tuple(slice(b.start, min(b.stop, s)) for b, s in zip(block, shape, strict=True))
+    expected = np.empty(shape, dtype="u1")[block].flags.c_contiguous
+    assert is_contiguous(block, shape) == expected
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=dims, chunks=dims, seed=st.integers(0, 2**16))
+def test_chunk_major_layout_yields_every_block_exactly(
+    client: object, tmp_path_factory: object, shape: tuple[int, ...], chunks: tuple[int, ...], seed: int
+) -> None:
+    """stage_layout on a real cluster, then iter_blocks: views for layout blocks, copies for the rest."""
+    folder = Path(tmp_path_factory.mktemp("layout"))  # type: ignore[attr-defined]
+    array = np.random.default_rng(seed).integers(0, 4096, size=shape).astype("<u2")
+    staged = stage_array(array, folder)
+    chunks = tuple(min(c, s) for c, s in zip(chunks, shape, strict=True))
+    chunked = stage_layout(client, staged, chunks, folder)  # type: ignore[arg-type]
+    assert chunked.layout is not None and chunked.layout.stat().st_size >= array.nbytes
+    blocks = [block for _, block in block_grid(shape, chunks)]
+    for block, got in zip(blocks, chunked.iter_blocks(blocks), strict=True):
+        np.testing.assert_array_equal(got, array[block])
+    # blocks off the layout's grid (a whole-frame tile) come from the C-ordered copy
+    tiles = [block for _, block in block_grid(shape, (1, 1, shape[2], shape[3]))]
+    for block, got in zip(tiles, chunked.iter_blocks(tiles), strict=True):
+        np.testing.assert_array_equal(got, array[block])
+
+
+def test_needs_layout_only_for_scattered_chunks() -> None:
+    shape = (8, 8, 16, 16)
+    assert not needs_layout(shape, (1, 1, 16, 16))  # one frame: one run already
+    assert not needs_layout(shape, (2, 8, 16, 16))  # whole scan rows
+    assert needs_layout(shape, (2, 2, 16, 16))  # frames from several rows
+    assert needs_layout(shape, (1, 1, 8, 8))  # a detector tile

@@ -56,6 +56,7 @@ def test_backend_names_match_registry() -> None:
         ({"chunks": [[1, 2, 3]]}, "[1, 2, 3]"),
         ({"runs": 0}, "'runs'"),
         ({"cache": "lukewarm"}, "'lukewarm'"),
+        ({"layout": "fortran"}, "'fortran'"),
         ({"cluster": {"nodes": 3}}, "'nodes'"),
         ({"cluster": {"address": "tcp://x:1", "jobqueue": "slurm"}}, "conflict"),
         ({"cluster": {"jobqueue": "lsf"}}, "'lsf'"),

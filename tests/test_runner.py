@@ -161,3 +161,26 @@ def test_uncompressed_npy_source_is_read_in_place(tmp_path: Path, monkeypatch: p
     )
     assert ds["status"].item() == "ok" and bool(ds["verified"].item())
     assert (tmp_path / "scan.npy").exists()
+
+
+def test_chunk_major_layout_changes_timing_source_not_results(tmp_path: Path) -> None:
+    """``layout: chunked`` (default) and ``layout: source`` store identical bytes; only scattered chunkings use it."""
+    runs = {}
+    for layout in ("chunked", "source"):
+        runs[layout] = cubebench.run(
+            small_experiment(
+                layout=layout, chunks=["balanced", "single_frame"], codecs=["blosc-zstd"], runs=1, warmup=True
+            ),
+            out=tmp_path / layout,
+            progress=False,
+        )
+    chunked, source = runs["chunked"], runs["source"]
+    assert (chunked["status"] == "ok").all() and (source["status"] == "ok").all()
+    assert chunked["stored_bytes"].equals(source["stored_bytes"])
+    flags = chunked["chunk_major"].sel(dataset="diff", codec="blosc-zstd", run=0)
+    assert bool(flags.sel(chunk="balanced").all()), "hdf5, hdf5_direct and zarr read balanced chunks chunk-major"
+    assert not bool(flags.sel(chunk="single_frame").any()), "single frames already lie in one run"
+    assert not bool(source["chunk_major"].any())
+    timing = json.loads(chunked.attrs["timing"])
+    assert "chunk-major" in timing["source"]
+    assert not list((tmp_path / "chunked").glob("*.npy")), "the chunk-major copies are scratch, removed after the run"

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xxhash
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
     from pathlib import Path
 
 #: Index tuple selecting one block of a cube.
@@ -75,11 +76,55 @@ class StagedCube:
     shape: tuple[int, ...]
     dtype: str
     name: str
+    #: A chunk-major copy (see :func:`cubebench.staging.stage_layout`): ``.npy`` of shape ``grid + chunk``, every
+    #: block of ``layout_chunks`` one contiguous run, so that it is encoded straight from the page cache.
+    layout: Path | None = None
+    layout_chunks: tuple[int, ...] | None = None
 
     @property
     def nbytes(self) -> int:
         """Uncompressed size in bytes."""
         return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+    def with_layout(self, path: Path, chunks: tuple[int, ...]) -> StagedCube:
+        """This cube, reading blocks of ``chunks`` from the chunk-major copy at ``path``."""
+        return replace(self, layout=path, layout_chunks=tuple(chunks))
+
+    def iter_blocks(self, blocks: Iterable[Block]) -> Iterator[np.ndarray]:
+        """Yield each of ``blocks`` as a read-only array, valid until the next one is yielded.
+
+        Without copying where the bytes already lie in one run: a block of the chunk-major layout, or a
+        C-contiguous run of whole frames; those are views of one memory map opened for the whole iteration, so
+        the encoder reads the page cache directly. Other blocks are copied by :meth:`read_block`.
+        """
+        views = self._layout_map() if self.layout is not None else None
+        source = np.load(self.path, mmap_mode="r")
+        try:
+            for block in blocks:
+                index = self._layout_index(block) if views is not None else None
+                if views is not None and index is not None:
+                    yield views[index][tuple(slice(0, b.stop - b.start) for b in block)]
+                elif is_contiguous(block, self.shape):
+                    yield source[block]
+                else:
+                    yield self.read_block(block)
+        finally:
+            del source, views
+
+    def _layout_map(self) -> np.ndarray:
+        return np.load(self.layout, mmap_mode="r") if self.layout is not None else np.empty(0)
+
+    def _layout_index(self, block: Block) -> tuple[int, ...] | None:
+        """The grid index of ``block`` in the layout, or None when it is not exactly one of its blocks."""
+        chunks = self.layout_chunks
+        if chunks is None or len(block) != len(chunks):
+            return None
+        index = []
+        for b, c, s in zip(block, chunks, self.shape, strict=True):
+            if b.start % c or b.stop != min(b.start + c, s):
+                return None
+            index.append(b.start // c)
+        return tuple(index)
 
     def read_block(self, block: Block) -> np.ndarray:
         """Return a C-contiguous copy of ``block`` from the staged file.
@@ -125,6 +170,22 @@ def _read_fully(fd: int, view: memoryview, offset: int) -> None:
         if n <= 0:
             raise EOFError(f"staged file ends at byte {offset + got}")
         got += n
+
+
+def is_contiguous(block: Block, shape: tuple[int, ...]) -> bool:
+    """Whether ``block`` (unit-step slices, one per axis) of a C-ordered array of ``shape`` is one run of memory.
+
+    It is when, reading the axes from the last, every axis after the first partial one spans one element.
+    """
+    if len(block) != len(shape):
+        return False
+    later_full = True  # every axis after the current one spans its whole length
+    for b, s in zip(reversed(block), reversed(shape), strict=True):
+        size = b.stop - b.start
+        if size > 1 and not later_full:
+            return False
+        later_full = later_full and size == s
+    return True
 
 
 def block_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> list[tuple[tuple[int, ...], Block]]:

@@ -41,6 +41,8 @@ DATASET_KEYS = (
 )
 JOBQUEUE_KINDS = ("slurm", "pbs")
 CACHE_MODES = ("warm", "cold")
+#: How cells read the staged source (see :attr:`Experiment.layout`).
+LAYOUTS = ("chunked", "source")
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,9 @@ class Experiment:
     access_patterns: tuple[str, ...] = ()
     scratch: str | None = None
     staging: str | None = None
+    #: ``chunked``: stage a chunk-major copy per chunking whose chunks are scattered in the cube, so a write
+    #: encodes each chunk straight from the page cache; ``source``: gather chunks from the staged cube.
+    layout: str = "chunked"
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     zarr: ZarrSettings = field(default_factory=ZarrSettings)
     #: Inference sufficiency (:mod:`cubebench.sufficiency_config`): representations to score, targets, options.
@@ -148,6 +153,7 @@ _TOP_KEYS = (
     "max_cell_seconds",
     "scratch",
     "staging",
+    "layout",
     "cluster",
     "zarr",
     "representations",
@@ -207,6 +213,9 @@ def parse_experiment(raw: Mapping[str, Any], origin: str = "experiment") -> Expe
     for key, folder in (("scratch", scratch), ("staging", staging)):
         if folder is not None and (not isinstance(folder, str) or not folder):
             raise ConfigError(f"{origin}: {key!r} must be a folder path or null, got {folder!r}")
+    layout = raw.get("layout", "chunked")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"{origin}: 'layout' must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     warmup = raw.get("warmup", True)
     if not isinstance(warmup, bool):
         raise ConfigError(f"{origin}: 'warmup' must be true or false, got {warmup!r}")
@@ -223,6 +232,7 @@ def parse_experiment(raw: Mapping[str, Any], origin: str = "experiment") -> Expe
         max_cell_seconds=float(budget) if budget is not None else None,
         scratch=scratch,
         staging=staging,
+        layout=layout,
         cluster=_parse_cluster(raw.get("cluster") or {}, origin),
         zarr=_parse_zarr(raw.get("zarr") or {}, origin),
         access_patterns=_parse_patterns(raw.get("access_patterns") or [], origin),

@@ -69,6 +69,8 @@ class CellResult:
     cache: str = "warm"
     write_empty_chunks: bool = True
     sharded: bool = False
+    #: Whether the write read the source from a chunk-major staged copy (experiment ``layout: chunked``).
+    chunk_major: bool = False
     started: str = ""
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -187,6 +189,7 @@ def records_to_dataset(
         data[name] = np.full(shape, fill, dtype=dtype)
     data["verified"] = np.zeros(shape, dtype=bool)
     data["sharded"] = np.zeros(shape, dtype=bool)
+    data["chunk_major"] = np.zeros(shape, dtype=bool)
     status = np.full(shape, "missing", dtype=object)
     reason = np.full(shape, "", dtype=object)
     cache = np.full(shape, "", dtype=object)
@@ -198,6 +201,7 @@ def records_to_dataset(
             data[name][pos] = getattr(cell, name)
         data["verified"][pos] = cell.verified
         data["sharded"][pos] = cell.sharded
+        data["chunk_major"][pos] = cell.chunk_major
         status[pos] = cell.status
         reason[pos] = cell.reason
         cache[pos] = cell.cache

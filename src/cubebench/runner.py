@@ -49,7 +49,14 @@ from cubebench.memory import PeakMemory
 from cubebench.provenance import node_facts, provenance
 from cubebench.results import LOG_FILE, CellResult, ResultsLog, records_to_dataset, save_results
 from cubebench.sources import open_cube
-from cubebench.staging import reusable_npy, source_checksums, source_pattern, stage_cube
+from cubebench.staging import (
+    needs_layout,
+    reusable_npy,
+    source_checksums,
+    source_pattern,
+    stage_cube,
+    stage_layout,
+)
 from cubebench.sufficiency import finish_sufficiency, run_sufficiency
 
 if TYPE_CHECKING:
@@ -248,6 +255,7 @@ class _Session:
         self.staging = staging or scratch / "staged"
         self.codecs, self.backends, self.cluster_info = codecs, backends, cluster_info
         self.staged: dict[str, StagedCube] = {}
+        self.layouts: dict[tuple[Path, tuple[int, ...]], StagedCube] = {}
         self.source: dict[tuple[str, tuple[int, ...]], tuple[dict[tuple[int, ...], int], float]] = {}
         self.speeds: dict[tuple[str, str], CodecSpeed | None] = {}
         self.patterns: dict[tuple[str, str], int] = {}
@@ -268,6 +276,14 @@ class _Session:
         except Exception as exc:  # a worker failed to read or write the source: name the dataset, one line
             raise DatasetError(f"dataset {cube.info.name!r}: staging failed: {_one_line(exc)}") from None
         return self.staged[cube.info.name]
+
+    def chunk_major(self, staged: StagedCube, block: tuple[int, ...]) -> StagedCube:
+        """``staged`` reading blocks of ``block`` from its chunk-major copy, staged on first use."""
+        key = (staged.path, block)
+        if key not in self.layouts:
+            self.staging.mkdir(exist_ok=True)
+            self.layouts[key] = stage_layout(self.client, staged, block, self.staging)
+        return self.layouts[key]
 
     def warm_up(self, cube: Cube) -> None:
         """Run every backend x codec once on a small corner of the first cube, untimed and unrecorded."""
@@ -389,6 +405,13 @@ class _Session:
         if source_key not in self.source:
             self.source[source_key] = source_checksums(self.client, staged, block)
         expected, source_seconds = self.source[source_key]
+        if backend.reads_blocks and self.exp.layout == "chunked" and needs_layout(staged.shape, block):
+            try:
+                staged = self.chunk_major(staged, block)
+            except (OSError, CubebenchError) as exc:
+                why = f"staging the chunk-major copy failed ({_one_line(exc)}); try 'layout: source'"
+                return replace(result, status="failed", reason=why)
+            result = replace(result, chunk_major=True)
         target = self.scratch / f"{cell.label}{backend.suffix}"
         try:
             with PeakMemory() as memory:

@@ -8,6 +8,7 @@ spread over a ``distributed.Client`` in batches of chunks (:mod:`cubebench.paral
 from __future__ import annotations
 
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -65,6 +66,9 @@ class Backend(ABC):
     parallel: bool = True
     #: Whether the chunk shape changes what is stored (False: it only groups tasks; measured under one chunking).
     chunked: bool = True
+    #: Whether a write reads the staged cube one :meth:`storage_block` at a time (then the runner stages a
+    #: chunk-major layout for it, see :func:`cubebench.staging.stage_layout`).
+    reads_blocks: bool = False
 
     @abstractmethod
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
@@ -118,6 +122,22 @@ class Backend(ABC):
 def encoder_for(codec_id: str, dtype: str) -> ChunkEncoder:
     """The codec's HDF5-compatible chunk encoder, cached per worker process."""
     return get_codec(codec_id).encoder(np.dtype(dtype))
+
+
+_BUFFERS = threading.local()
+
+
+def chunk_buffer(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A decode buffer of ``shape`` and ``dtype``, kept per worker thread and reused from task to task.
+
+    A fresh chunk-sized array per task costs its page faults again (0.25-1 s per GiB on a VM), which is
+    a large share of a fast codec's decode time; holding one per thread stays within chunk size x threads.
+    """
+    key = (tuple(shape), np.dtype(dtype).str)
+    if getattr(_BUFFERS, "key", None) != key:
+        _BUFFERS.key, _BUFFERS.array = key, np.empty(key[0], dtype=np.dtype(dtype))
+    array: np.ndarray = _BUFFERS.array
+    return array
 
 
 def padded(data: np.ndarray, chunks: tuple[int, ...]) -> np.ndarray:

@@ -17,6 +17,7 @@ from cubebench.backends.base import (
     Backend,
     ReadBack,
     WriteSettings,
+    chunk_buffer,
     encoder_for,
     fsync_tree,
     padded,
@@ -51,6 +52,7 @@ class HDF5DirectBackend(Backend):
 
     name = "hdf5_direct"
     suffix = ".h5"
+    reads_blocks = True
 
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
         """Needs both the HDF5 filter (so the file is readable) and a byte-compatible encoder."""
@@ -163,11 +165,11 @@ def _encode_batch(
     group: list[tuple[ChunkIndex, Block]], staged: StagedCube, codec_id: str, chunks: tuple[int, ...]
 ) -> list[tuple[tuple[int, ...], bytes]]:
     encoder = encoder_for(codec_id, staged.dtype)
-    out = []
-    for _, block in group:
-        data = padded(staged.read_block(block), chunks)
-        out.append((tuple(b.start for b in block), encoder.encode(data)))
-    return out
+    blocks = [block for _, block in group]
+    return [
+        (tuple(b.start for b in block), encoder.encode(padded(data, chunks)))
+        for block, data in zip(blocks, staged.iter_blocks(blocks), strict=True)
+    ]
 
 
 def _read_batch(
@@ -178,7 +180,7 @@ def _read_batch(
     chunks: tuple[int, ...],
 ) -> dict[ChunkIndex, int]:
     encoder = encoder_for(codec_id, dtype)
-    buffer = np.empty(chunks, dtype=np.dtype(dtype))
+    buffer = chunk_buffer(chunks, dtype)
     sums: dict[ChunkIndex, int] = {}
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -207,7 +209,7 @@ def _pattern_batch(
 ) -> list[TilePart]:
     tiles, locations = item
     encoder = encoder_for(codec_id, dtype)
-    buffer = np.empty(chunks, dtype=np.dtype(dtype))
+    buffer = chunk_buffer(chunks, dtype)
     fd = os.open(path, os.O_RDONLY)
 
     def read_chunk(index: ChunkIndex) -> np.ndarray:

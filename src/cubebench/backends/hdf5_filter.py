@@ -34,6 +34,7 @@ class HDF5FilterBackend(Backend):
     name = "hdf5"
     suffix = ".h5"
     parallel = False
+    reads_blocks = True
 
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
         """Unavailable when this HDF5 build lacks the codec's filter."""
@@ -95,8 +96,9 @@ def _write(staged: StagedCube, codec: CodecSpec, chunks: tuple[int, ...], target
     dtype = np.dtype(staged.dtype)
     with h5py.File(target, "w") as f:
         ds = create_emd_dataset(f, staged.shape, dtype, chunks, codec)
-        for _, block in block_grid(staged.shape, chunks):
-            ds[block] = staged.read_block(block)
+        blocks = [block for _, block in block_grid(staged.shape, chunks)]
+        for block, data in zip(blocks, staged.iter_blocks(blocks), strict=True):
+            ds[block] = data
         f.flush()
     fsync_tree(target)
 

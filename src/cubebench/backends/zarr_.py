@@ -30,6 +30,7 @@ class ZarrBackend(Backend):
 
     name = "zarr"
     suffix = ".zarr"
+    reads_blocks = True
 
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
         """Unavailable when the codec has no Zarr v3 form here."""
@@ -117,8 +118,9 @@ def _open(path: str, mode: str, write_empty_chunks: bool = True) -> Any:
 
 def _write_batch(group: list[tuple[ChunkIndex, Block]], staged: StagedCube, path: str, write_empty: bool) -> None:
     array = _open(path, "r+", write_empty)
-    for _, block in group:
-        array[block] = staged.read_block(block)
+    blocks = [block for _, block in group]
+    for block, data in zip(blocks, staged.iter_blocks(blocks), strict=True):
+        array[block] = data
     # make this batch's chunk (or shard) files durable here, in parallel, rather than file by file in the client
     for index, _ in group:
         chunk_file = Path(path) / array.metadata.encode_chunk_key(index)
