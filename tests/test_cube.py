@@ -81,3 +81,23 @@ def test_needs_layout_only_for_scattered_chunks() -> None:
     assert not needs_layout(shape, (2, 8, 16, 16))  # whole scan rows
     assert needs_layout(shape, (2, 2, 16, 16))  # frames from several rows
     assert needs_layout(shape, (1, 1, 8, 8))  # a detector tile
+
+
+def test_iterating_blocks_keeps_resident_memory_bounded(tmp_path: Path) -> None:
+    """Mapped pages count as resident memory: a pass over a whole cube must not map all of it at once."""
+    import psutil
+
+    shape = (160, 32, 128, 128)  # 160 MiB of single frames, well over REMAP_BYTES
+    array = np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype="<u2", shape=shape)
+    array[:] = 1
+    array.flush()
+    del array
+    staged = StagedCube(tmp_path / "big.npy", shape, "<u2", "big")
+    process = psutil.Process()
+    before = process.memory_info().rss
+    peak = before
+    frames = [block for _, block in block_grid(shape, (1, 1, 128, 128))]
+    for view in staged.iter_blocks(frames):
+        assert int(view[0, 0, 0, 0]) == 1
+        peak = max(peak, process.memory_info().rss)
+    assert peak - before < 96 * 2**20, f"{(peak - before) / 2**20:.0f} MiB mapped at once"

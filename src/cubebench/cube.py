@@ -64,6 +64,10 @@ class Cube:
     info: DatasetInfo
 
 
+#: Bytes of mapped blocks after which :meth:`StagedCube.iter_blocks` reopens its memory maps.
+REMAP_BYTES = 64 * 2**20
+
+
 @dataclass(frozen=True)
 class StagedCube:
     """An uncompressed C-ordered ``.npy`` copy of a cube in scratch.
@@ -94,25 +98,30 @@ class StagedCube:
         """Yield each of ``blocks`` as a read-only array, valid until the next one is yielded.
 
         Without copying where the bytes already lie in one run: a block of the chunk-major layout, or a
-        C-contiguous run of whole frames; those are views of one memory map opened for the whole iteration, so
-        the encoder reads the page cache directly. Other blocks are copied by :meth:`read_block`.
+        C-contiguous run of whole frames; those are views of a memory map, so the encoder reads the page cache
+        directly. Other blocks are copied by :meth:`read_block`. The maps are reopened every
+        :data:`REMAP_BYTES`: pages a map has touched count as resident memory until it is closed.
         """
-        views = self._layout_map() if self.layout is not None else None
-        source = np.load(self.path, mmap_mode="r")
-        try:
-            for block in blocks:
-                index = self._layout_index(block) if views is not None else None
-                if views is not None and index is not None:
-                    yield views[index][tuple(slice(0, b.stop - b.start) for b in block)]
-                elif is_contiguous(block, self.shape):
-                    yield source[block]
-                else:
-                    yield self.read_block(block)
-        finally:
-            del source, views
+        maps: tuple[np.ndarray, np.ndarray | None] | None = None
+        mapped = 0
+        for block in blocks:
+            if maps is None or mapped >= REMAP_BYTES:
+                maps, mapped = None, 0  # drop the old maps (a view yielded last still holds its own)
+                maps = (np.load(self.path, mmap_mode="r"), self._layout_map())
+            source, views = maps
+            index = self._layout_index(block) if views is not None else None
+            if views is not None and index is not None:
+                view = views[index][tuple(slice(0, b.stop - b.start) for b in block)]
+            elif is_contiguous(block, self.shape):
+                view = source[block]
+            else:
+                yield self.read_block(block)
+                continue
+            mapped += view.nbytes
+            yield view
 
-    def _layout_map(self) -> np.ndarray:
-        return np.load(self.layout, mmap_mode="r") if self.layout is not None else np.empty(0)
+    def _layout_map(self) -> np.ndarray | None:
+        return np.load(self.layout, mmap_mode="r") if self.layout is not None else None
 
     def _layout_index(self, block: Block) -> tuple[int, ...] | None:
         """The grid index of ``block`` in the layout, or None when it is not exactly one of its blocks."""

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 #: Raw bytes of source data handled by one task.
 BATCH_BYTES = 32 * 2**20
+#: Raw bytes per task for work that holds one chunk at a time whatever the batch (reads that hash each chunk as
+#: it is decoded, Zarr writes that store each chunk as it is encoded): fewer, longer tasks halve the scheduling
+#: share of fast codecs (measured: hdf5_direct reads 1.25-1.6x faster than with 32 MiB tasks).
+STREAM_BATCH_BYTES = 4 * BATCH_BYTES
 #: Fewest batches a cube is cut into (when it has that many chunks).
 MIN_BATCHES = 8
 

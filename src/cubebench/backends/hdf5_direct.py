@@ -24,7 +24,7 @@ from cubebench.backends.base import (
 )
 from cubebench.backends.hdf5_filter import DATA_PATH, create_emd_dataset
 from cubebench.cube import Block, StagedCube, checksum
-from cubebench.parallel import BATCH_BYTES, batches, run_batches
+from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches
 from cubebench.patterns import (
     PatternResult,
     Selection,
@@ -97,7 +97,7 @@ class HDF5DirectBackend(Backend):
             ds.id.chunk_iter(visit)
         work = [
             [(index, block, locations.get(index)) for index, block in group]
-            for group in batches(shape, chunks, np.dtype(dtype).itemsize)
+            for group in batches(shape, chunks, np.dtype(dtype).itemsize, STREAM_BATCH_BYTES)
         ]
         sums: dict[ChunkIndex, int] = {}
         for result in run_batches(client, _read_batch, work, str(target), codec_id, dtype, chunks):

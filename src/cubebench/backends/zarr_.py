@@ -14,7 +14,7 @@ import numpy as np
 
 from cubebench.backends.base import Backend, ReadBack, WriteSettings, fsync_tree
 from cubebench.cube import Block, StagedCube, checksum
-from cubebench.parallel import BATCH_BYTES, batches, run_batches
+from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class ZarrBackend(Backend):
             **codec.zarr_kwargs(dtype),
         )
         block = self.storage_block(chunks, settings)
-        work = batches(staged.shape, block, dtype.itemsize)
+        work = batches(staged.shape, block, dtype.itemsize, STREAM_BATCH_BYTES)
         for _ in run_batches(client, _write_batch, work, staged, str(target), settings.write_empty_chunks):
             pass
         fsync_tree(target / "zarr.json")  # the chunk files were fsynced by the workers that wrote them
@@ -75,7 +75,7 @@ class ZarrBackend(Backend):
 
         array = zarr.open_array(str(target), mode="r")
         block = self.storage_block(chunks, settings)
-        work = batches(array.shape, block, array.dtype.itemsize)
+        work = batches(array.shape, block, array.dtype.itemsize, STREAM_BATCH_BYTES)
         sums: dict[ChunkIndex, int] = {}
         for result in run_batches(client, _read_batch, work, str(target)):
             sums.update(result)
