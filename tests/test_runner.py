@@ -184,3 +184,19 @@ def test_chunk_major_layout_changes_timing_source_not_results(tmp_path: Path) ->
     timing = json.loads(chunked.attrs["timing"])
     assert "chunk-major" in timing["source"]
     assert not list((tmp_path / "chunked").glob("*.npy")), "the chunk-major copies are scratch, removed after the run"
+
+
+def test_auto_layout_copies_only_when_enough_cells_read_the_chunking(tmp_path: Path) -> None:
+    """``layout: auto``: 3 backends x 1 codec x 1 run = 3 writes do not repay a copy; 3 x 3 = 9 do."""
+    few = cubebench.run(
+        small_experiment(chunks=["balanced"], codecs=["blosc-zstd"], runs=1), out=tmp_path / "few", progress=False
+    )
+    many = cubebench.run(
+        small_experiment(chunks=["balanced"], codecs=["none", "blosc-zstd", "gzip-1"], runs=1),
+        out=tmp_path / "many",
+        progress=False,
+    )
+    assert (few["status"] == "ok").all() and (many["status"] == "ok").all()
+    assert not bool(few["chunk_major"].any())
+    assert bool(many["chunk_major"].all())
+    assert few["stored_bytes"].sel(codec="blosc-zstd").equals(many["stored_bytes"].sel(codec="blosc-zstd"))

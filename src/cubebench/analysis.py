@@ -121,10 +121,14 @@ def _block_partial(block: np.ndarray, max_distinct: int) -> _Partial:
             idx = flat.view(unsigned) ^ unsigned.type(1 << (8 * dtype.itemsize - 1))
         else:
             idx = flat
-        # bincount casts its input to intp (4x a uint16 block): count in pieces so the temporary stays small
+        # bincount casts its input to intp (4x a uint16 block): count in pieces so the temporary stays small;
+        # and only the non-zero values (most of a detector frame is zero; measured 2x faster), zeros known already
+        zero_index = -offset
         counts = np.zeros(size, dtype=np.int64)
         for start in range(0, n, _PIECE):
-            counts += np.bincount(idx[start : start + _PIECE], minlength=size)
+            piece = idx[start : start + _PIECE]
+            counts += np.bincount(piece[piece != zero_index], minlength=size)
+        counts[zero_index] += zeros
         nz = np.flatnonzero(counts)
         return _Partial(n, zeros, int(nz[0]) + offset, int(nz[-1]) + offset, dense=counts)
     if dtype.kind == "f":

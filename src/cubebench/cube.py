@@ -146,7 +146,7 @@ class StagedCube:
         if shape[2:] == self.shape[2:]:
             out = np.empty(shape, dtype=dtype)
             frame = int(np.prod(self.shape[2:])) * dtype.itemsize
-            start = _data_offset(self.path)
+            start = data_offset(self.path)
             fd = os.open(self.path, os.O_RDONLY)
             try:
                 for i, y in enumerate(range(block[0].start, block[0].stop)):
@@ -162,7 +162,7 @@ class StagedCube:
 
 
 @functools.lru_cache(maxsize=32)
-def _data_offset(path: Path) -> int:
+def data_offset(path: Path) -> int:
     """Byte offset of the array data in a ``.npy`` file (after its header)."""
     mm = np.load(path, mmap_mode="r")
     try:

@@ -42,7 +42,7 @@ DATASET_KEYS = (
 JOBQUEUE_KINDS = ("slurm", "pbs")
 CACHE_MODES = ("warm", "cold")
 #: How cells read the staged source (see :attr:`Experiment.layout`).
-LAYOUTS = ("chunked", "source")
+LAYOUTS = ("auto", "chunked", "source")
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,9 @@ class Experiment:
     scratch: str | None = None
     staging: str | None = None
     #: ``chunked``: stage a chunk-major copy per chunking whose chunks are scattered in the cube, so a write
-    #: encodes each chunk straight from the page cache; ``source``: gather chunks from the staged cube.
-    layout: str = "chunked"
+    #: encodes each chunk straight from the page cache; ``source``: gather chunks from the staged cube;
+    #: ``auto``: chunked where enough cells read the chunking to repay the copy (see :mod:`cubebench.runner`).
+    layout: str = "auto"
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     zarr: ZarrSettings = field(default_factory=ZarrSettings)
     #: Inference sufficiency (:mod:`cubebench.sufficiency_config`): representations to score, targets, options.
@@ -213,7 +214,7 @@ def parse_experiment(raw: Mapping[str, Any], origin: str = "experiment") -> Expe
     for key, folder in (("scratch", scratch), ("staging", staging)):
         if folder is not None and (not isinstance(folder, str) or not folder):
             raise ConfigError(f"{origin}: {key!r} must be a folder path or null, got {folder!r}")
-    layout = raw.get("layout", "chunked")
+    layout = raw.get("layout", "auto")
     if layout not in LAYOUTS:
         raise ConfigError(f"{origin}: 'layout' must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     warmup = raw.get("warmup", True)

@@ -157,11 +157,12 @@ def provenance(exp: Experiment, cluster: dict[str, Any]) -> dict[str, Any]:
             "runs": exp.runs,
             "order": "interleaved: run k of every cell before run k+1 of any",
             "write": "wall time of the write, flush and fsync of every stored file included",
-            "source": (
-                "chunks encoded straight from a chunk-major staged copy where the chunking scatters them"
-                if exp.layout == "chunked"
-                else "chunks gathered from the C-ordered staged cube inside the timed write"
-            ),
+            "source": {
+                "auto": "chunk-major staged copy where the chunking scatters chunks and enough cells read it "
+                "(per cell: chunk_major), else gathered from the C-ordered staged cube inside the timed write",
+                "chunked": "chunks encoded straight from a chunk-major staged copy where the chunking scatters them",
+                "source": "chunks gathered from the C-ordered staged cube inside the timed write",
+            }[exp.layout],
             "read": "wall time of a full read into memory, decoded, per-chunk checksum included",
             "cache": exp.cache,
             "cold_cache": "posix_fadvise(DONTNEED) on every stored file after fsync, before each read",

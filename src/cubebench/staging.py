@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from cubebench.cube import Block, Cube, StagedCube, checksum, is_contiguous
+from cubebench.cube import Block, Cube, StagedCube, checksum, data_offset, is_contiguous
 from cubebench.errors import ConfigError
 from cubebench.parallel import BATCH_BYTES, batches, run_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
@@ -55,6 +55,7 @@ def stage_cube(client: Client, cube: Cube, folder: Path) -> StagedCube:
     reserve(path)
     target = _NpyTarget(path, shape, dtype.str)
     client.compute(da.store(cube.data, cast("Any", target), lock=False, compute=False)).result()
+    _fsync(path)  # its write-back must not fall into a timed cell
     return StagedCube(path=path, shape=shape, dtype=dtype.str, name=cube.info.name)
 
 
@@ -73,6 +74,8 @@ def stage_layout(client: Client, staged: StagedCube, chunks: tuple[int, ...], fo
     Cells then encode each chunk straight from the page cache instead of gathering it from scattered rows, so a
     write times the codec and the store, as in the study, where the cube sat in memory before the clock started.
     Costs one uncompressed copy of the cube per such chunking in the staging folder (``layout: source`` skips it).
+    Workers ``pwrite`` whole chunks (writing through a shared map would fault in every page) and the copy is
+    fsynced, so that its write-back does not fall into a timed cell.
     """
     grid = tuple(-(-s // c) for s, c in zip(staged.shape, chunks, strict=True))
     name = "x".join(str(c) for c in chunks)
@@ -82,22 +85,47 @@ def stage_layout(client: Client, staged: StagedCube, chunks: tuple[int, ...], fo
     reserve(path)
     work = batches(staged.shape, chunks, np.dtype(staged.dtype).itemsize)
     try:
-        for _ in run_batches(client, _layout_batch, work, staged, str(path)):
+        for _ in run_batches(client, _layout_batch, work, staged, str(path), tuple(chunks)):
             pass
+        _fsync(path)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
     return staged.with_layout(path, chunks)
 
 
-def _layout_batch(group: list[tuple[ChunkIndex, Block]], staged: StagedCube, path: str) -> None:
-    out = np.load(path, mmap_mode="r+")
+def _layout_batch(
+    group: list[tuple[ChunkIndex, Block]], staged: StagedCube, path: str, chunks: tuple[int, ...]
+) -> None:
+    grid = tuple(-(-s // c) for s, c in zip(staged.shape, chunks, strict=True))
+    chunk = np.zeros(chunks, dtype=np.dtype(staged.dtype))
+    start = data_offset(Path(path))
+    fd = os.open(path, os.O_WRONLY)
     try:
         for index, block in group:
-            out[index][tuple(slice(0, b.stop - b.start) for b in block)] = staged.read_block(block)
-        out.flush()
+            valid = tuple(slice(0, b.stop - b.start) for b in block)
+            if chunk[valid].shape != chunk.shape:
+                chunk[...] = 0  # an edge block: zero the padding
+            chunk[valid] = staged.read_block(block)
+            offset = start + int(np.ravel_multi_index(index, grid)) * chunk.nbytes
+            _write_fully(fd, chunk.data.cast("B"), offset)
     finally:
-        del out
+        os.close(fd)
+
+
+def _write_fully(fd: int, view: memoryview, offset: int) -> None:
+    """``pwrite`` until all of ``view`` is written (a single call may write less)."""
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def reserve(path: Path) -> None:
