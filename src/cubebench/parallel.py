@@ -71,7 +71,9 @@ def run_batches(
 ) -> Iterator[Any]:
     """Submit ``func(item, *args)`` for each item with a bounded number in flight; yield results as they finish.
 
-    The window (default: 2 tasks per worker thread) bounds the memory held by results not yet consumed.
+    The first window of tasks is submitted at once, before the first result is asked for, so the workers start
+    while the caller still prepares (creates the file the results go to). The window (default: 2 tasks per worker
+    thread) bounds the memory held by results not yet consumed.
     """
     from distributed import as_completed
 
@@ -79,7 +81,6 @@ def run_batches(
     window = window or 2 * threads
     pending = iter(items)
     submitted: dict[Any, Any] = {}
-
     inflight: dict[Any, Any] = {}
 
     def submit(item: Any) -> Any:
@@ -89,15 +90,19 @@ def run_batches(
         return future
 
     queue = as_completed([submit(item) for item in _take(pending, window)])
-    for future in queue:
-        del inflight[future.key]
-        result = _result(future, inflight.values())
-        done = submitted.pop(future.key)
-        future.release()
-        for item in _take(pending, 1):
-            queue.add(submit(item))
-        _notify(done)
-        yield result
+
+    def drain() -> Iterator[Any]:
+        for future in queue:
+            del inflight[future.key]
+            result = _result(future, inflight.values())
+            done = submitted.pop(future.key)
+            future.release()
+            for item in _take(pending, 1):
+                queue.add(submit(item))
+            _notify(done)
+            yield result
+
+    return drain()
 
 
 def run_ordered(
@@ -114,14 +119,18 @@ def run_ordered(
     window = window or 2 * threads
     pending = iter(items)
     queue = deque((item, client.submit(func, item, *args, pure=False)) for item in _take(pending, window))
-    while queue:
-        done, future = queue.popleft()
-        result = _result(future, [f for _, f in queue])
-        future.release()
-        for item in _take(pending, 1):
-            queue.append((item, client.submit(func, item, *args, pure=False)))
-        _notify(done)
-        yield result
+
+    def drain() -> Iterator[Any]:
+        while queue:
+            done, future = queue.popleft()
+            result = _result(future, [f for _, f in queue])
+            future.release()
+            for item in _take(pending, 1):
+                queue.append((item, client.submit(func, item, *args, pure=False)))
+            _notify(done)
+            yield result
+
+    return drain()
 
 
 #: Seconds to wait for the tasks still running when one task of a batch run fails.

@@ -73,9 +73,10 @@ class HDF5DirectBackend(Backend):
 
         dtype = np.dtype(staged.dtype)
         work = batches(staged.shape, chunks, dtype.itemsize)
+        results = run_batches(client, _encode_batch, work, staged, codec.id, chunks)  # workers start now
         with h5py.File(target, "w") as f:
             ds = create_emd_dataset(f, staged.shape, dtype, chunks, codec)
-            for encoded in run_batches(client, _encode_batch, work, staged, codec.id, chunks):
+            for encoded in results:
                 for offset, data in encoded:
                     ds.id.write_direct_chunk(offset, data)
             f.flush()
@@ -163,11 +164,12 @@ def _chunk_locator(ds: Any, chunks: tuple[int, ...], n: int) -> Any:
 
 def _encode_batch(
     group: list[tuple[ChunkIndex, Block]], staged: StagedCube, codec_id: str, chunks: tuple[int, ...]
-) -> list[tuple[tuple[int, ...], bytes]]:
+) -> list[tuple[tuple[int, ...], np.ndarray]]:
+    """Encode a batch's chunks; each as a uint8 array, which Dask sends without pickling a copy (bytes it would)."""
     encoder = encoder_for(codec_id, staged.dtype)
     blocks = [block for _, block in group]
     return [
-        (tuple(b.start for b in block), encoder.encode(padded(data, chunks)))
+        (tuple(b.start for b in block), np.frombuffer(encoder.encode(padded(data, chunks)), dtype=np.uint8))
         for block, data in zip(blocks, staged.iter_blocks(blocks), strict=True)
     ]
 
