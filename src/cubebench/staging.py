@@ -18,7 +18,7 @@ import numpy as np
 
 from cubebench.cube import Block, Cube, StagedCube, checksum, data_offset, is_contiguous
 from cubebench.errors import ConfigError
-from cubebench.parallel import BATCH_BYTES, batches, run_batches
+from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
 from cubebench.patterns import selection as pattern_selection
 
@@ -83,7 +83,7 @@ def stage_layout(client: Client, staged: StagedCube, chunks: tuple[int, ...], fo
     header = np.lib.format.open_memmap(path, mode="w+", dtype=np.dtype(staged.dtype), shape=grid + tuple(chunks))
     del header
     reserve(path)
-    work = batches(staged.shape, chunks, np.dtype(staged.dtype).itemsize)
+    work = batches(staged.shape, chunks, np.dtype(staged.dtype).itemsize, STREAM_BATCH_BYTES)
     try:
         for _ in run_batches(client, _layout_batch, work, staged, str(path), tuple(chunks)):
             pass
@@ -160,7 +160,7 @@ def source_checksums(client: Client, staged: StagedCube, block: tuple[int, ...])
     """XXH3-64 hash of every storage block of the staged cube, and the seconds one full read of it took."""
     start = time.perf_counter()
     sums: dict[ChunkIndex, int] = {}
-    work = batches(staged.shape, block, np.dtype(staged.dtype).itemsize)
+    work = batches(staged.shape, block, np.dtype(staged.dtype).itemsize, STREAM_BATCH_BYTES)
     for result in run_batches(client, _checksum_batch, work, staged):
         sums.update(result)
     return sums, time.perf_counter() - start
@@ -182,7 +182,8 @@ def _pattern_batch(tiles: list[Window], staged: StagedCube, sel: Selection) -> l
 
 
 def _checksum_batch(group: list[tuple[ChunkIndex, Block]], staged: StagedCube) -> dict[ChunkIndex, int]:
-    return {index: checksum(staged.read_block(block)) for index, block in group}
+    blocks = [block for _, block in group]
+    return {index: checksum(data) for (index, _), data in zip(group, staged.iter_blocks(blocks), strict=True)}
 
 
 def _safe(name: str) -> str:

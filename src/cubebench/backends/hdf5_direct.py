@@ -72,7 +72,7 @@ class HDF5DirectBackend(Backend):
         import h5py
 
         dtype = np.dtype(staged.dtype)
-        work = batches(staged.shape, chunks, dtype.itemsize)
+        work = batches(staged.shape, chunks, dtype.itemsize, STREAM_BATCH_BYTES)
         results = run_batches(client, _encode_batch, work, staged, codec.id, chunks)  # workers start now
         with h5py.File(target, "w") as f:
             ds = create_emd_dataset(f, staged.shape, dtype, chunks, codec)
