@@ -1,8 +1,9 @@
 """Spread work over a Dask cluster in batches of neighbouring chunks, with a bounded number in flight.
 
-Each task handles a *batch* of chunks (about :data:`BATCH_BYTES` of raw data), so that single-frame chunkings
-(65536 chunks in an 8 GiB cube) do not drown in per-task overhead, and at most a small window of tasks is in
-flight, so memory stays bounded by chunk size x workers.
+Each task handles a *batch* of chunks (:data:`BATCH_BYTES` of raw data, or :data:`STREAM_BATCH_BYTES` for work
+that holds one chunk at a time), so that single-frame chunkings (65536 chunks in an 8 GiB cube) do not drown in
+per-task overhead, and at most a small window of tasks is in flight, so memory stays bounded by chunk (or batch)
+size x workers.
 """
 
 from __future__ import annotations
