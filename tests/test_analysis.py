@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import dask.array as da
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.conftest import stage_array
 
 from cubebench import analysis
 from cubebench.analysis import CubeStats, array_stats, binary_entropy, cube_stats
 from cubebench.cube import Cube, DatasetInfo
 from cubebench.errors import DatasetError
 from cubebench.sources import open_cube
+from cubebench.staging import staged_stats
 
 
 def numpy_reference(x: np.ndarray) -> dict[str, Any]:
@@ -153,3 +158,20 @@ def test_binary_entropy() -> None:
     assert binary_entropy(0.5) == 1.0
     assert binary_entropy(0.0) == binary_entropy(1.0) == 0.0
     assert binary_entropy(0.93) == pytest.approx(0.3659, abs=1e-4)  # the study's 93 % example
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    dtype=st.sampled_from(["uint16", "int16", "uint8", "float32", "uint32"]),
+    shape=st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 6), st.integers(1, 6)),
+    seed=st.integers(0, 2**16),
+)
+def test_staged_stats_on_the_cluster_equal_the_dask_pass(
+    client: object, tmp_path_factory: object, dtype: str, shape: tuple[int, ...], seed: int
+) -> None:
+    """The runner's one-pass statistics over the staged file agree with array_stats on the same data."""
+    rng = np.random.default_rng(seed)
+    array = (rng.poisson(0.7, size=shape) * rng.integers(-2, 3, size=shape)).astype(dtype)
+    staged = stage_array(array, Path(tmp_path_factory.mktemp("stats")))  # type: ignore[attr-defined]
+    got = staged_stats(client, staged)  # type: ignore[arg-type]
+    assert got == array_stats(array)

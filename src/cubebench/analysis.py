@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
     from cubebench.cube import Cube
 
 #: Distinct values tracked exactly for dtypes without a dense histogram; beyond, entropy is reported as NaN.
@@ -282,6 +284,20 @@ def array_stats(data: Any, max_distinct: int | None = None) -> CubeStats:
         parts = [delayed(_combine)(limit, *parts[i : i + _FANIN]) for i in range(0, len(parts), _FANIN)]
     (part,) = compute(parts[0])
     return stats_from_partial(part, tuple(data.shape), dtype)
+
+
+def blocks_partial(blocks: Iterable[np.ndarray], max_distinct: int | None = None) -> _Partial:
+    """The combinable partial statistics of a sequence of pieces of one cube (for out-of-core passes).
+
+    Combine the partials of all pieces with :func:`combine_partials`, then :func:`stats_from_partial`.
+    """
+    limit = MAX_DISTINCT if max_distinct is None else int(max_distinct)
+    return _combine(limit, *(_block_partial(block, limit) for block in blocks))
+
+
+def combine_partials(parts: Sequence[_Partial], max_distinct: int | None = None) -> _Partial:
+    """Merge partial statistics of disjoint pieces (see :func:`blocks_partial`)."""
+    return _combine(MAX_DISTINCT if max_distinct is None else int(max_distinct), *parts)
 
 
 def cube_stats(cube: Cube) -> CubeStats:

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cubebench.analysis import cube_stats
 from cubebench.backends import Backend, PatternRead, WriteSettings, get_backend
 from cubebench.backends.base import drop_page_cache, stored_bytes
 from cubebench.chunking import chunk_name, resolve_chunks
@@ -57,6 +56,7 @@ from cubebench.staging import (
     source_pattern,
     stage_cube,
     stage_layout,
+    staged_stats,
 )
 from cubebench.sufficiency import finish_sufficiency, run_sufficiency
 
@@ -173,7 +173,7 @@ def run(
             for name in cubes:
                 if name in needed:
                     staged = session.stage(cubes[name])
-                    info[name] = {**cubes[name].info.to_dict(), **cube_stats(open_cube(str(staged.path))).to_dict()}
+                    info[name] = {**cubes[name].info.to_dict(), **staged_stats(client, staged).to_dict()}
                     info[name]["name"] = name
                     write_json(folder / DATASETS_FILE, info)
             if todo and exp.warmup:

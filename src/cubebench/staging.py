@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from cubebench.analysis import CubeStats, blocks_partial, combine_partials, stats_from_partial
 from cubebench.cube import Block, Cube, StagedCube, checksum, data_offset, is_contiguous
 from cubebench.errors import ConfigError
 from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches
@@ -164,6 +165,23 @@ def source_checksums(client: Client, staged: StagedCube, block: tuple[int, ...])
     for result in run_batches(client, _checksum_batch, work, staged):
         sums.update(result)
     return sums, time.perf_counter() - start
+
+
+def staged_stats(client: Client, staged: StagedCube) -> CubeStats:
+    """:class:`~cubebench.analysis.CubeStats` of the staged cube, one pass over bands of whole frames on the cluster.
+
+    Bands of whole frames are single runs of the file, so workers count them in place through memory maps.
+    """
+    itemsize = np.dtype(staged.dtype).itemsize
+    frame = int(np.prod(staged.shape[2:], dtype=np.int64)) * itemsize
+    band = (1, min(staged.shape[1], max(1, STREAM_BATCH_BYTES // max(1, frame))), *staged.shape[2:])
+    work = batches(staged.shape, band, itemsize, STREAM_BATCH_BYTES)
+    parts = list(run_batches(client, _stats_batch, work, staged))
+    return stats_from_partial(combine_partials(parts), staged.shape, np.dtype(staged.dtype))
+
+
+def _stats_batch(group: list[tuple[ChunkIndex, Block]], staged: StagedCube) -> Any:
+    return blocks_partial(staged.iter_blocks([block for _, block in group]))
 
 
 def source_pattern(client: Client, staged: StagedCube, pattern: str) -> PatternResult:
