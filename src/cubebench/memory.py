@@ -14,9 +14,17 @@ if TYPE_CHECKING:
 
 def tree_rss(root: psutil.Process | None = None) -> int:
     """Resident bytes of ``root`` (default: this process) plus every descendant process."""
-    root = root or psutil.Process()
+    return _rss(_tree(root or psutil.Process()))
+
+
+def _tree(root: psutil.Process) -> list[psutil.Process]:
+    return [root, *root.children(recursive=True)]
+
+
+def _rss(processes: list[psutil.Process]) -> int:
+    """Resident bytes of ``processes`` together, skipping any that have ended."""
     total = 0
-    for proc in [root, *root.children(recursive=True)]:
+    for proc in processes:
         try:
             total += proc.memory_info().rss
         except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -47,14 +55,8 @@ class PeakMemory:
         processes: list[psutil.Process] = []
         for tick in itertools.count():
             if tick % max(1, round(1.0 / self.interval)) == 0:
-                processes = [self._root, *self._root.children(recursive=True)]
-            total = 0
-            for proc in processes:
-                try:
-                    total += proc.memory_info().rss
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    continue
-            self.peak = max(self.peak, total)
+                processes = _tree(self._root)
+            self.peak = max(self.peak, _rss(processes))
             if self._stop.wait(self.interval):
                 break
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from cubebench.analysis import CubeStats, blocks_partial, combine_partials, stats_from_partial
+from cubebench.backends.base import fsync_tree
 from cubebench.cube import Block, Cube, StagedCube, checksum, data_offset, is_contiguous
 from cubebench.errors import ConfigError
 from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches
@@ -56,7 +57,7 @@ def stage_cube(client: Client, cube: Cube, folder: Path) -> StagedCube:
     reserve(path)
     target = _NpyTarget(path, shape, dtype.str)
     client.compute(da.store(cube.data, cast("Any", target), lock=False, compute=False)).result()
-    _fsync(path)  # its write-back must not fall into a timed cell
+    fsync_tree(path)  # its write-back must not fall into a timed cell
     return StagedCube(path=path, shape=shape, dtype=dtype.str, name=cube.info.name)
 
 
@@ -86,9 +87,9 @@ def stage_layout(client: Client, staged: StagedCube, chunks: tuple[int, ...], fo
     reserve(path)
     work = batches(staged.shape, chunks, np.dtype(staged.dtype).itemsize, STREAM_BATCH_BYTES)
     try:
-        for _ in run_batches(client, _layout_batch, work, staged, str(path), tuple(chunks)):
+        for _ in run_batches(client, _layout_batch, work, staged, str(path), tuple(chunks), grid):
             pass
-        _fsync(path)
+        fsync_tree(path)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -96,18 +97,21 @@ def stage_layout(client: Client, staged: StagedCube, chunks: tuple[int, ...], fo
 
 
 def _layout_batch(
-    group: list[tuple[ChunkIndex, Block]], staged: StagedCube, path: str, chunks: tuple[int, ...]
+    group: list[tuple[ChunkIndex, Block]],
+    staged: StagedCube,
+    path: str,
+    chunks: tuple[int, ...],
+    grid: tuple[int, ...],
 ) -> None:
-    grid = tuple(-(-s // c) for s, c in zip(staged.shape, chunks, strict=True))
     chunk = np.zeros(chunks, dtype=np.dtype(staged.dtype))
     start = data_offset(Path(path))
     fd = os.open(path, os.O_WRONLY)
     try:
         for index, block in group:
-            valid = tuple(slice(0, b.stop - b.start) for b in block)
-            if chunk[valid].shape != chunk.shape:
+            sizes = tuple(b.stop - b.start for b in block)
+            if sizes != chunks:
                 chunk[...] = 0  # an edge block: zero the padding
-            chunk[valid] = staged.read_block(block)
+            chunk[tuple(slice(0, n) for n in sizes)] = staged.read_block(block)
             offset = start + int(np.ravel_multi_index(index, grid)) * chunk.nbytes
             _write_fully(fd, chunk.data.cast("B"), offset)
     finally:
@@ -119,14 +123,6 @@ def _write_fully(fd: int, view: memoryview, offset: int) -> None:
     done = 0
     while done < len(view):
         done += os.pwrite(fd, view[done:], offset + done)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def reserve(path: Path) -> None:
