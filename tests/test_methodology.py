@@ -152,3 +152,10 @@ def test_merge_two_machines_from_the_cli(tmp_path: Path, capsys: pytest.CaptureF
     assert (out / "results.csv").read_text().count("\n") == 1 + 2 * 3 + 2 * 2  # one row per cell that ran
     assert main(["merge", str(out), str(a), str(b), "--names", "x", "y"]) == 2  # never overwritten
     assert "already exists" in capsys.readouterr().err
+
+
+def test_local_cluster_client_fetches_results_from_the_workers(client: Any) -> None:
+    """The main process stores hdf5_direct's bytes: they must not also cross the scheduler's relay."""
+    assert client.direct_to_workers is True
+    future = client.submit(np.arange, 2**18, dtype=np.uint16, pure=False)
+    assert int(future.result().sum()) == int(np.arange(2**18, dtype=np.uint16).sum())
