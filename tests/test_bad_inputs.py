@@ -185,6 +185,18 @@ def test_results_folder_is_a_regular_file(files: Path, tmp_path: Path, capsys: p
     assert target.read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    ("extra", "culprit"), [(["--resume", "--retry", "ok"], "'ok'"), (["--retry", "failed"], "--resume")]
+)
+def test_bad_retry(
+    tmp_path: Path, earlier: Path, extra: list[str], culprit: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = snapshot(earlier)
+    code = run_cli(tmp_path, yaml_text(), *extra, out=earlier)
+    check(code, capsys.readouterr().err, "retry", culprit)
+    assert snapshot(earlier) == before
+
+
 def test_existing_results_without_resume(tmp_path: Path, earlier: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = snapshot(earlier)
     code = run_cli(tmp_path, yaml_text(), out=earlier)

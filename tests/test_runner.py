@@ -91,18 +91,27 @@ def test_unavailable_codec_is_recorded_not_swapped(tmp_path: Path) -> None:
     assert np.isnan(ds["write_seconds"].item())
 
 
-def test_budget_skips_slow_cells(tmp_path: Path) -> None:
-    ds = cubebench.run(
-        small_experiment(
-            backends=["hdf5"], codecs=["gzip-9", "none"], chunks=["real_space"], runs=1, max_cell_seconds=1e-6
-        ),
-        out=tmp_path / "r",
-        progress=False,
-    )
+def test_budget_skips_slow_cells_and_resume_retries_them(tmp_path: Path) -> None:
+    import yaml
+
+    from cubebench.cli import main
+
+    exp = small_experiment(backends=["hdf5"], codecs=["gzip-9", "none"], chunks=["real_space"], runs=1)
+    ds = cubebench.run(dict(exp, max_cell_seconds=1e-6), out=tmp_path / "r", progress=False)
     status = ds["status"].sel(codec="gzip-9").item()
     assert status == "skipped"
     assert "estimated" in ds["reason"].sel(codec="gzip-9").item()
     assert float(ds["estimate_seconds"].sel(codec="gzip-9").item()) > 0
+    # the budget raised (here: dropped), a resume runs the skipped cells again
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
+    args = ["run", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "r"), "--no-progress", "--resume"]
+    assert main([*args, "--retry", "skipped"]) == 0
+    ds = load_results(tmp_path / "r")
+    assert (ds["status"] == "ok").all() and ds["verified"].all()
+    lines = [json.loads(line) for line in (tmp_path / "r" / LOG_FILE).read_text().splitlines()]
+    assert [c["status"] for c in lines] == ["skipped", "skipped", "ok", "ok"]
+    assert main([*args, "--retry", "skipped", "failed"]) == 0  # nothing left to retry: nothing runs
+    assert len((tmp_path / "r" / LOG_FILE).read_text().splitlines()) == 4
 
 
 @pytest.mark.slow

@@ -34,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", nargs="?", help="experiment YAML file (default: the built-in quick.yaml)")
     p.add_argument("--out", help="results folder (default: results/<experiment name>)")
     p.add_argument("--resume", action="store_true", help="run only the cells missing from --out's results log")
+    p.add_argument(
+        "--retry",
+        nargs="+",
+        default=[],
+        metavar="STATUS",
+        help="with --resume, also run again the cells that ended failed, unverified or skipped",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--scale", type=float, help="multiply every preset's scan scale by this factor, e.g. 0.125")
 
@@ -116,7 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from cubebench.runner import run
 
-    ds = run(args.experiment, out=args.out, resume=args.resume, progress=not args.no_progress, scale=args.scale)
+    ds = run(
+        args.experiment,
+        out=args.out,
+        resume=args.resume,
+        retry=args.retry,
+        progress=not args.no_progress,
+        scale=args.scale,
+    )
     print(summary_table(ds))
     out = args.out or f"results/{ds.attrs.get('title', '').removeprefix('cubebench results: ')}"
     print(f"\nresults: {Path(out) / 'results.nc'} (+ results.csv); next: cubebench report {out}")

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,6 +121,7 @@ def run(
     out: str | os.PathLike[str] | None = None,
     *,
     resume: bool = False,
+    retry: Iterable[str] = (),
     progress: bool = True,
     scale: float | None = None,
 ) -> xr.Dataset:
@@ -136,6 +137,9 @@ def run(
     resume
         Run only the cells missing from ``out``'s log. Without it, an existing log is an error, so that earlier
         results are never overwritten.
+    retry
+        With ``resume``: statuses (``failed``, ``unverified``, ``skipped``) whose cells run again, e.g. after
+        freeing disk space or raising ``max_cell_seconds``; the new result replaces the old one.
     progress
         Show a progress bar with an ETA on stderr.
     scale
@@ -151,8 +155,9 @@ def run(
     for cube in cubes.values():
         for chunk in exp.chunks:
             resolve_chunks(chunk, cube.info.shape)
+    again = _retry_statuses(retry, resume)
     log = _prepare_output(folder, resume)
-    done = {cell.key for cell in log.read()}
+    done = {cell.key for cell in log.read() if cell.status not in again}
     todo = [cell for cell in plan_cells(exp, list(cubes)) if cell.key not in done]
     info = read_json(folder / DATASETS_FILE)
     scratch = _work_folder(exp.scratch, exp.name, "scratch")
@@ -554,6 +559,21 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+#: Statuses a resumed run may run again (``ok`` cells are kept; ``unavailable`` ones cannot change).
+RETRYABLE = ("failed", "unverified", "skipped")
+
+
+def _retry_statuses(retry: Iterable[str], resume: bool) -> frozenset[str]:
+    """The statuses to run again, checked: each one retryable, and only together with ``resume``."""
+    statuses = frozenset(retry)
+    unknown = sorted(statuses - set(RETRYABLE))
+    if unknown:
+        raise ConfigError(f"retry: {unknown[0]!r} is not a status to retry (choose from {', '.join(RETRYABLE)})")
+    if statuses and not resume:
+        raise ConfigError("retry re-runs cells of an earlier run: use it together with --resume")
+    return statuses
 
 
 def _prepare_output(folder: Path, resume: bool) -> ResultsLog:
