@@ -159,3 +159,18 @@ def test_local_cluster_client_fetches_results_from_the_workers(client: Any) -> N
     assert client.direct_to_workers is True
     future = client.submit(np.arange, 2**18, dtype=np.uint16, pure=False)
     assert int(future.result().sum()) == int(np.arange(2**18, dtype=np.uint16).sum())
+
+
+def test_workers_sample_their_own_peak_memory(client: Any) -> None:
+    """Workers outside this process tree (batch jobs, other hosts) are counted by their own samplers."""
+    import psutil
+
+    from cubebench.cluster import reset_worker_peaks, worker_peaks_outside
+
+    here = {p.pid for p in psutil.Process().children(recursive=True)}
+    reset_worker_peaks(client)
+    client.submit(np.ones, 2**25, dtype=np.uint8, pure=False).result()  # 32 MiB on one worker
+    as_if_remote = worker_peaks_outside(client, counted=set())
+    assert as_if_remote > 2 * 32 * 2**20 + 2 * 40 * 2**20  # two worker processes, one with the buffer
+    reset_worker_peaks(client)
+    assert worker_peaks_outside(client, counted=here) == 0  # a LocalCluster's workers: counted by the tree

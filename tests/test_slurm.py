@@ -101,6 +101,8 @@ def test_slurm_run_matches_local_cluster(slurm: None, tmp_path: Path, monkeypatc
     np.testing.assert_array_equal(hpc["ratio"].values, local["ratio"].values)
     np.testing.assert_array_equal(hpc["stored_bytes"].values, local["stored_bytes"].values)
     assert (hpc["workers"] == 2).all() and (hpc["threads_per_worker"] == 1).all()
+    # the batch jobs' workers are not this process's children: they report their own peaks
+    assert float(hpc["peak_memory_bytes"].min()) > 0.7 * float(local["peak_memory_bytes"].min())
     assert '"kind": "slurm"' in hpc.attrs["cluster"]
 
     # job logs went to log_directory, one .out/.err per job; nothing into the submit folder

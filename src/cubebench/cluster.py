@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,66 @@ class CodecThreads(WorkerPlugin):
         from cubebench.codecs import set_codec_threads
 
         set_codec_threads(self.codec_threads)
+
+
+class WorkerMemory(WorkerPlugin):
+    """Each worker samples its own peak resident memory between :func:`reset_worker_peaks` and
+    :func:`worker_peaks`: workers that are not descendants of the main process (batch jobs, another machine) are
+    invisible to its process-tree sampler."""
+
+    name = "cubebench-worker-memory"
+
+    def __init__(self) -> None:
+        self.sampler: Any = None
+
+    def start(self) -> None:
+        """Begin a new peak (stopping the previous sampler)."""
+        from cubebench.memory import PeakMemory
+
+        self.stop()
+        self.sampler = PeakMemory().__enter__()
+
+    def stop(self) -> int | None:
+        """Stop sampling; the peak since :meth:`start` (None when not started)."""
+        sampler, self.sampler = self.sampler, None
+        if sampler is None:
+            return None
+        sampler.__exit__(None, None, None)
+        return int(sampler.peak)
+
+    def teardown(self, worker: Any) -> None:
+        """Stop the sampling thread with the worker."""
+        self.stop()
+
+
+def _start_peak(dask_worker: Any) -> None:
+    plugin = dask_worker.plugins.get(WorkerMemory.name)
+    if plugin is not None:
+        plugin.start()
+
+
+def _stop_peak(dask_worker: Any) -> tuple[str, int, int | None]:
+    plugin = dask_worker.plugins.get(WorkerMemory.name)
+    return socket.gethostname(), os.getpid(), plugin.stop() if plugin is not None else None
+
+
+def reset_worker_peaks(client: Client) -> None:
+    """Start a new peak-memory sample in every worker."""
+    client.run(_start_peak, on_error="ignore")
+
+
+def worker_peaks_outside(client: Client, counted: set[int]) -> int:
+    """Summed peak resident bytes since :func:`reset_worker_peaks` of the workers not among ``counted``.
+
+    ``counted``: process ids on this host already sampled here (a LocalCluster's workers). Each worker's own
+    maximum, so their sum bounds the workers' peak together from above.
+    """
+    host = socket.gethostname()
+    total = 0
+    for worker_host, pid, peak in client.run(_stop_peak, on_error="ignore").values():
+        if peak is not None and (worker_host != host or pid not in counted):
+            total += peak
+    return total
 
 
 class IgnoreInterrupt(WorkerPlugin):
@@ -128,6 +189,7 @@ def open_client(spec: ClusterSpec, zarr_concurrency: int = 2) -> Iterator[Client
             client = Client(cluster, direct_to_workers=True)
         stack.callback(client.close)
         client.register_plugin(IgnoreInterrupt())
+        client.register_plugin(WorkerMemory())
         client.register_plugin(CodecThreads(env, spec.codec_threads))
         yield client
 

@@ -1,4 +1,8 @@
-"""Peak resident memory of this process and all its descendants (the LocalCluster's scheduler and workers)."""
+"""Peak resident memory of this process and all its descendants (the LocalCluster's scheduler and workers).
+
+Workers that are not descendants (batch-system jobs, an existing scheduler's workers) sample themselves, see
+:class:`cubebench.cluster.WorkerMemory`.
+"""
 
 from __future__ import annotations
 
@@ -49,6 +53,8 @@ class PeakMemory:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, name="cubebench-memory", daemon=True)
         self._root = psutil.Process()
+        #: Process ids seen in the tree while sampling (to tell which workers were counted).
+        self.pids: set[int] = set()
 
     def _sample(self) -> None:
         # listing descendants scans all of /proc (about 1 ms): do it once a second, read their memory every sample
@@ -56,12 +62,14 @@ class PeakMemory:
         for tick in itertools.count():
             if tick % max(1, round(1.0 / self.interval)) == 0:
                 processes = _tree(self._root)
+                self.pids.update(p.pid for p in processes)
             self.peak = max(self.peak, _rss(processes))
             if self._stop.wait(self.interval):
                 break
 
     def __enter__(self) -> PeakMemory:
         self.peak = tree_rss(self._root)
+        self.pids.update(p.pid for p in _tree(self._root))
         self._thread.start()
         return self
 

@@ -144,7 +144,10 @@ _DESCRIPTIONS = {
     "write_GiBps": "uncompressed GiB / write_seconds",
     "read_GiBps": "uncompressed GiB / read_seconds",
     "verified": "every chunk read back equals the source chunk (64-bit XXH3 hash)",
-    "peak_memory_bytes": "peak resident memory of all processes (client, scheduler, workers) during the cell",
+    "peak_memory_bytes": (
+        "peak resident memory of all processes (client, scheduler, workers) during the cell; workers outside the "
+        "main process's tree (batch jobs, other hosts) add their own peaks"
+    ),
     "status": "ok | failed | unverified | unavailable | skipped | missing",
 }
 

@@ -31,7 +31,7 @@ import numpy as np
 from cubebench.backends import Backend, PatternRead, WriteSettings, get_backend
 from cubebench.backends.base import drop_page_cache, stored_bytes
 from cubebench.chunking import chunk_name, resolve_chunks
-from cubebench.cluster import cluster_description, open_client
+from cubebench.cluster import cluster_description, open_client, reset_worker_peaks, worker_peaks_outside
 from cubebench.codecs import CodecSpec, get_codec
 from cubebench.cube import Cube, StagedCube
 from cubebench.errors import (
@@ -433,6 +433,7 @@ class _Session:
             result = replace(result, chunk_major=True)
         target = self.scratch / f"{cell.label}{backend.suffix}"
         try:
+            reset_worker_peaks(self.client)
             with PeakMemory() as memory:
                 start = time.perf_counter()
                 backend.write(self.client, staged, codec, chunks, target, self.settings)
@@ -443,6 +444,7 @@ class _Session:
                 start = time.perf_counter()
                 back = backend.read(self.client, target, chunks, self.settings)
                 read_seconds = time.perf_counter() - start
+            peak = memory.peak + worker_peaks_outside(self.client, memory.pids)
             pattern_reads = [self.read_pattern(backend, target, p, chunks) for p in self.exp.access_patterns]
         except KeyboardInterrupt:
             raise
@@ -453,7 +455,7 @@ class _Session:
         result = replace(
             result,
             stored_bytes=size,
-            peak_memory_bytes=memory.peak,
+            peak_memory_bytes=peak,
             n_chunks=len(expected),
             source_read_seconds=source_seconds,
         )
