@@ -30,8 +30,30 @@ def test_block_grid_and_staged_reads(
         covered[block] += 1
         np.testing.assert_array_equal(staged.read_block(block), array[block])
     assert (covered == 1).all()
+    # the same blocks in a pass: copies land in one reused per-thread buffer, edge blocks in a prefix of it
+    blocks = [block for _, block in block_grid(shape, chunks)]
+    for block, data in zip(blocks, staged.iter_blocks(blocks), strict=True):
+        np.testing.assert_array_equal(data, array[block])
     groups = batches(shape, chunks, 2)
     assert sum(len(g) for g in groups) == len(block_grid(shape, chunks))
+
+
+def test_thread_buffers_are_reused_per_purpose_and_thread() -> None:
+    import threading
+
+    from cubebench.cube import thread_buffer
+
+    big = thread_buffer((4, 8), "<u2", "test")
+    small = thread_buffer((2, 3), "<u2", "test")  # fits: a view of the same memory
+    assert np.shares_memory(big, small) and small.shape == (2, 3) and small.flags.c_contiguous
+    assert not np.shares_memory(big, thread_buffer((4, 8), "<u2", "other"))
+    grown = thread_buffer((8, 8), "<f8", "test")
+    assert grown.dtype == np.float64 and not np.shares_memory(big, grown)
+    elsewhere: list[np.ndarray] = []
+    worker = threading.Thread(target=lambda: elsewhere.append(thread_buffer((8, 8), "<f8", "test")))
+    worker.start()
+    worker.join()
+    assert not np.shares_memory(grown, elsewhere[0])
 
 
 def test_streamed_hash_equals_one_shot() -> None:

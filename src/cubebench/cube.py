@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,26 @@ if TYPE_CHECKING:
 
 #: Index tuple selecting one block of a cube.
 Block = tuple[slice, ...]
+
+_SCRATCH = threading.local()
+
+
+def thread_buffer(shape: tuple[int, ...], dtype: Any, purpose: str) -> np.ndarray:
+    """A C-contiguous array of ``shape``, kept per thread and ``purpose`` and reused from task to task.
+
+    Valid until the next call for the same purpose in the same thread. A fresh chunk-sized array per chunk costs
+    its page faults again: measured here, gathering a 128 MiB real-space chunk took 34-289 ms into new memory and
+    34-58 ms into reused memory. One buffer per purpose and thread, grown to the largest block seen, keeps the
+    memory within chunk size x threads.
+    """
+    dt = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    slots: dict[str, np.ndarray] = _SCRATCH.__dict__.setdefault("slots", {})
+    held = slots.get(purpose)
+    if held is None or held.nbytes < nbytes:
+        held = slots[purpose] = np.empty(nbytes, dtype=np.uint8)
+    view: np.ndarray = held[:nbytes].view(dt).reshape(shape)
+    return view
 
 
 @dataclass(frozen=True)
@@ -115,7 +136,8 @@ class StagedCube:
             elif is_contiguous(block, self.shape):
                 view = source[block]
             else:
-                yield self.read_block(block)
+                shape = tuple(b.stop - b.start for b in block)
+                yield self.read_block(block, out=thread_buffer(shape, self.dtype, "gather"))
                 continue
             mapped += view.nbytes
             yield view
@@ -135,8 +157,8 @@ class StagedCube:
             index.append(b.start // c)
         return tuple(index)
 
-    def read_block(self, block: Block) -> np.ndarray:
-        """Return a C-contiguous copy of ``block`` from the staged file.
+    def read_block(self, block: Block, out: np.ndarray | None = None) -> np.ndarray:
+        """Return a C-contiguous copy of ``block`` from the staged file (into ``out`` when given).
 
         Blocks of whole frames are read with ``os.preadv``, one call per scan row (about 9 GB/s from the page cache
         here); other blocks through a short-lived memory map (2-3 GB/s for strided detector tiles).
@@ -144,7 +166,7 @@ class StagedCube:
         dtype = np.dtype(self.dtype)
         shape = tuple(s.stop - s.start for s in block)
         if shape[2:] == self.shape[2:]:
-            out = np.empty(shape, dtype=dtype)
+            out = np.empty(shape, dtype=dtype) if out is None else out
             frame = int(np.prod(self.shape[2:])) * dtype.itemsize
             start = data_offset(self.path)
             fd = os.open(self.path, os.O_RDONLY)
@@ -156,7 +178,10 @@ class StagedCube:
             return out
         mm = np.load(self.path, mmap_mode="r")
         try:
-            return np.array(mm[block], copy=True)
+            if out is None:
+                return np.array(mm[block], copy=True)
+            np.copyto(out, mm[block])
+            return out
         finally:
             del mm
 

@@ -8,7 +8,6 @@ spread over a ``distributed.Client`` in batches of chunks (:mod:`cubebench.paral
 from __future__ import annotations
 
 import os
-import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.codecs import ChunkEncoder, CodecSpec, get_codec
+from cubebench.cube import thread_buffer
 from cubebench.patterns import PatternResult, Selection, selection
 
 if TYPE_CHECKING:
@@ -124,20 +124,13 @@ def encoder_for(codec_id: str, dtype: str) -> ChunkEncoder:
     return get_codec(codec_id).encoder(np.dtype(dtype))
 
 
-_BUFFERS = threading.local()
-
-
 def chunk_buffer(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """A decode buffer of ``shape`` and ``dtype``, kept per worker thread and reused from task to task.
 
     A fresh chunk-sized array per task costs its page faults again (0.25-1 s per GiB on a VM), which is
     a large share of a fast codec's decode time; holding one per thread stays within chunk size x threads.
     """
-    key = (tuple(shape), np.dtype(dtype).str)
-    if getattr(_BUFFERS, "key", None) != key:
-        _BUFFERS.key, _BUFFERS.array = key, np.empty(key[0], dtype=np.dtype(dtype))
-    array: np.ndarray = _BUFFERS.array
-    return array
+    return thread_buffer(shape, dtype, "decode")
 
 
 def padded(data: np.ndarray, chunks: tuple[int, ...]) -> np.ndarray:
