@@ -38,19 +38,18 @@ def test_block_grid_and_staged_reads(
     assert sum(len(g) for g in groups) == len(block_grid(shape, chunks))
 
 
-def test_thread_buffers_are_reused_per_purpose_and_thread() -> None:
+def test_thread_buffer_is_reused_and_grown_per_thread() -> None:
     import threading
 
     from cubebench.cube import thread_buffer
 
-    big = thread_buffer((4, 8), "<u2", "test")
-    small = thread_buffer((2, 3), "<u2", "test")  # fits: a view of the same memory
+    big = thread_buffer((4, 8), "<u2")
+    small = thread_buffer((2, 3), "<u2")  # fits: a view of the same memory
     assert np.shares_memory(big, small) and small.shape == (2, 3) and small.flags.c_contiguous
-    assert not np.shares_memory(big, thread_buffer((4, 8), "<u2", "other"))
-    grown = thread_buffer((8, 8), "<f8", "test")
+    grown = thread_buffer((8, 8), "<f8")
     assert grown.dtype == np.float64 and not np.shares_memory(big, grown)
     elsewhere: list[np.ndarray] = []
-    worker = threading.Thread(target=lambda: elsewhere.append(thread_buffer((8, 8), "<f8", "test")))
+    worker = threading.Thread(target=lambda: elsewhere.append(thread_buffer((8, 8), "<f8")))
     worker.start()
     worker.join()
     assert not np.shares_memory(grown, elsewhere[0])

@@ -27,20 +27,21 @@ Block = tuple[slice, ...]
 _SCRATCH = threading.local()
 
 
-def thread_buffer(shape: tuple[int, ...], dtype: Any, purpose: str) -> np.ndarray:
-    """A C-contiguous array of ``shape``, kept per thread and ``purpose`` and reused from task to task.
+def thread_buffer(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A C-contiguous array of ``shape``: this thread's one scratch buffer, reused from task to task.
 
-    Valid until the next call for the same purpose in the same thread. A fresh chunk-sized array per chunk costs
-    its page faults again: measured here, gathering a 128 MiB real-space chunk took 34-289 ms into new memory and
-    34-58 ms into reused memory. One buffer per purpose and thread, grown to the largest block seen, keeps the
-    memory within chunk size x threads.
+    Valid until the next call in the same thread, so a task uses one at a time (a gathered source block to
+    encode, or a chunk to decode into, never both). A fresh chunk-sized array per chunk costs its page faults
+    again: measured here, gathering a 128 MiB real-space chunk took 34-289 ms into new memory and 34-58 ms into
+    reused memory. Grown to the largest block seen, it holds one chunk per worker thread: within the bound of
+    chunk size x threads, and no more than a fresh block per task held.
     """
     dt = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-    slots: dict[str, np.ndarray] = _SCRATCH.__dict__.setdefault("slots", {})
-    held = slots.get(purpose)
+    held: np.ndarray | None = getattr(_SCRATCH, "buffer", None)
     if held is None or held.nbytes < nbytes:
-        held = slots[purpose] = np.empty(nbytes, dtype=np.uint8)
+        held = _SCRATCH.buffer = None  # let the old one go before the new one is allocated
+        held = _SCRATCH.buffer = np.empty(nbytes, dtype=np.uint8)
     view: np.ndarray = held[:nbytes].view(dt).reshape(shape)
     return view
 
@@ -137,7 +138,7 @@ class StagedCube:
                 view = source[block]
             else:
                 shape = tuple(b.stop - b.start for b in block)
-                yield self.read_block(block, out=thread_buffer(shape, self.dtype, "gather"))
+                yield self.read_block(block, out=thread_buffer(shape, self.dtype))
                 continue
             mapped += view.nbytes
             yield view

@@ -125,12 +125,12 @@ def encoder_for(codec_id: str, dtype: str) -> ChunkEncoder:
 
 
 def chunk_buffer(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """A decode buffer of ``shape`` and ``dtype``, kept per worker thread and reused from task to task.
+    """A buffer to decode a chunk into: this worker thread's scratch buffer (:func:`~cubebench.cube.thread_buffer`).
 
-    A fresh chunk-sized array per task costs its page faults again (0.25-1 s per GiB on a VM), which is
-    a large share of a fast codec's decode time; holding one per thread stays within chunk size x threads.
+    A fresh chunk-sized array per task costs its page faults again (0.25-1 s per GiB on a VM), which is a large
+    share of a fast codec's decode time; the same memory also takes the gathered blocks of writes.
     """
-    return thread_buffer(shape, dtype, "decode")
+    return thread_buffer(shape, dtype)
 
 
 def padded(data: np.ndarray, chunks: tuple[int, ...]) -> np.ndarray:
