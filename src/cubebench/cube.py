@@ -121,7 +121,8 @@ class StagedCube:
 
         Without copying where the bytes already lie in one run: a block of the chunk-major layout, or a
         C-contiguous run of whole frames; those are views of a memory map, so the encoder reads the page cache
-        directly. Other blocks are copied by :meth:`read_block`. The maps are reopened every
+        directly. Other blocks are copied by :meth:`read_block` into this thread's :func:`thread_buffer`, so
+        no yielded array outlives the next one. The maps are reopened every
         :data:`REMAP_BYTES`: pages a map has touched count as resident memory until it is closed.
         """
         maps: tuple[np.ndarray, np.ndarray | None] | None = None
