@@ -38,21 +38,22 @@ def test_block_grid_and_staged_reads(
     assert sum(len(g) for g in groups) == len(block_grid(shape, chunks))
 
 
-def test_thread_buffer_is_reused_and_grown_per_thread() -> None:
+def test_thread_buffer_is_reused_per_capacity_and_thread() -> None:
     import threading
 
     from cubebench.cube import thread_buffer
 
-    big = thread_buffer((4, 8), "<u2")
-    small = thread_buffer((2, 3), "<u2")  # fits: a view of the same memory
-    assert np.shares_memory(big, small) and small.shape == (2, 3) and small.flags.c_contiguous
-    grown = thread_buffer((8, 8), "<f8")
-    assert grown.dtype == np.float64 and not np.shares_memory(big, grown)
+    full = thread_buffer((4, 8), "<u2")
+    edge = thread_buffer((2, 3), "<u2", capacity=full.nbytes)  # an edge block of the same pass: same memory
+    assert np.shares_memory(full, edge) and edge.shape == (2, 3) and edge.flags.c_contiguous
+    assert np.shares_memory(full, thread_buffer((4, 4), "<f4"))  # a decode of the same chunk size
+    other = thread_buffer((2, 2), "<u2")  # another chunk size: the buffer follows it
+    assert not np.shares_memory(full, other) and other.nbytes == 8
     elsewhere: list[np.ndarray] = []
-    worker = threading.Thread(target=lambda: elsewhere.append(thread_buffer((8, 8), "<f8")))
+    worker = threading.Thread(target=lambda: elsewhere.append(thread_buffer((2, 2), "<u2")))
     worker.start()
     worker.join()
-    assert not np.shares_memory(grown, elsewhere[0])
+    assert not np.shares_memory(other, elsewhere[0])
 
 
 def test_streamed_hash_equals_one_shot() -> None:
