@@ -68,8 +68,8 @@ class CodecThreads(WorkerPlugin):
 
 class WorkerMemory(WorkerPlugin):
     """Each worker samples its own peak resident memory between :func:`reset_worker_peaks` and
-    :func:`worker_peaks`: workers that are not descendants of the main process (batch jobs, another machine) are
-    invisible to its process-tree sampler."""
+    :func:`worker_peaks_outside`: workers that are not descendants of the main process (batch jobs, another
+    machine) are invisible to its process-tree sampler."""
 
     name = "cubebench-worker-memory"
 
