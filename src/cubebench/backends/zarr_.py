@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.backends.base import Backend, ReadBack, WriteSettings, fsync_tree
-from cubebench.cube import Block, StagedCube, checksum
+from cubebench.cube import Block, StagedCube, checksum, thread_buffer
 from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
 
@@ -129,8 +129,23 @@ def _write_batch(group: list[tuple[ChunkIndex, Block]], staged: StagedCube, path
 
 
 def _read_batch(group: list[tuple[ChunkIndex, Block]], path: str) -> dict[ChunkIndex, int]:
+    """Read each chunk (or shard) through zarr's ``get_basic_selection`` into this thread's reused buffer.
+
+    Zarr's public API for a caller-owned output array: a fresh array per chunk costs its page faults again
+    (measured in-process on 128 MiB chunks: blosc-zstd 0.63-0.66 GB/s with ``arr[block]``, 0.96-0.99 with ``out=``).
+    """
+    from zarr.core.buffer import default_buffer_prototype
+
     array = _open(path, "r")
-    return {index: checksum(array[block]) for index, block in group}
+    wrap = default_buffer_prototype().nd_buffer.from_numpy_array
+    shapes = [tuple(b.stop - b.start for b in block) for _, block in group]
+    capacity = max(int(np.prod(shape)) for shape in shapes) * array.dtype.itemsize
+    sums: dict[ChunkIndex, int] = {}
+    for (index, block), shape in zip(group, shapes, strict=True):
+        out = thread_buffer(shape, array.dtype, capacity)
+        array.get_basic_selection(block, out=wrap(out))
+        sums[index] = checksum(out)
+    return sums
 
 
 def _pattern_batch(tiles: list[Window], sel: Selection, path: str) -> list[TilePart]:
