@@ -94,8 +94,12 @@ def test_write_empty_chunks_is_honoured(client: object, tmp_path: Path) -> None:
     sizes = {}
     for flag in (True, False):
         target = tmp_path / f"e{flag}.zarr"
-        backend.write(client, staged, CODECS["none"], (1, 1, 16, 16), target, WriteSettings(write_empty_chunks=flag))  # type: ignore[arg-type]
+        settings = WriteSettings(write_empty_chunks=flag)
+        backend.write(client, staged, CODECS["none"], (1, 1, 16, 16), target, settings)  # type: ignore[arg-type]
         sizes[flag] = stored_bytes(target)
+        # chunks never stored read back as the fill value, not as what the reused read buffer held before
+        expected, _ = source_checksums(client, staged, (1, 1, 16, 16))  # type: ignore[arg-type]
+        assert backend.read(client, target, (1, 1, 16, 16), settings).checksums == expected  # type: ignore[arg-type]
     assert sizes[False] < sizes[True]
 
 
