@@ -27,6 +27,17 @@ Block = tuple[slice, ...]
 _SCRATCH = threading.local()
 
 
+def block_shape(block: Block) -> tuple[int, ...]:
+    """The shape a block of step-1 slices selects."""
+    return tuple(b.stop - b.start for b in block)
+
+
+def largest_block_bytes(blocks: Iterable[Block], dtype: Any) -> int:
+    """Bytes of the largest of ``blocks``: the :func:`thread_buffer` capacity that serves a whole batch."""
+    itemsize = np.dtype(dtype).itemsize
+    return max((int(np.prod(block_shape(block), dtype=np.int64)) * itemsize for block in blocks), default=0)
+
+
 def thread_buffer(shape: tuple[int, ...], dtype: Any, capacity: int | None = None) -> np.ndarray:
     """A C-contiguous array of ``shape``: this thread's one scratch buffer, reused from task to task.
 
@@ -127,8 +138,7 @@ class StagedCube:
         :data:`REMAP_BYTES`: pages a map has touched count as resident memory until it is closed.
         """
         blocks = list(blocks)
-        itemsize = np.dtype(self.dtype).itemsize
-        capacity = max((int(np.prod([b.stop - b.start for b in block])) * itemsize for block in blocks), default=0)
+        capacity = largest_block_bytes(blocks, self.dtype)
         maps: tuple[np.ndarray, np.ndarray | None] | None = None
         mapped = 0
         for block in blocks:
@@ -142,8 +152,7 @@ class StagedCube:
             elif is_contiguous(block, self.shape):
                 view = source[block]
             else:
-                shape = tuple(b.stop - b.start for b in block)
-                yield self.read_block(block, out=thread_buffer(shape, self.dtype, capacity))
+                yield self.read_block(block, out=thread_buffer(block_shape(block), self.dtype, capacity))
                 continue
             mapped += view.nbytes
             yield view
@@ -170,7 +179,7 @@ class StagedCube:
         here); other blocks through a short-lived memory map (2-3 GB/s for strided detector tiles).
         """
         dtype = np.dtype(self.dtype)
-        shape = tuple(s.stop - s.start for s in block)
+        shape = block_shape(block)
         if shape[2:] == self.shape[2:]:
             out = np.empty(shape, dtype=dtype) if out is None else out
             frame = int(np.prod(self.shape[2:])) * dtype.itemsize

@@ -68,8 +68,9 @@ class PeakMemory:
                 break
 
     def __enter__(self) -> PeakMemory:
-        self.peak = tree_rss(self._root)
-        self.pids.update(p.pid for p in _tree(self._root))
+        processes = _tree(self._root)
+        self.peak = _rss(processes)
+        self.pids.update(p.pid for p in processes)
         self._thread.start()
         return self
 

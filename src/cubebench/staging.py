@@ -18,7 +18,7 @@ import numpy as np
 
 from cubebench.analysis import CubeStats, blocks_partial, combine_partials, stats_from_partial
 from cubebench.backends.base import fsync_tree
-from cubebench.cube import Block, Cube, StagedCube, checksum, data_offset, is_contiguous
+from cubebench.cube import Block, Cube, StagedCube, block_shape, checksum, data_offset, is_contiguous
 from cubebench.errors import ConfigError
 from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
@@ -108,7 +108,7 @@ def _layout_batch(
     fd = os.open(path, os.O_WRONLY)
     try:
         for index, block in group:
-            sizes = tuple(b.stop - b.start for b in block)
+            sizes = block_shape(block)
             if sizes != chunks:
                 chunk[...] = 0  # an edge block: zero the padding
             chunk[tuple(slice(0, n) for n in sizes)] = staged.read_block(block)

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.codecs import ChunkEncoder, CodecSpec, get_codec
-from cubebench.cube import thread_buffer
 from cubebench.patterns import PatternResult, Selection, selection
 
 if TYPE_CHECKING:
@@ -122,15 +121,6 @@ class Backend(ABC):
 def encoder_for(codec_id: str, dtype: str) -> ChunkEncoder:
     """The codec's HDF5-compatible chunk encoder, cached per worker process."""
     return get_codec(codec_id).encoder(np.dtype(dtype))
-
-
-def chunk_buffer(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """A buffer to decode a chunk into: this worker thread's scratch buffer (:func:`~cubebench.cube.thread_buffer`).
-
-    A fresh chunk-sized array per task costs its page faults again (0.25-1 s per GiB on a VM), which is a large
-    share of a fast codec's decode time; the same memory also takes the gathered blocks of writes.
-    """
-    return thread_buffer(shape, dtype)
 
 
 def padded(data: np.ndarray, chunks: tuple[int, ...]) -> np.ndarray:

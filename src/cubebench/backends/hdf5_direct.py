@@ -17,13 +17,12 @@ from cubebench.backends.base import (
     Backend,
     ReadBack,
     WriteSettings,
-    chunk_buffer,
     encoder_for,
     fsync_tree,
     padded,
 )
 from cubebench.backends.hdf5_filter import DATA_PATH, create_emd_dataset
-from cubebench.cube import Block, StagedCube, checksum
+from cubebench.cube import Block, StagedCube, checksum, thread_buffer
 from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches
 from cubebench.patterns import (
     PatternResult,
@@ -182,7 +181,7 @@ def _read_batch(
     chunks: tuple[int, ...],
 ) -> dict[ChunkIndex, int]:
     encoder = encoder_for(codec_id, dtype)
-    buffer = chunk_buffer(chunks, dtype)
+    buffer = thread_buffer(chunks, dtype)
     sums: dict[ChunkIndex, int] = {}
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -211,7 +210,7 @@ def _pattern_batch(
 ) -> list[TilePart]:
     tiles, locations = item
     encoder = encoder_for(codec_id, dtype)
-    buffer = chunk_buffer(chunks, dtype)
+    buffer = thread_buffer(chunks, dtype)
     fd = os.open(path, os.O_RDONLY)
 
     def read_chunk(index: ChunkIndex) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.backends.base import Backend, ReadBack, WriteSettings, fsync_tree
-from cubebench.cube import Block, StagedCube, checksum, thread_buffer
+from cubebench.cube import Block, StagedCube, block_shape, checksum, largest_block_bytes, thread_buffer
 from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
 
@@ -138,11 +138,10 @@ def _read_batch(group: list[tuple[ChunkIndex, Block]], path: str) -> dict[ChunkI
 
     array = _open(path, "r")
     wrap = default_buffer_prototype().nd_buffer.from_numpy_array
-    shapes = [tuple(b.stop - b.start for b in block) for _, block in group]
-    capacity = max(int(np.prod(shape)) for shape in shapes) * array.dtype.itemsize
+    capacity = largest_block_bytes((block for _, block in group), array.dtype)
     sums: dict[ChunkIndex, int] = {}
-    for (index, block), shape in zip(group, shapes, strict=True):
-        out = thread_buffer(shape, array.dtype, capacity)
+    for index, block in group:
+        out = thread_buffer(block_shape(block), array.dtype, capacity)
         array.get_basic_selection(block, out=wrap(out))
         sums[index] = checksum(out)
     return sums
