@@ -124,6 +124,8 @@ CASES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "empty_array": ({"datasets": [{"path": "{files}/arrays.h5", "dataset": "empty"}]}, ("/empty", "empty")),
     "negative_chunk": ({"chunks": [[-1, 2, 64, 64]]}, ("[-1, 2, 64, 64]", "positive")),
     "unknown_cluster_key": ({"cluster": {"workerz": 2}}, ("'workerz'", "workers")),
+    "processes_not_a_bool": ({"cluster": {"processes": "no"}}, ("cluster.processes", "'no'")),
+    "processes_with_jobqueue": ({"cluster": {"jobqueue": "slurm", "processes": False}}, ("processes", "local")),
     "unknown_dataset_key": ({"datasets": [dict(PRESET, colour="red")]}, ("'colour'",)),
     "duplicate_dataset_names": (
         {"datasets": [dict(PRESET, name="a"), {"preset": "4d_eels", "name": "a"}]},

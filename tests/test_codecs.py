@@ -207,6 +207,21 @@ def test_odd_chunk_shapes_both_ways(tmp_path, codec_id, chunks):
     np.testing.assert_array_equal(out, data)
 
 
+@pytest.mark.parametrize("length", [4095, 4097])
+def test_deflate_decoder_refuses_a_stream_of_the_wrong_length_or_corrupt(length):
+    """libdeflate decodes into the chunk's buffer: a short, long or damaged stream must raise, never pass."""
+    import zlib
+
+    enc = get_codec("gzip-1").encoder("uint16")
+    out = np.empty(2048, dtype="uint16")  # 4096 bytes
+    with pytest.raises(Exception, match=r"expected 4096|INSUFFICIENT_SPACE"):
+        enc.decode(zlib.compress(bytes(length), 1), out)
+    good = zlib.compress(np.arange(2048, dtype="uint16").tobytes(), 1)
+    with pytest.raises(Exception, match="BAD_DATA"):
+        enc.decode(good[:-5], out)
+    np.testing.assert_array_equal(enc.decode(good, out), np.arange(2048, dtype="uint16"))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 3. Zarr
 

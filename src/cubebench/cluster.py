@@ -1,8 +1,8 @@
 """One context manager that yields a ``distributed.Client`` for an experiment's ``cluster:`` section.
 
-A LocalCluster of worker processes by default; an existing scheduler by address; or an HPC batch system through
-dask-jobqueue (``jobqueue: slurm`` or ``pbs``). Codec-internal threads are set on every worker before any codec
-runs, so workers x threads never oversubscribes the cores by default.
+A LocalCluster of worker processes by default (or of threads in this process); an existing scheduler by
+address; or an HPC batch system through dask-jobqueue (``jobqueue: slurm`` or ``pbs``). Codec-internal threads
+are set on every worker before any codec runs, so workers x threads never oversubscribes the cores by default.
 """
 
 from __future__ import annotations
@@ -165,33 +165,79 @@ def open_client(spec: ClusterSpec, zarr_concurrency: int = 2) -> Iterator[Client
                     f"(check the queue {spec.queue!r} and the job logs in {spec.log_directory or '.'})"
                 ) from None
         else:
-            # malloc reads its settings when a process starts: they must be in the environment before the spawn
-            spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **MALLOC_ENVIRONMENT}
-            stack.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}))
-            cluster = LocalCluster(
-                n_workers=spec.workers,
-                threads_per_worker=spec.threads_per_worker,
-                processes=True,
-                memory_limit=spec.memory_limit or "auto",
-                # no dashboard, and the scheduler's small HTTP server on a free port: with None it tries 8787 and
-                # warns when another cluster holds it (two test sessions at once)
-                dashboard_address=":0",
-                scheduler_kwargs={"dashboard": False},
-                silence_logs=logging.ERROR,
-                env=env,
-                local_directory=spec.local_directory,
-            )
-            stack.callback(cluster.close)
-            # results straight from the workers: relayed through the scheduler (distributed's default), which
-            # lives in this process too, an hdf5_direct write's encoded bytes crossed TCP twice in the process
-            # that stores them (per GiB of blosc-lz4, main-process CPU 0.21-0.50 core-s relayed, 0.18-0.27
-            # direct). Remote and batch clusters keep the relay: a login node may not reach the workers' ports.
-            client = Client(cluster, direct_to_workers=True)
+            client = _local_client(spec, env, stack)
         stack.callback(client.close)
         client.register_plugin(IgnoreInterrupt())
         client.register_plugin(WorkerMemory())
         client.register_plugin(CodecThreads(env, spec.codec_threads))
         yield client
+
+
+def _local_client(spec: ClusterSpec, env: dict[str, str], stack: contextlib.ExitStack) -> Client:
+    """A LocalCluster of worker processes (or threads of this process, ``processes: false``) and its Client."""
+    if spec.processes:
+        # malloc reads its settings when a process starts: they must be in the environment before the spawn
+        spawn_env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **MALLOC_ENVIRONMENT}
+        stack.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}))
+        where: dict[str, Any] = {"env": env}
+    else:  # thread workers share this process: its environment (restored on exit) and its heap
+        stack.enter_context(environment(env))
+        tune_malloc_here()
+        where = {}
+    cluster = LocalCluster(
+        n_workers=spec.workers,
+        threads_per_worker=spec.threads_per_worker,
+        processes=spec.processes,
+        memory_limit=spec.memory_limit or "auto",
+        # no dashboard, and the scheduler's small HTTP server on a free port: with None it tries 8787 and
+        # warns when another cluster holds it (two test sessions at once)
+        dashboard_address=":0",
+        scheduler_kwargs={"dashboard": False},
+        silence_logs=logging.ERROR,
+        local_directory=spec.local_directory,
+        **where,
+    )
+    stack.callback(cluster.close)
+    # results straight from the workers: relayed through the scheduler (distributed's default), which lives in
+    # this process too, an hdf5_direct write's encoded bytes crossed TCP twice in the process that stores them
+    # (per GiB of blosc-lz4, main-process CPU 0.21-0.50 core-s relayed, 0.18-0.27 direct). Remote and batch
+    # clusters keep the relay: a login node may not reach the workers' ports.
+    return Client(cluster, direct_to_workers=True)
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables in this process for the block; restore the previous values after it."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+#: glibc ``mallopt`` parameter numbers of the :data:`MALLOC_ENVIRONMENT` settings.
+_MALLOPT = {"MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_MMAP_THRESHOLD_": -3}
+
+
+def tune_malloc_here() -> bool:
+    """Apply :data:`MALLOC_ENVIRONMENT` to this running process through glibc's ``mallopt``.
+
+    Thread workers allocate from the main process's heap, which started without those variables. Returns False
+    where the C library has no ``mallopt`` (not glibc): the defaults then stay.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return all(mallopt(_MALLOPT[key], int(value)) == 1 for key, value in MALLOC_ENVIRONMENT.items())
 
 
 def _connect(address: str, timeout: float) -> Client:
@@ -294,6 +340,7 @@ def cluster_description(client: Client, spec: ClusterSpec) -> dict[str, Any]:
     workers = info.get("workers", {})
     return {
         "kind": spec.kind,
+        "processes": spec.processes if spec.kind == "local" else True,
         "workers": len(workers),
         "threads_per_worker": spec.threads_per_worker,
         "codec_threads": spec.codec_threads,

@@ -51,11 +51,15 @@ class ClusterSpec:
 
     ``codec_threads`` is the number of threads each codec may use inside one worker thread (Blosc's
     ``nthreads``); ``workers * threads_per_worker * codec_threads`` should not exceed the cores.
+    ``processes``: a LocalCluster's workers are separate processes (Dask's default: a crash stays in its worker)
+    or threads of the main process (no chunk crosses a process boundary: faster and lighter for codecs that
+    release the GIL, see README "Threads or processes").
     """
 
     workers: int = 2
     threads_per_worker: int = 1
     codec_threads: int = 1
+    processes: bool = True
     memory_limit: str | None = None
     address: str | None = None
     jobqueue: str | None = None
@@ -350,6 +354,11 @@ def _parse_cluster(value: Any, origin: str) -> ClusterSpec:
         raise ConfigError(f"{where}.jobqueue must be one of {', '.join(JOBQUEUE_KINDS)}, got {kwargs['jobqueue']!r}")
     if kwargs.get("address") and kwargs.get("jobqueue"):
         raise ConfigError(f"{where}: 'address' and 'jobqueue' conflict; give one of them")
+    if "processes" in kwargs:
+        if not isinstance(kwargs["processes"], bool):
+            raise ConfigError(f"{where}.processes must be true or false, got {kwargs['processes']!r}")
+        if kwargs.get("address") or kwargs.get("jobqueue"):
+            raise ConfigError(f"{where}.processes applies to the local cluster only, not with address or jobqueue")
     address = kwargs.get("address")
     if address is not None and (not isinstance(address, str) or "://" not in address):
         raise ConfigError(f"{where}.address must look like tcp://host:port, got {address!r}")
