@@ -10,10 +10,11 @@ Sections:
 1. raw codec speed: encode/decode GB/s of each codec's chunk encoder, in-process, one core (the ceiling), the
    codec alone on both cores at once, and zarr-python's own per-chunk path on one core (the ceiling of anything
    that goes through zarr's API);
-2. cubebench write/read GiB/s per backend and codec, and efficiency = throughput / (raw speed x cores used);
+2. cubebench write/read GiB/s per backend and codec, and efficiency = throughput / (raw speed x cores used),
+   with the LocalCluster's 2 workers as processes (the default) and as threads (``processes: false``);
 3. a study-style baseline: load the whole cube, then for each codec and chunking ``create_dataset(data=...)``
-   serially and read back with ``ds[:]``; against cubebench (hdf5_direct) on the same matrix: wall time and peak
-   memory of all processes;
+   serially and read back with ``ds[:]``; against cubebench (hdf5_direct, both kinds of workers) on the same
+   matrix: wall time and peak memory of all processes;
 4. scaling: the same codec-bound cell on 1 and 2 workers.
 """
 
@@ -38,6 +39,8 @@ from cubebench.cube import block_grid
 from cubebench.memory import tree_rss
 
 CODECS = ["blosc-zstd", "blosc-lz4"]
+#: The LocalCluster's workers: ``cluster.processes`` of each kind.
+WORKER_KINDS = {"processes": True, "threads": False}
 BASELINE_CODECS = ["blosc-zstd", "blosc-lz4", "gzip-1"]
 BASELINE_CHUNKS = ["real_space", "balanced"]
 GB = 1e9
@@ -189,7 +192,14 @@ def zarr_library_speed(path: Path, codecs: list[str], folder: Path) -> dict[str,
 
 
 def run_cubebench(
-    path: Path, backends: list[str], codecs: list[str], chunks: list[str], runs: int, workers: int, out: Path
+    path: Path,
+    backends: list[str],
+    codecs: list[str],
+    chunks: list[str],
+    runs: int,
+    workers: int,
+    out: Path,
+    processes: bool = True,
 ) -> dict[str, Any]:
     """Run cubebench in a child process; return its results and the peak RSS of its whole process tree."""
     exp = {
@@ -199,7 +209,7 @@ def run_cubebench(
         "codecs": codecs,
         "chunks": chunks,
         "runs": runs,
-        "cluster": {"workers": workers, "threads_per_worker": 1, "codec_threads": 1},
+        "cluster": {"workers": workers, "threads_per_worker": 1, "codec_threads": 1, "processes": processes},
     }
     spec = out.with_suffix(".json")
     spec.write_text(json.dumps(exp))
@@ -292,48 +302,35 @@ def main() -> None:
         report["ceiling"] = ceiling
         report["zarr_library"] = zarr_library_speed(path, CODECS, folder)
 
-        matrix = run_cubebench(
-            path, ["hdf5", "hdf5_direct", "zarr"], CODECS, ["balanced"], args.runs, 2, folder / "matrix"
-        )
-        ds = matrix.pop("ds")
         rows = []
-        for backend in ["hdf5", "hdf5_direct", "zarr"]:
-            used = 1 if backend == "hdf5" else 2
-            for cid in CODECS:
-                cell = ds.sel(dataset="bench", backend=backend, codec=cid, chunk="balanced")
-                write = float(cell["write_GiBps"].median()) * GIB / GB
-                read = float(cell["read_GiBps"].median()) * GIB / GB
-                rows.append(
-                    {
-                        "backend": backend,
-                        "codec": cid,
-                        "cores": used,
-                        "ratio": float(cell["ratio"].mean()),
-                        "write_GBps": write,
-                        "read_GBps": read,
-                        "write_eff": write / (raw[cid]["encode_GBps"] * used),
-                        "read_eff": read / (raw[cid]["decode_GBps"] * used),
-                        "write_of_ceiling": write / (ceiling if used == 2 else raw)[cid]["encode_GBps"],
-                        "read_of_ceiling": read / (ceiling if used == 2 else raw)[cid]["decode_GBps"],
-                        "peak_GiB": float(cell["peak_memory_bytes"].max()) / GIB,
-                    }
-                )
+        for kind, processes in WORKER_KINDS.items():
+            matrix = run_cubebench(
+                path, BACKENDS, CODECS, ["balanced"], args.runs, 2, folder / f"matrix-{kind}", processes
+            )
+            rows.extend(matrix_rows(matrix.pop("ds"), kind, raw, ceiling))
         report["matrix"] = rows
 
         base = run_baseline(path, folder, BASELINE_CODECS, BASELINE_CHUNKS)
-        cb = run_cubebench(path, ["hdf5_direct"], BASELINE_CODECS, BASELINE_CHUNKS, 1, 2, folder / "vs_baseline")
-        cb.pop("ds")
         report["baseline"] = base
-        report["cubebench_same_matrix"] = cb
         # the same matrix on a slice of one real_space chunk (32 x 32 frames): what cubebench holds whatever the
         # cube size (interpreters, imported libraries, the cluster, the largest chunk in flight)
         small = folder / "small.npy"
         cube = np.load(path, mmap_mode="r")
         np.save(small, cube[:32, :32])
         del cube
-        floor = run_cubebench(small, ["hdf5_direct"], BASELINE_CODECS, BASELINE_CHUNKS, 1, 2, folder / "floor")
-        floor.pop("ds")
-        report["cubebench_floor"] = {**floor, "gib": small.stat().st_size / GIB}
+        report["cubebench_same_matrix"] = {}
+        report["cubebench_floor"] = {}
+        for kind, processes in WORKER_KINDS.items():
+            cb = run_cubebench(
+                path, ["hdf5_direct"], BASELINE_CODECS, BASELINE_CHUNKS, 1, 2, folder / f"vs-{kind}", processes
+            )
+            cb.pop("ds")
+            report["cubebench_same_matrix"][kind] = cb
+            floor = run_cubebench(
+                small, ["hdf5_direct"], BASELINE_CODECS, BASELINE_CHUNKS, 1, 2, folder / f"floor-{kind}", processes
+            )
+            floor.pop("ds")
+            report["cubebench_floor"][kind] = {**floor, "gib": small.stat().st_size / GIB}
 
         scaling = {}
         for workers in (1, 2):
@@ -351,6 +348,37 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, default=float))
     print_tables(report)
+
+
+BACKENDS = ["hdf5", "hdf5_direct", "zarr"]
+
+
+def matrix_rows(ds: Any, kind: str, raw: dict[str, Any], ceiling: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per backend x codec of a matrix run: throughput, efficiency, peak memory."""
+    rows = []
+    for backend in BACKENDS:
+        used = 1 if backend == "hdf5" else 2
+        for cid in CODECS:
+            cell = ds.sel(dataset="bench", backend=backend, codec=cid, chunk="balanced")
+            write = float(cell["write_GiBps"].median()) * GIB / GB
+            read = float(cell["read_GiBps"].median()) * GIB / GB
+            rows.append(
+                {
+                    "workers": kind,
+                    "backend": backend,
+                    "codec": cid,
+                    "cores": used,
+                    "ratio": float(cell["ratio"].mean()),
+                    "write_GBps": write,
+                    "read_GBps": read,
+                    "write_eff": write / (raw[cid]["encode_GBps"] * used),
+                    "read_eff": read / (raw[cid]["decode_GBps"] * used),
+                    "write_of_ceiling": write / (ceiling if used == 2 else raw)[cid]["encode_GBps"],
+                    "read_of_ceiling": read / (ceiling if used == 2 else raw)[cid]["decode_GBps"],
+                    "peak_GiB": float(cell["peak_memory_bytes"].max()) / GIB,
+                }
+            )
+    return rows
 
 
 def print_tables(r: dict[str, Any]) -> None:
@@ -374,38 +402,52 @@ def print_tables(r: dict[str, Any]) -> None:
             )
     print("\ncubebench throughput (balanced chunks, 2 workers x 1 thread, median of runs) and efficiency\n")
     print(
-        "| backend | codec | cores | ratio | write GB/s | write eff. | of 2-core ceiling | read GB/s | read eff. "
-        "| of 2-core ceiling | peak memory GiB |"
+        "| workers | backend | codec | cores | ratio | write GB/s | write eff. | of 2-core ceiling | read GB/s "
+        "| read eff. | of 2-core ceiling | peak memory GiB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in r["matrix"]:
         print(
-            f"| {row['backend']} | {row['codec']} | {row['cores']} | {row['ratio']:.2f} | {row['write_GBps']:.3f} | "
-            f"{row['write_eff']:.2f} | {row.get('write_of_ceiling', float('nan')):.2f} | {row['read_GBps']:.3f} | "
-            f"{row['read_eff']:.2f} | {row.get('read_of_ceiling', float('nan')):.2f} | {row['peak_GiB']:.2f} |"
+            f"| {row.get('workers', 'processes')} | {row['backend']} | {row['codec']} | {row['cores']} | "
+            f"{row['ratio']:.2f} | {row['write_GBps']:.3f} | {row['write_eff']:.2f} | "
+            f"{row.get('write_of_ceiling', float('nan')):.2f} | {row['read_GBps']:.3f} | {row['read_eff']:.2f} | "
+            f"{row.get('read_of_ceiling', float('nan')):.2f} | {row['peak_GiB']:.2f} |"
         )
-    by = {(row["backend"], row["codec"]): row for row in r["matrix"]}
+    by = {(row.get("workers", "processes"), row["backend"], row["codec"]): row for row in r["matrix"]}
+    kinds = list(dict.fromkeys(key[0] for key in by))
     if "zarr_library" in r:
-        print("\n| codec | zarr write / (2 x zarr's own path) | zarr read / (2 x zarr's own path) |\n|---|---|---|")
-        for cid, v in r["zarr_library"].items():
-            z = by[("zarr", cid)]
-            write, read = z["write_GBps"] / (2 * v["write_GBps"]), z["read_GBps"] / (2 * v["read_GBps"])
-            print(f"| {cid} | {write:.2f} | {read:.2f} |")
-    print("\n| codec | hdf5_direct / hdf5 write | hdf5_direct / hdf5 read |\n|---|---|---|")
-    for cid in CODECS:
-        d, h = by[("hdf5_direct", cid)], by[("hdf5", cid)]
-        print(f"| {cid} | {d['write_GBps'] / h['write_GBps']:.2f}x | {d['read_GBps'] / h['read_GBps']:.2f}x |")
-    b, c = r["baseline"], r["cubebench_same_matrix"]
-    print(f"\nStudy-style baseline vs cubebench (hdf5_direct), codecs {BASELINE_CODECS} x chunks {BASELINE_CHUNKS}\n")
-    print("| | wall time s | peak memory GiB |\n|---|---|---|")
-    print(f"| study-style script | {b['wall_seconds']:.1f} | {b['peak_rss'] / GIB:.2f} |")
-    print(f"| cubebench | {c['wall_seconds']:.1f} | {c['peak_rss'] / GIB:.2f} |")
-    print(f"| ratio | {c['wall_seconds'] / b['wall_seconds']:.2f}x | {c['peak_rss'] / b['peak_rss']:.2f}x |")
-    if "cubebench_floor" in r:
-        f = r["cubebench_floor"]
         print(
-            f"| cubebench, same matrix on a {f['gib'] * 1024:.0f} MiB slice (its fixed floor) | "
-            f"{f['wall_seconds']:.1f} | {f['peak_rss'] / GIB:.2f} |"
+            "\n| workers | codec | zarr write / (2 x zarr's own path) | zarr read / (2 x zarr's own path) |\n"
+            "|---|---|---|---|"
+        )
+        for kind in kinds:
+            for cid, v in r["zarr_library"].items():
+                z = by[(kind, "zarr", cid)]
+                write, read = z["write_GBps"] / (2 * v["write_GBps"]), z["read_GBps"] / (2 * v["read_GBps"])
+                print(f"| {kind} | {cid} | {write:.2f} | {read:.2f} |")
+    print("\n| workers | codec | hdf5_direct / hdf5 write | hdf5_direct / hdf5 read |\n|---|---|---|---|")
+    for kind in kinds:
+        for cid in CODECS:
+            d, h = by[(kind, "hdf5_direct", cid)], by[(kind, "hdf5", cid)]
+            ratio_w, ratio_r = d["write_GBps"] / h["write_GBps"], d["read_GBps"] / h["read_GBps"]
+            print(f"| {kind} | {cid} | {ratio_w:.2f}x | {ratio_r:.2f}x |")
+    b = r["baseline"]
+    same = r["cubebench_same_matrix"]
+    same = same if "wall_seconds" not in same else {"processes": same}
+    floors = r.get("cubebench_floor", {})
+    floors = floors if "wall_seconds" not in floors else {"processes": floors}
+    print(f"\nStudy-style baseline vs cubebench (hdf5_direct), codecs {BASELINE_CODECS} x chunks {BASELINE_CHUNKS}\n")
+    print("| | wall time s | peak memory GiB | wall / script | memory / script |\n|---|---|---|---|---|")
+    print(f"| study-style script | {b['wall_seconds']:.1f} | {b['peak_rss'] / GIB:.2f} | 1 | 1 |")
+    for kind, c in same.items():
+        print(
+            f"| cubebench, worker {kind} | {c['wall_seconds']:.1f} | {c['peak_rss'] / GIB:.2f} | "
+            f"{c['wall_seconds'] / b['wall_seconds']:.2f}x | {c['peak_rss'] / b['peak_rss']:.2f}x |"
+        )
+    for kind, f in floors.items():
+        print(
+            f"| cubebench, worker {kind}, same matrix on a {f['gib'] * 1024:.0f} MiB slice (its fixed floor) | "
+            f"{f['wall_seconds']:.1f} | {f['peak_rss'] / GIB:.2f} | | |"
         )
     s = r["scaling"]
     one, two = s[1] if 1 in s else s["1"], s[2] if 2 in s else s["2"]

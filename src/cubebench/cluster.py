@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from typing import TYPE_CHECKING, Any
 
@@ -183,6 +184,17 @@ def _local_client(spec: ClusterSpec, env: dict[str, str], stack: contextlib.Exit
     else:  # thread workers share this process: its environment (restored on exit) and its heap
         stack.enter_context(environment(env))
         tune_malloc_here()
+        if "zarr" in sys.modules:  # imported already: its configuration read the environment before
+            import zarr
+
+            stack.enter_context(
+                zarr.config.set(
+                    {
+                        "async.concurrency": int(env["ZARR_ASYNC__CONCURRENCY"]),
+                        "threading.max_workers": int(env["ZARR_THREADING__MAX_WORKERS"]),
+                    }
+                )
+            )
         where = {}
     cluster = LocalCluster(
         n_workers=spec.workers,
