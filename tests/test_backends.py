@@ -106,3 +106,43 @@ def test_write_empty_chunks_is_honoured(client: object, tmp_path: Path) -> None:
 def test_unknown_backend() -> None:
     with pytest.raises(BackendError, match=r"hdf6.*valid: hdf5"):
         get_backend("hdf6")
+
+
+def test_writeback_ahead_flushes_while_writing_and_reports_a_failed_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Single writers start the disk's work every step; a flush that fails (a full disk) fails the write."""
+    import errno
+    import os
+
+    from cubebench.backends.base import WritebackAhead
+
+    real = os.fdatasync
+    flushed: list[int] = []
+
+    def recording(fd: int) -> None:
+        flushed.append(os.fstat(fd).st_size)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", recording)
+    target = tmp_path / "stream.bin"
+    payload = np.random.default_rng(0).integers(0, 255, 2**16, dtype=np.uint8).tobytes()
+    with open(target, "wb") as f, WritebackAhead(target, step=2**17) as writeback:
+        for _ in range(16):
+            f.write(payload)
+            f.flush()
+            writeback.wrote(len(payload))
+    assert flushed and all(size >= 2**17 for size in flushed)
+    assert target.read_bytes() == payload * 16
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdatasync", full)
+    with (
+        pytest.raises(OSError, match="No space left"),
+        open(target, "wb") as f,
+        WritebackAhead(target, step=1) as writeback,
+    ):
+        f.write(payload)
+        writeback.wrote(len(payload))

@@ -149,6 +149,55 @@ def fsync_tree(target: Path) -> None:
             os.close(fd)
 
 
+#: Bytes a single writer stores between two background flushes (:class:`WritebackAhead`).
+WRITEBACK_STEP = 64 * 2**20
+
+
+class WritebackAhead:
+    """Flush a file to disk from a helper thread while its single writer is still appending to it.
+
+    Every :data:`WRITEBACK_STEP` bytes stored (see :meth:`wrote`), an ``fdatasync`` starts in the background
+    unless the previous one still runs, so the disk works while the workers encode and the final fsync (inside
+    the timed write, as always) waits for the tail only. An error of a flush (ENOSPC, EIO) is raised by
+    :meth:`close`.
+    """
+
+    def __init__(self, path: Path, step: int = WRITEBACK_STEP) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.fd = os.open(path, os.O_RDONLY)
+        self.step = step
+        self.since = 0
+        self.pending: Any = None
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="cubebench-writeback")
+
+    def wrote(self, nbytes: int) -> None:
+        """Count ``nbytes`` just stored; start a flush when a step is full and none is running."""
+        self.since += nbytes
+        if self.since >= self.step and (self.pending is None or self.pending.done()):
+            self._check()
+            self.pending = self.executor.submit(os.fdatasync, self.fd)
+            self.since = 0
+
+    def _check(self) -> None:
+        if self.pending is not None:
+            self.pending.result()
+
+    def close(self) -> None:
+        """Wait for the running flush, release the thread and the descriptor; raise a flush's error."""
+        try:
+            self._check()
+        finally:
+            self.executor.shutdown(wait=True)
+            os.close(self.fd)
+
+    def __enter__(self) -> WritebackAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def drop_page_cache(target: Path) -> None:
     """Ask the kernel to drop ``target``'s cached pages (``posix_fadvise(DONTNEED)``; no root needed)."""
     paths = [target] if target.is_file() else [p for p in target.rglob("*") if p.is_file()]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.backends._frames import block_checksums, frame_tiles, require_codec, require_dtype, tile_shape
-from cubebench.backends.base import Backend, ReadBack, WriteSettings, fsync_tree
+from cubebench.backends.base import Backend, ReadBack, WritebackAhead, WriteSettings, fsync_tree
 from cubebench.cube import Block, StagedCube
 from cubebench.parallel import BATCH_BYTES, run_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
@@ -74,7 +74,7 @@ class CSRBackend(Backend):
         sy, sx, dy, _ = staged.shape
         dtype = np.dtype(staged.dtype)
         work = frame_tiles(staged.shape, chunks, dtype.itemsize)
-        with h5py.File(target, "w") as f:
+        with h5py.File(target, "w") as f, WritebackAhead(target) as writeback:
             f.attrs.update(
                 {"cubebench_format": FORMAT, "cubebench_format_version": 1, "shape": staged.shape, "dtype": dtype.str}
             )
@@ -95,6 +95,7 @@ class CSRBackend(Backend):
                     indptr[block[0], block[1]] = tile_indptr
                     offsets[block[0], block[1]] = end + np.cumsum(nnz).reshape(nnz.shape) - nnz
                     end += n
+                    writeback.wrote(tile_data.nbytes + tile_indices.nbytes + tile_indptr.nbytes)
             f.flush()
         fsync_tree(target)
 

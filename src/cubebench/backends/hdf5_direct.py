@@ -16,6 +16,7 @@ import numpy as np
 from cubebench.backends.base import (
     Backend,
     ReadBack,
+    WritebackAhead,
     WriteSettings,
     encoder_for,
     fsync_tree,
@@ -73,11 +74,12 @@ class HDF5DirectBackend(Backend):
         dtype = np.dtype(staged.dtype)
         work = batches(staged.shape, chunks, dtype.itemsize, STREAM_BATCH_BYTES)
         results = run_batches(client, _encode_batch, work, staged, codec.id, chunks)  # workers start now
-        with h5py.File(target, "w") as f:
+        with h5py.File(target, "w") as f, WritebackAhead(target) as writeback:
             ds = create_emd_dataset(f, staged.shape, dtype, chunks, codec)
             for encoded in results:
                 for offset, data in encoded:
                     ds.id.write_direct_chunk(offset, data)
+                    writeback.wrote(data.nbytes)
             f.flush()
         fsync_tree(target)
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.backends._frames import require_codec, require_dtype
-from cubebench.backends.base import Backend, ReadBack, WriteSettings, fsync_tree
+from cubebench.backends.base import Backend, ReadBack, WritebackAhead, WriteSettings, fsync_tree
 from cubebench.cube import Block, StagedCube, block_grid, checksum_stream
 from cubebench.parallel import BATCH_BYTES, run_ordered
 from cubebench.patterns import PatternResult, Selection, TilePart, combine, reduce_tile
@@ -67,10 +67,11 @@ class NpyGzipBackend(Backend):
         np.lib.format.write_array_header_1_0(
             header, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": staged.shape}
         )
-        with open(target, "wb") as f:
+        with open(target, "wb") as f, WritebackAhead(target) as writeback:
             f.write(gzip.compress(header.getvalue(), compresslevel=level, mtime=0))
             for member in run_ordered(client, _gzip_slab, slabs(staged.shape, dtype.itemsize), staged, level):
                 f.write(member)
+                writeback.wrote(len(member))
             f.flush()
         fsync_tree(target)
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.backends._frames import require_codec, require_dtype
-from cubebench.backends.base import Backend, ReadBack, WriteSettings, fsync_tree, padded
+from cubebench.backends.base import Backend, ReadBack, WritebackAhead, WriteSettings, fsync_tree, padded
 from cubebench.cube import Block, StagedCube, checksum
 from cubebench.parallel import BATCH_BYTES, batches, run_batches
 from cubebench.patterns import (
@@ -83,7 +83,7 @@ class Uint8OverflowBackend(Backend):
         dtype = np.dtype(staged.dtype)
         index_dtype = overflow_index_dtype(chunks)
         grid = tuple(-(-s // c) for s, c in zip(staged.shape, chunks, strict=True))
-        with h5py.File(target, "w") as f:
+        with h5py.File(target, "w") as f, WritebackAhead(target) as writeback:
             f.attrs.update(
                 {
                     "cubebench_format": FORMAT,
@@ -104,6 +104,7 @@ class Uint8OverflowBackend(Backend):
             ):
                 for chunk_index, block, raw, idx, val in encoded:
                     ds.id.write_direct_chunk(tuple(b.start for b in block), raw)
+                    writeback.wrote(len(raw) + idx.nbytes + val.nbytes)
                     n = int(idx.size)
                     if n:
                         index.resize((end + n,))
