@@ -194,8 +194,9 @@ def test_workers_sample_their_own_peak_memory(client: Any) -> None:
     """Workers outside this process tree (batch jobs, other hosts) are counted by their own samplers."""
     import psutil
 
-    from cubebench.cluster import reset_worker_peaks, worker_peaks_outside
+    from cubebench.cluster import WorkerMemory, reset_worker_peaks, worker_peaks_outside
 
+    client.register_plugin(WorkerMemory())  # what remote and batch clusters get (a LocalCluster is sampled here)
     here = {p.pid for p in psutil.Process().children(recursive=True)}
     reset_worker_peaks(client)
     client.submit(np.ones, 2**25, dtype=np.uint8, pure=False).result()  # 32 MiB on one worker

@@ -169,7 +169,8 @@ def open_client(spec: ClusterSpec, zarr_concurrency: int = 2) -> Iterator[Client
             client = _local_client(spec, env, stack)
         stack.callback(client.close)
         client.register_plugin(IgnoreInterrupt())
-        client.register_plugin(WorkerMemory())
+        if spec.kind != "local":  # a LocalCluster's workers are this process or its children: sampled here
+            client.register_plugin(WorkerMemory())
         client.register_plugin(CodecThreads(env, spec.codec_threads))
         yield client
 
