@@ -173,10 +173,15 @@ def test_main_process_sigkilled_then_resume_runs_only_missing(tmp_path: Path) ->
 # --- Ctrl-C ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_interrupt_keeps_finished_cells_and_cleans_scratch(tmp_path: Path, signum: int) -> None:
+@pytest.mark.parametrize(
+    ("signum", "processes"),
+    [(signal.SIGINT, True), (signal.SIGTERM, True), (signal.SIGINT, False)],
+    ids=["ctrl-c", "sigterm", "ctrl-c-thread-workers"],
+)
+def test_interrupt_keeps_finished_cells_and_cleans_scratch(tmp_path: Path, signum: int, processes: bool) -> None:
     out, scratch = tmp_path / "res", tmp_path / "scratch"
-    exp = experiment(datasets=[dict(DIFF, scale=0.0625)], runs=2, scratch=str(scratch))
+    cluster = {"workers": 2, "threads_per_worker": 1, "processes": processes}
+    exp = experiment(datasets=[dict(DIFF, scale=0.0625)], runs=2, scratch=str(scratch), cluster=cluster)
     proc = cli_process(exp, tmp_path, out)
     wait_for_lines(proc, out / LOG_FILE, 2)
     start = time.monotonic()
