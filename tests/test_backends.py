@@ -146,3 +146,39 @@ def test_writeback_ahead_flushes_while_writing_and_reports_a_failed_flush(
     ):
         f.write(payload)
         writeback.wrote(len(payload))
+
+
+def test_zarr_chunk_files_are_fsynced_by_the_workers_and_a_failed_fsync_fails_the_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each chunk file is fsynced in the background of the worker that wrote it, the write ends only after all
+    of them, and an fsync that fails (a disk error) fails the write. Thread workers, so the probe sees them."""
+    import errno
+    import os
+
+    from cubebench.cluster import open_client
+    from cubebench.experiment import ClusterSpec
+
+    real = os.fsync
+    synced: list[str] = []
+
+    def recording(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    staged = stage_array(sparse_counts(SHAPE), tmp_path)
+    backend, codec = get_backend("zarr"), CODECS["blosc-lz4"]
+    with open_client(ClusterSpec(workers=2, processes=False)) as client:
+        monkeypatch.setattr(os, "fsync", recording)
+        backend.write(client, staged, codec, CHUNKS, tmp_path / "ok.zarr", WriteSettings())
+        chunk_files = {str(p) for p in (tmp_path / "ok.zarr").rglob("*") if p.is_file() and p.name != "zarr.json"}
+        assert len(chunk_files) == 3 * 2 * 2 * 2 and chunk_files <= set(synced)
+
+        def failing(fd: int) -> None:
+            if "/c/" in os.readlink(f"/proc/self/fd/{fd}"):
+                raise OSError(errno.EIO, "Input/output error")
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", failing)
+        with pytest.raises(OSError, match="Input/output error"):
+            backend.write(client, staged, codec, CHUNKS, tmp_path / "bad.zarr", WriteSettings())

@@ -8,6 +8,7 @@ spread over a ``distributed.Client`` in batches of chunks (:mod:`cubebench.paral
 from __future__ import annotations
 
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from cubebench.codecs import ChunkEncoder, CodecSpec, get_codec
 from cubebench.patterns import PatternResult, Selection, selection
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
     from distributed import Client
@@ -147,6 +149,45 @@ def fsync_tree(target: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+#: fsyncs one worker process runs at once in the background (:func:`sync_soon`): they wait on the disk, not the
+#: CPU, and concurrent ones share the filesystem's journal commits.
+SYNC_THREADS = 4
+_sync_pool: Any = None
+_sync_pending: dict[str, list[Any]] = {}
+_sync_lock = threading.Lock()
+
+
+def sync_soon(key: str, paths: Iterable[Path]) -> None:
+    """fsync ``paths`` in this process's background threads, so the worker goes on encoding meanwhile.
+
+    Files written by many workers (a Zarr store's chunk files) are made durable where they were written, while
+    the write goes on; :func:`wait_synced` with the same ``key`` (on every worker, after the write) waits for them,
+    so the timed write still ends only when every file is on disk.
+    """
+    global _sync_pool
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _sync_lock:
+        if _sync_pool is None:
+            _sync_pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="cubebench-fsync")
+        futures = _sync_pending.setdefault(key, [])
+        futures.extend(_sync_pool.submit(fsync_tree, path) for path in paths)
+
+
+async def wait_synced(key: str) -> int:
+    """Wait for this process's fsyncs started under ``key``; raise the first one's error. Returns their number.
+
+    A coroutine, so that ``client.run(wait_synced, key)`` waits inside each worker's event loop without blocking it.
+    """
+    import asyncio
+
+    with _sync_lock:
+        futures = _sync_pending.pop(key, [])
+    for future in futures:
+        await asyncio.wrap_future(future)
+    return len(futures)
 
 
 #: Bytes a single writer stores between two background flushes (:class:`WritebackAhead`).

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cubebench.backends.base import Backend, ReadBack, WriteSettings, fsync_tree
+from cubebench.backends.base import Backend, ReadBack, WriteSettings, fsync_tree, sync_soon, wait_synced
 from cubebench.cube import Block, StagedCube, block_shape, checksum, largest_block_bytes, thread_buffer
 from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
@@ -65,9 +65,14 @@ class ZarrBackend(Backend):
         )
         block = self.storage_block(chunks, settings)
         work = batches(staged.shape, block, dtype.itemsize, STREAM_BATCH_BYTES)
+        workers = set(client.scheduler_info(n_workers=-1).get("workers", {}))
         for _ in run_batches(client, _write_batch, work, staged, str(target), settings.write_empty_chunks):
             pass
-        fsync_tree(target / "zarr.json")  # the chunk files were fsynced by the workers that wrote them
+        # the chunk files are being fsynced by the workers that wrote them: wait until every one is on disk
+        client.run(wait_synced, str(target))
+        if workers - set(client.scheduler_info(n_workers=-1).get("workers", {})):
+            fsync_tree(target)  # a worker was lost with fsyncs pending: make the whole store durable from here
+        fsync_tree(target / "zarr.json")
 
     def read(self, client: Client, target: Path, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:
         """Each worker reads and decodes whole chunks (or shards) of its batch."""
@@ -121,11 +126,10 @@ def _write_batch(group: list[tuple[ChunkIndex, Block]], staged: StagedCube, path
     blocks = [block for _, block in group]
     for block, data in zip(blocks, staged.iter_blocks(blocks), strict=True):
         array[block] = data
-    # make this batch's chunk (or shard) files durable here, in parallel, rather than file by file in the client
-    for index, _ in group:
-        chunk_file = Path(path) / array.metadata.encode_chunk_key(index)
-        if chunk_file.exists():
-            fsync_tree(chunk_file)
+    # make this batch's chunk (or shard) files durable here, in the background while the next batch is encoded,
+    # rather than file by file in the client
+    files = (Path(path) / array.metadata.encode_chunk_key(index) for index, _ in group)
+    sync_soon(path, [chunk_file for chunk_file in files if chunk_file.exists()])
 
 
 def _read_batch(group: list[tuple[ChunkIndex, Block]], path: str) -> dict[ChunkIndex, int]:
