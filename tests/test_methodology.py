@@ -183,9 +183,13 @@ def test_merge_two_machines_from_the_cli(tmp_path: Path, capsys: pytest.CaptureF
     assert "already exists" in capsys.readouterr().err
 
 
-def test_local_cluster_client_fetches_results_from_the_workers(client: Any) -> None:
+def test_local_cluster_fetches_results_from_the_workers_and_runs_no_profiler(client: Any) -> None:
     """The main process stores hdf5_direct's bytes: they must not also cross the scheduler's relay."""
     assert client.direct_to_workers is True
+    import dask
+
+    # the dashboard's statistical profiler is off in the workers (it holds the GIL 100 times a second)
+    assert not any(client.run(lambda: dask.config.get("distributed.worker.profile.enabled")).values())
     future = client.submit(np.arange, 2**18, dtype=np.uint16, pure=False)
     assert int(future.result().sum()) == int(np.arange(2**18, dtype=np.uint16).sum())
 
