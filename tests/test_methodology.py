@@ -131,6 +131,7 @@ def test_thread_workers_store_and_verify_the_same_bytes_as_worker_processes(tmp_
     assert int(threads["peak_memory_bytes"].where(threads["status"] == "ok").min()) > 0
     cluster = json.loads(threads.attrs["cluster"])
     assert cluster["processes"] is False and cluster["total_threads"] == 2
+    assert not threads["worker_processes"].any() and processes["worker_processes"].all()
     assert tune_malloc_here() is True and len(MALLOC_ENVIRONMENT) == 2  # glibc here: the heap takes the settings
 
 

@@ -71,6 +71,8 @@ class CellResult:
     sharded: bool = False
     #: Whether the write read the source from a chunk-major staged copy (experiment ``layout: chunked``).
     chunk_major: bool = False
+    #: Whether the workers were processes (False: threads of the main process, ``cluster.processes: false``).
+    worker_processes: bool = True
     started: str = ""
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -149,6 +151,7 @@ _DESCRIPTIONS = {
         "main process's tree (batch jobs, other hosts) add their own peaks"
     ),
     "status": "ok | failed | unverified | unavailable | skipped | missing",
+    "worker_processes": "the workers were processes (false: threads of the main process, cluster.processes)",
 }
 
 
@@ -193,6 +196,7 @@ def records_to_dataset(
     data["verified"] = np.zeros(shape, dtype=bool)
     data["sharded"] = np.zeros(shape, dtype=bool)
     data["chunk_major"] = np.zeros(shape, dtype=bool)
+    data["worker_processes"] = np.ones(shape, dtype=bool)
     status = np.full(shape, "missing", dtype=object)
     reason = np.full(shape, "", dtype=object)
     cache = np.full(shape, "", dtype=object)
@@ -205,6 +209,7 @@ def records_to_dataset(
         data["verified"][pos] = cell.verified
         data["sharded"][pos] = cell.sharded
         data["chunk_major"][pos] = cell.chunk_major
+        data["worker_processes"][pos] = cell.worker_processes
         status[pos] = cell.status
         reason[pos] = cell.reason
         cache[pos] = cell.cache

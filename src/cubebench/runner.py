@@ -406,6 +406,7 @@ class _Session:
             cache=self.exp.cache,
             write_empty_chunks=self.settings.write_empty_chunks,
             sharded=self.settings.shards and backend.name == "zarr",
+            worker_processes=bool(self.cluster_info.get("processes", True)),
             started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
         try:
