@@ -151,12 +151,23 @@ def fsync_tree(target: Path) -> None:
             os.close(fd)
 
 
-#: fsyncs one worker process runs at once in the background (:func:`sync_soon`): they wait on the disk, not the
-#: CPU, and concurrent ones share the filesystem's journal commits.
+#: Disk flushes one process runs at once in the background (:func:`sync_soon`, :class:`WritebackAhead`): they
+#: wait on the disk, not the CPU, and concurrent ones share the filesystem's journal commits.
 SYNC_THREADS = 4
 _sync_pool: Any = None
 _sync_pending: dict[str, list[Any]] = {}
 _sync_lock = threading.Lock()
+
+
+def _flusher() -> Any:
+    """This process's thread pool for background flushes (started on first use, kept for the process)."""
+    global _sync_pool
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _sync_lock:
+        if _sync_pool is None:
+            _sync_pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="cubebench-fsync")
+        return _sync_pool
 
 
 def sync_soon(key: str, paths: Iterable[Path]) -> None:
@@ -166,14 +177,9 @@ def sync_soon(key: str, paths: Iterable[Path]) -> None:
     the write goes on; :func:`wait_synced` with the same ``key`` (on every worker, after the write) waits for them,
     so the timed write still ends only when every file is on disk.
     """
-    global _sync_pool
-    from concurrent.futures import ThreadPoolExecutor
-
+    futures = [_flusher().submit(fsync_tree, path) for path in paths]
     with _sync_lock:
-        if _sync_pool is None:
-            _sync_pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="cubebench-fsync")
-        futures = _sync_pending.setdefault(key, [])
-        futures.extend(_sync_pool.submit(fsync_tree, path) for path in paths)
+        _sync_pending.setdefault(key, []).extend(futures)
 
 
 async def wait_synced(key: str) -> int:
@@ -204,20 +210,17 @@ class WritebackAhead:
     """
 
     def __init__(self, path: Path, step: int = WRITEBACK_STEP) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self.fd = os.open(path, os.O_RDONLY)
         self.step = step
         self.since = 0
         self.pending: Any = None
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="cubebench-writeback")
 
     def wrote(self, nbytes: int) -> None:
         """Count ``nbytes`` just stored; start a flush when a step is full and none is running."""
         self.since += nbytes
         if self.since >= self.step and (self.pending is None or self.pending.done()):
             self._check()
-            self.pending = self.executor.submit(os.fdatasync, self.fd)
+            self.pending = _flusher().submit(os.fdatasync, self.fd)
             self.since = 0
 
     def _check(self) -> None:
@@ -225,11 +228,10 @@ class WritebackAhead:
             self.pending.result()
 
     def close(self) -> None:
-        """Wait for the running flush, release the thread and the descriptor; raise a flush's error."""
+        """Wait for the running flush and release the descriptor; raise a flush's error."""
         try:
-            self._check()
+            self._check()  # waits for the running flush, which uses the descriptor
         finally:
-            self.executor.shutdown(wait=True)
             os.close(self.fd)
 
     def __enter__(self) -> WritebackAhead:
