@@ -182,3 +182,36 @@ def test_zarr_chunk_files_are_fsynced_by_the_workers_and_a_failed_fsync_fails_th
         monkeypatch.setattr(os, "fsync", failing)
         with pytest.raises(OSError, match="Input/output error"):
             backend.write(client, staged, codec, CHUNKS, tmp_path / "bad.zarr", WriteSettings())
+
+
+def test_direct_chunk_reads_decode_in_place_and_refuse_short_or_masked_chunks(tmp_path: Path) -> None:
+    import os
+
+    from cubebench.backends.hdf5_direct import _decode_chunk
+    from cubebench.codecs import get_codec
+
+    chunk = sparse_counts((2, 3, 16, 16))
+    encoders = {cid: get_codec(cid).encoder(chunk.dtype) for cid in ("none", "blosc-zstd")}
+    stored = {cid: enc.encode(chunk) for cid, enc in encoders.items()}
+    path = tmp_path / "chunks.bin"
+    path.write_bytes(stored["none"] + stored["blosc-zstd"])
+    out = np.empty_like(chunk)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        n = len(stored["none"])
+        _decode_chunk(fd, str(path), (0,), (0, n, 0), encoders["none"], out, n)
+        np.testing.assert_array_equal(out, chunk)
+        out[...] = 7
+        m = len(stored["blosc-zstd"])
+        _decode_chunk(fd, str(path), (1,), (n, m, 0), encoders["blosc-zstd"], out, m)
+        np.testing.assert_array_equal(out, chunk)
+        _decode_chunk(fd, str(path), (2,), None, encoders["blosc-zstd"], out, m)  # never written: the fill value
+        assert not out.any()
+        with pytest.raises(
+            OSError, match=r"chunk \(1,\) of .*chunks.bin: read \d+ of its \d+ stored bytes \(the file is truncated\)"
+        ):
+            _decode_chunk(fd, str(path), (1,), (n + 10, m, 0), encoders["blosc-zstd"], out, m)
+        with pytest.raises(OSError, match="filter mask 1"):
+            _decode_chunk(fd, str(path), (1,), (n, m, 1), encoders["blosc-zstd"], out, m)
+    finally:
+        os.close(fd)

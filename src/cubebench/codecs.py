@@ -419,6 +419,11 @@ class _RawEncoder(_Encoder):
         _copy_into(out, data)
 
 
+def stores_raw(encoder: ChunkEncoder) -> bool:
+    """Whether ``encoder`` stores a chunk's bytes as they are (no filter), so a reader may read them in place."""
+    return isinstance(encoder, _RawEncoder)
+
+
 @dataclass(frozen=True, kw_only=True)
 class _DeflateEncoder(_Encoder):
     """HDF5 deflate (filter 1) stores a zlib stream: ``zlib.compress(data, level)`` (not gzip framing).

@@ -23,7 +23,8 @@ from cubebench.backends.base import (
     padded,
 )
 from cubebench.backends.hdf5_filter import DATA_PATH, create_emd_dataset
-from cubebench.cube import Block, StagedCube, checksum, thread_buffer
+from cubebench.codecs import stores_raw
+from cubebench.cube import Block, StagedCube, checksum, thread_buffer, thread_bytes
 from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches
 from cubebench.patterns import (
     PatternResult,
@@ -38,11 +39,12 @@ from cubebench.patterns import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
     from distributed import Client
 
-    from cubebench.codecs import CodecSpec
+    from cubebench.codecs import ChunkEncoder, CodecSpec
 
 ChunkIndex = tuple[int, ...]
 
@@ -176,7 +178,7 @@ def _encode_batch(
 
 
 def _read_batch(
-    group: list[tuple[ChunkIndex, Block, tuple[int, int, int] | None]],
+    group: list[tuple[ChunkIndex, Block, Location]],
     path: str,
     codec_id: str,
     dtype: str,
@@ -184,22 +186,45 @@ def _read_batch(
 ) -> dict[ChunkIndex, int]:
     encoder = encoder_for(codec_id, dtype)
     buffer = thread_buffer(chunks, dtype)
+    capacity = _largest_stored(location for _, _, location in group)
     sums: dict[ChunkIndex, int] = {}
     fd = os.open(path, os.O_RDONLY)
     try:
         for index, block, location in group:
-            if location is None:  # never written: HDF5 would return the fill value
-                buffer[...] = 0
-            else:
-                offset, size, mask = location
-                if mask:
-                    raise OSError(f"chunk {index} of {path} was stored with filter mask {mask}")
-                encoder.decode(os.pread(fd, size, offset), buffer)
+            _decode_chunk(fd, path, index, location, encoder, buffer, capacity)
             valid = tuple(slice(0, b.stop - b.start) for b in block)
             sums[index] = checksum(buffer[valid])
     finally:
         os.close(fd)
     return sums
+
+
+def _largest_stored(locations: Iterable[Location]) -> int:
+    """Bytes of the largest stored chunk among ``locations``: the :func:`thread_bytes` capacity of a batch."""
+    return max((location[1] for location in locations if location is not None), default=0)
+
+
+def _decode_chunk(
+    fd: int, path: str, index: ChunkIndex, location: Location, encoder: ChunkEncoder, out: np.ndarray, capacity: int
+) -> None:
+    """Read one stored chunk at ``location`` of the open file ``fd`` and decode it into ``out``.
+
+    The stored bytes go into this thread's reused :func:`thread_bytes`; a chunk stored without a filter goes
+    straight into ``out``. A chunk never written is HDF5's fill value (0).
+    """
+    if location is None:
+        out[...] = 0
+        return
+    offset, size, mask = location
+    if mask:
+        raise OSError(f"chunk {index} of {path} was stored with filter mask {mask}")
+    raw = stores_raw(encoder) and size == out.nbytes
+    target = out.reshape(-1).view(np.uint8).data if raw else thread_bytes(size, capacity)
+    got = os.preadv(fd, [target], offset)
+    if got != size:
+        raise OSError(f"chunk {index} of {path}: read {got} of its {size} stored bytes (the file is truncated)")
+    if not raw:
+        encoder.decode(target, out)
 
 
 def _pattern_batch(
@@ -213,17 +238,11 @@ def _pattern_batch(
     tiles, locations = item
     encoder = encoder_for(codec_id, dtype)
     buffer = thread_buffer(chunks, dtype)
+    capacity = _largest_stored(locations.values())
     fd = os.open(path, os.O_RDONLY)
 
     def read_chunk(index: ChunkIndex) -> np.ndarray:
-        location = locations[index]
-        if location is None:  # never written: the fill value
-            buffer[...] = 0
-        else:
-            offset, size, mask = location
-            if mask:
-                raise OSError(f"chunk {index} of {path} was stored with filter mask {mask}")
-            encoder.decode(os.pread(fd, size, offset), buffer)
+        _decode_chunk(fd, path, index, locations[index], encoder, buffer, capacity)
         return buffer
 
     try:
