@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from cubebench.errors import ResultsError
 from cubebench.jsonlog import JsonLinesLog, save_dataset
@@ -21,6 +20,8 @@ from cubebench.jsonlog import JsonLinesLog, save_dataset
 if TYPE_CHECKING:
     import os
     from collections.abc import Iterable, Mapping, Sequence
+
+    import xarray as xr
 
 #: Bump when the meaning or layout of a variable changes; :func:`load_results` refuses newer files.
 SCHEMA_VERSION = 1
@@ -173,6 +174,8 @@ def records_to_dataset(
         Provenance attributes (library versions, CPU, cluster, experiment); values that are not plain scalars
         are stored as JSON strings.
     """
+    import xarray as xr
+
     if not cells:
         raise ResultsError("no finished cells to build a results Dataset from")
     coords: dict[str, list[Any]] = {}
@@ -298,6 +301,8 @@ def to_frame(ds: xr.Dataset) -> Any:
 
 def load_results(path: str | os.PathLike[str]) -> xr.Dataset:
     """Open a results Dataset from a results folder or its ``results.nc`` file (loaded into memory)."""
+    import xarray as xr
+
     path = Path(path)
     target = path / DATASET_FILE if path.is_dir() else path
     if not target.exists():
@@ -319,6 +324,8 @@ def merge_machines(datasets: Iterable[xr.Dataset], names: Sequence[str]) -> xr.D
     Attributes shared by all inputs are kept; each machine's own (CPU, libraries, cluster, ...) are kept too, as
     one JSON attribute ``machines`` keyed by name. Cells one machine did not run get status ``missing``.
     """
+    import xarray as xr
+
     datasets = list(datasets)
     if len(set(names)) != len(names):
         raise ResultsError(f"machine names must differ, got {list(names)}")

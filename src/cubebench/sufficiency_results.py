@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from cubebench.errors import ResultsError
 from cubebench.inference import METRICS, TARGETS
@@ -47,6 +46,8 @@ from cubebench.jsonlog import JsonLinesLog, save_dataset
 if TYPE_CHECKING:
     import os
     from collections.abc import Mapping, Sequence
+
+    import xarray as xr
 
 __all__ = [
     "CSV_FILE",
@@ -151,6 +152,8 @@ def records_to_sufficiency(
     attrs
         Provenance attributes; values that are not plain scalars are stored as JSON strings.
     """
+    import xarray as xr
+
     if not records:
         raise ResultsError("no finished representation runs to build a sufficiency Dataset from")
     targets = targets or {}
@@ -289,6 +292,8 @@ def find_sufficiency(path: str | os.PathLike[str]) -> xr.Dataset | None:
 
 def load_sufficiency(path: str | os.PathLike[str]) -> xr.Dataset:
     """Open the sufficiency Dataset from a results folder, its ``sufficiency.nc``, or the ``results.nc`` beside it."""
+    import xarray as xr
+
     target = _target_file(path)
     if not target.exists():
         raise ResultsError(
