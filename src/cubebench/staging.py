@@ -20,7 +20,7 @@ from cubebench.analysis import CubeStats, blocks_partial, combine_partials, stat
 from cubebench.backends.base import fsync_tree
 from cubebench.cube import Block, Cube, StagedCube, block_shape, checksum, data_offset, is_contiguous
 from cubebench.errors import ConfigError
-from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches
+from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches, scan_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
 from cubebench.patterns import selection as pattern_selection
 
@@ -85,7 +85,7 @@ def stage_layout(client: Client, staged: StagedCube, chunks: tuple[int, ...], fo
     header = np.lib.format.open_memmap(path, mode="w+", dtype=np.dtype(staged.dtype), shape=grid + tuple(chunks))
     del header
     reserve(path)
-    work = batches(staged.shape, chunks, np.dtype(staged.dtype).itemsize, STREAM_BATCH_BYTES)
+    work = scan_batches(client, staged.shape, chunks, np.dtype(staged.dtype).itemsize)
     try:
         for _ in run_batches(client, _layout_batch, work, staged, str(path), tuple(chunks), grid):
             pass
@@ -157,7 +157,7 @@ def source_checksums(client: Client, staged: StagedCube, block: tuple[int, ...])
     """XXH3-64 hash of every storage block of the staged cube, and the seconds one full read of it took."""
     start = time.perf_counter()
     sums: dict[ChunkIndex, int] = {}
-    work = batches(staged.shape, block, np.dtype(staged.dtype).itemsize, STREAM_BATCH_BYTES)
+    work = scan_batches(client, staged.shape, block, np.dtype(staged.dtype).itemsize)
     for result in run_batches(client, _checksum_batch, work, staged):
         sums.update(result)
     return sums, time.perf_counter() - start

@@ -25,7 +25,7 @@ from cubebench.backends.base import (
 from cubebench.backends.hdf5_filter import DATA_PATH, create_emd_dataset
 from cubebench.codecs import stores_raw
 from cubebench.cube import Block, StagedCube, checksum, thread_buffer, thread_bytes
-from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches
+from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches, scan_batches
 from cubebench.patterns import (
     PatternResult,
     Selection,
@@ -101,7 +101,7 @@ class HDF5DirectBackend(Backend):
             ds.id.chunk_iter(visit)
         work = [
             [(index, block, locations.get(index)) for index, block in group]
-            for group in batches(shape, chunks, np.dtype(dtype).itemsize, STREAM_BATCH_BYTES)
+            for group in scan_batches(client, shape, chunks, np.dtype(dtype).itemsize)
         ]
         sums: dict[ChunkIndex, int] = {}
         for result in run_batches(client, _read_batch, work, str(target), codec_id, dtype, chunks):

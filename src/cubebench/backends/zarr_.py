@@ -14,7 +14,7 @@ import numpy as np
 
 from cubebench.backends.base import Backend, ReadBack, WriteSettings, fsync_tree, sync_soon, wait_synced
 from cubebench.cube import Block, StagedCube, block_shape, checksum, largest_block_bytes, thread_buffer
-from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches
+from cubebench.parallel import BATCH_BYTES, run_batches, scan_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class ZarrBackend(Backend):
             **codec.zarr_kwargs(dtype),
         )
         block = self.storage_block(chunks, settings)
-        work = batches(staged.shape, block, dtype.itemsize, STREAM_BATCH_BYTES)
+        work = scan_batches(client, staged.shape, block, dtype.itemsize)
         workers = set(client.scheduler_info(n_workers=-1).get("workers", {}))
         for _ in run_batches(client, _write_batch, work, staged, str(target), settings.write_empty_chunks):
             pass
@@ -80,7 +80,7 @@ class ZarrBackend(Backend):
 
         array = zarr.open_array(str(target), mode="r")
         block = self.storage_block(chunks, settings)
-        work = batches(array.shape, block, array.dtype.itemsize, STREAM_BATCH_BYTES)
+        work = scan_batches(client, array.shape, block, array.dtype.itemsize)
         sums: dict[ChunkIndex, int] = {}
         for result in run_batches(client, _read_batch, work, str(target)):
             sums.update(result)
@@ -124,12 +124,13 @@ def _open(path: str, mode: str, write_empty_chunks: bool = True) -> Any:
 def _write_batch(group: list[tuple[ChunkIndex, Block]], staged: StagedCube, path: str, write_empty: bool) -> None:
     array = _open(path, "r+", write_empty)
     blocks = [block for _, block in group]
-    for block, data in zip(blocks, staged.iter_blocks(blocks), strict=True):
+    for (index, block), data in zip(group, staged.iter_blocks(blocks), strict=True):
         array[block] = data
-    # make this batch's chunk (or shard) files durable here, in the background while the next batch is encoded,
-    # rather than file by file in the client
-    files = (Path(path) / array.metadata.encode_chunk_key(index) for index, _ in group)
-    sync_soon(path, [chunk_file for chunk_file in files if chunk_file.exists()])
+        # make the chunk (or shard) file durable here, in the background while the next one is encoded, rather
+        # than file by file in the client; a chunk equal to the fill value may not have been stored
+        chunk_file = Path(path) / array.metadata.encode_chunk_key(index)
+        if chunk_file.exists():
+            sync_soon(path, [chunk_file])
 
 
 def _read_batch(group: list[tuple[ChunkIndex, Block]], path: str) -> dict[ChunkIndex, int]:
