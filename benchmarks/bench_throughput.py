@@ -11,7 +11,9 @@ Sections:
    codec alone on both cores at once, and zarr-python's own per-chunk path on one core (the ceiling of anything
    that goes through zarr's API);
 2. cubebench write/read GiB/s per backend and codec, and efficiency = throughput / (raw speed x cores used),
-   with the LocalCluster's 2 workers as processes (the default) and as threads (``processes: false``);
+   with the LocalCluster's 2 workers as processes (the default) and as threads (``processes: false``); the
+   one-core speed is measured again after each of the two matrix runs, and each run's efficiency is taken
+   against the mean of the measurements just before and just after it;
 3. a study-style baseline: load the whole cube, then for each codec and chunking ``create_dataset(data=...)``
    serially and read back with ``ds[:]``; against cubebench (hdf5_direct, both kinds of workers) on the same
    matrix: wall time and peak memory of all processes;
@@ -114,6 +116,11 @@ def raw_speed(path: Path, codecs: list[str]) -> dict[str, dict[str, float]]:
     os.environ["BLOSC_NTHREADS"] = "1"
     blocks = _chunks_of(path)
     return {cid: _encode_decode(cid, blocks, 3) for cid in codecs}
+
+
+def mean_speeds(samples: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Mean encode/decode GB/s per codec over several :func:`raw_speed` measurements."""
+    return {cid: {key: float(np.mean([s[cid][key] for s in samples])) for key in samples[0][cid]} for cid in samples[0]}
 
 
 def parallel_ceiling(path: Path, codecs: list[str], cores: int) -> dict[str, dict[str, float]]:
@@ -303,12 +310,20 @@ def main() -> None:
         report["zarr_library"] = zarr_library_speed(path, CODECS, folder)
 
         rows = []
+        samples = [{cid: raw[cid] for cid in CODECS}]
+        report["raw_around"] = {}
         for kind, processes in WORKER_KINDS.items():
             matrix = run_cubebench(
                 path, BACKENDS, CODECS, ["balanced"], args.runs, 2, folder / f"matrix-{kind}", processes
             )
-            rows.extend(matrix_rows(matrix.pop("ds"), kind, raw, ceiling))
+            # the one-core speed again right after, so that each kind's efficiency is taken against the codec's
+            # speed in the same minutes (this host's speed drifts between minutes)
+            samples.append(raw_speed(path, CODECS))
+            around = mean_speeds(samples[-2:])
+            report["raw_around"][kind] = around
+            rows.extend(matrix_rows(matrix.pop("ds"), kind, around, ceiling))
         report["matrix"] = rows
+        report["raw_samples"] = samples
 
         base = run_baseline(path, folder, BASELINE_CODECS, BASELINE_CHUNKS)
         report["baseline"] = base
@@ -391,6 +406,13 @@ def print_tables(r: dict[str, Any]) -> None:
         c = ceiling.get(cid)
         both = f"{c['encode_GBps']:.3f} | {c['decode_GBps']:.3f}" if c else "- | -"
         print(f"| {cid} | {v['ratio']:.2f} | {v['encode_GBps']:.3f} | {v['decode_GBps']:.3f} | {both} |")
+    if r.get("raw_samples"):
+        print("\nOne-core speed measured again after each matrix run (efficiencies use the two around each run)\n")
+        print("| codec | encode GB/s, each measurement | decode GB/s, each measurement |\n|---|---|---|")
+        for cid in r["raw_samples"][0]:
+            enc = ", ".join(f"{s[cid]['encode_GBps']:.3f}" for s in r["raw_samples"])
+            dec = ", ".join(f"{s[cid]['decode_GBps']:.3f}" for s in r["raw_samples"])
+            print(f"| {cid} | {enc} | {dec} |")
     if "zarr_library" in r:
         print("\nZarr's own per-chunk path (`arr[block] = data`, `get_basic_selection(block, out=)`), one core\n")
         print("| codec | write GB/s | of raw encode | read GB/s | of raw decode |\n|---|---|---|---|---|")
