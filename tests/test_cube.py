@@ -137,3 +137,36 @@ def test_iterating_blocks_keeps_resident_memory_bounded(tmp_path: Path) -> None:
         assert int(view[0, 0, 0, 0]) == 1
         peak = max(peak, process.memory_info().rss)
     assert peak - before < 96 * 2**20, f"{(peak - before) / 2**20:.0f} MiB mapped at once"
+
+
+def test_npy_map_reads_like_np_load_and_follows_a_rewritten_file(tmp_path: Path) -> None:
+    from cubebench.cube import data_offset, npy_map
+
+    c_order = np.arange(24, dtype="<u2").reshape(2, 3, 4)
+    f_order = np.asfortranarray(np.arange(6, dtype=">f4").reshape(2, 3))
+    for name, array in (("c", c_order), ("f", f_order)):
+        np.save(tmp_path / f"{name}.npy", array)
+        mapped = npy_map(tmp_path / f"{name}.npy")
+        np.testing.assert_array_equal(mapped, array)
+        assert mapped.dtype == array.dtype and mapped.flags.f_contiguous == array.flags.f_contiguous
+    path = tmp_path / "c.npy"
+    with open(path, "wb") as fh:  # version 2.0 header, another shape: the cached header must not be reused
+        np.lib.format.write_array(fh, np.ones((5, 2), dtype="<i8"), version=(2, 0))
+    np.testing.assert_array_equal(npy_map(path), np.ones((5, 2), dtype="<i8"))
+    assert data_offset(path) == np.load(path, mmap_mode="r").offset
+
+
+def test_npy_maps_open_from_many_threads_at_once(tmp_path: Path) -> None:
+    """Headers are parsed one at a time: concurrent ``np.load`` failed here on CPython 3.11 ("AST constructor
+    recursion depth mismatch") while thread workers hashed blocks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cubebench.cube import npy_map
+
+    paths = []
+    for i in range(64):
+        paths.append(tmp_path / f"{i}.npy")
+        np.save(paths[-1], np.full((2, 2), i, dtype="<u2"))
+    with ThreadPoolExecutor(8) as pool:
+        firsts = list(pool.map(lambda p: int(npy_map(p)[0, 0]), paths * 4))
+    assert firsts == list(range(64)) * 4

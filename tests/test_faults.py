@@ -314,3 +314,25 @@ def test_corrupting_codec_path_is_unverified_and_never_recommended(
     for use in USES:
         assert recommend(ds, use).backend == "zarr"
         assert recommend(ds, use, include_uncompressed=True).backend == "zarr"
+
+
+def test_source_that_cannot_be_hashed_fails_its_cells_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass over the source failing on the workers (an unreadable staged file, say) is a result per cell."""
+    from cubebench import runner, staging
+
+    def hash_or_fail(client: Any, staged: Any, block: tuple[int, ...]) -> Any:
+        if block[:2] == (1, 1):  # single-frame chunks: the workers' reads of the source fail
+            client.submit(os.pread, -1, 1, 0, pure=False).result()
+        return staging.source_checksums(client, staged, block)
+
+    monkeypatch.setattr(runner, "source_checksums", hash_or_fail)
+    scratch = tmp_path / "scratch"
+    exp = experiment(chunks=["balanced", "single_frame"], codecs=["none", "blosc-zstd"], scratch=str(scratch))
+    ds = cubebench.run(exp, out=tmp_path / "res", progress=False)
+    good, bad = ds.sel(chunk="balanced"), ds.sel(chunk="single_frame")
+    assert (good["status"] == "ok").all() and good["verified"].all()
+    assert (bad["status"] == "failed").all() and not bad["verified"].any()
+    assert all("hashing the source's chunks failed (OSError" in str(r) for r in bad["reason"].values.ravel())
+    assert list(scratch.iterdir()) == []  # no stored file of the failed cells is left behind

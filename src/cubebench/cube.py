@@ -12,7 +12,7 @@ import functools
 import os
 import threading
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import xxhash
@@ -161,7 +161,7 @@ class StagedCube:
         for block in blocks:
             if maps is None or mapped >= REMAP_BYTES:
                 maps, mapped = None, 0  # drop the old maps (a view yielded last still holds its own)
-                maps = (np.load(self.path, mmap_mode="r"), self._layout_map())
+                maps = (npy_map(self.path), self._layout_map())
             source, views = maps
             index = self._layout_index(block) if views is not None else None
             if views is not None and index is not None:
@@ -175,7 +175,7 @@ class StagedCube:
             yield view
 
     def _layout_map(self) -> np.ndarray | None:
-        return np.load(self.layout, mmap_mode="r") if self.layout is not None else None
+        return npy_map(self.layout) if self.layout is not None else None
 
     def _layout_index(self, block: Block) -> tuple[int, ...] | None:
         """The grid index of ``block`` in the layout, or None when it is not exactly one of its blocks."""
@@ -208,7 +208,7 @@ class StagedCube:
             finally:
                 os.close(fd)
             return out
-        mm = np.load(self.path, mmap_mode="r")
+        mm = npy_map(self.path)
         try:
             if out is None:
                 return np.array(mm[block], copy=True)
@@ -218,14 +218,48 @@ class StagedCube:
             del mm
 
 
-@functools.lru_cache(maxsize=32)
-def data_offset(path: Path) -> int:
+NpyHeader = tuple[tuple[int, ...], bool, np.dtype, int]
+
+#: Serializes the parsing of ``.npy`` headers: numpy parses them with ``ast.literal_eval``, and on CPython 3.11
+#: two threads compiling at once can fail with "SystemError: AST constructor recursion depth mismatch" (seen
+#: here with thread workers hashing blocks through ``np.load``).
+_HEADER_LOCK = threading.Lock()
+
+
+def npy_header(path: str | os.PathLike[str]) -> NpyHeader:
+    """``(shape, fortran_order, dtype, data_offset)`` of a ``.npy`` file, parsed once per file version.
+
+    Raises ``ValueError`` (or ``OSError``) when the file is not a readable ``.npy`` file.
+    """
+    st = os.stat(path)
+    return _parse_header(os.fspath(path), (st.st_ino, st.st_size, st.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_header(path: str, version_stamp: tuple[int, int, int]) -> NpyHeader:
+    with _HEADER_LOCK, open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            shape, fortran, dtype = np.lib.format._read_array_header(fh, version)  # type: ignore[attr-defined]
+        return tuple(int(n) for n in shape), bool(fortran), np.dtype(dtype), fh.tell()
+
+
+def npy_map(path: str | os.PathLike[str], mode: Literal["r", "r+"] = "r") -> np.memmap[Any, np.dtype[Any]]:
+    """A memory map of a ``.npy`` file's array, like ``np.load(path, mmap_mode=mode)`` but from the cached header.
+
+    Safe to call from many threads at once (see :data:`_HEADER_LOCK`).
+    """
+    shape, fortran, dtype, offset = npy_header(path)
+    return np.memmap(path, dtype=dtype, mode=mode, offset=offset, shape=shape, order="F" if fortran else "C")
+
+
+def data_offset(path: str | os.PathLike[str]) -> int:
     """Byte offset of the array data in a ``.npy`` file (after its header)."""
-    mm = np.load(path, mmap_mode="r")
-    try:
-        return int(mm.offset)
-    finally:
-        del mm
+    return npy_header(path)[3]
 
 
 def _read_fully(fd: int, view: memoryview, offset: int) -> None:

@@ -423,7 +423,13 @@ class _Session:
         block = backend.storage_block(chunks, self.settings)
         source_key = (cell.dataset, block)
         if source_key not in self.source:
-            self.source[source_key] = source_checksums(self.client, staged, block)
+            try:
+                self.source[source_key] = source_checksums(self.client, staged, block)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # the source's hashes, which every cell of this chunking needs
+                why = f"hashing the source's chunks failed ({_failure_reason(exc, self.scratch)})"
+                return replace(result, status="failed", reason=why)
         expected, source_seconds = self.source[source_key]
         if self.use_layout(cell, backend, staged, block):
             try:

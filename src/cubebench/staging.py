@@ -18,7 +18,7 @@ import numpy as np
 
 from cubebench.analysis import CubeStats, blocks_partial, combine_partials, stats_from_partial
 from cubebench.backends.base import fsync_tree
-from cubebench.cube import Block, Cube, StagedCube, block_shape, checksum, data_offset, is_contiguous
+from cubebench.cube import Block, Cube, StagedCube, block_shape, checksum, data_offset, is_contiguous, npy_map
 from cubebench.errors import ConfigError
 from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches, scan_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
@@ -37,7 +37,7 @@ class _NpyTarget:
         self.path, self.shape, self.dtype = path, shape, dtype
 
     def __setitem__(self, key: Block, value: np.ndarray) -> None:
-        mm = np.load(self.path, mmap_mode="r+")
+        mm = npy_map(self.path, mode="r+")
         try:
             mm[key] = value
             mm.flush()
@@ -212,7 +212,7 @@ def reusable_npy(path: str | os.PathLike[str], name: str | None = None) -> Stage
     path = Path(path)
     if path.suffix != ".npy" or not path.is_file():
         return None
-    array = np.load(path, mmap_mode="r")
+    array = npy_map(path)
     try:
         if array.ndim != 4 or not array.flags.c_contiguous or not array.dtype.isnative:
             return None

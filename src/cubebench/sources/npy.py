@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from cubebench.cube import Cube, DatasetInfo
+from cubebench.cube import Cube, DatasetInfo, npy_header, npy_map
 from cubebench.errors import DatasetError
 from cubebench.sources._common import (
     check_dtype,
@@ -36,7 +36,7 @@ class NpyReader:
         """Copy the block Dask asks for out of a fresh memory map (dropped right after)."""
         loc = block_info[None]["array-location"]
         index = tuple(slice(a, b) for a, b in loc)
-        mm = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        mm = npy_map(self.path)
         try:
             return np.array(mm[index], dtype=np.dtype(self.dtype), order="C", copy=True)
         finally:
@@ -49,18 +49,10 @@ def read_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], bool, np
     with open(path, "rb") as fh:
         if fh.read(len(NPY_MAGIC)) != NPY_MAGIC:
             raise DatasetError(f"{where}: not a .npy file (no NUMPY magic)")
-        fh.seek(0)
-        try:
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-            else:
-                shape, fortran, dtype = np.lib.format._read_array_header(fh, version)  # type: ignore[attr-defined]
-        except (ValueError, SyntaxError, OSError) as exc:
-            raise DatasetError(f"{where}: corrupt .npy header ({first_line(exc)})") from None
-        return tuple(shape), bool(fortran), np.dtype(dtype), fh.tell()
+    try:
+        return npy_header(path)
+    except (ValueError, SyntaxError, OSError) as exc:
+        raise DatasetError(f"{where}: corrupt .npy header ({first_line(exc)})") from None
 
 
 def open_npy(path: str | os.PathLike[str], scan_shape: tuple[int, int] | None = None, name: str | None = None) -> Cube:
