@@ -108,11 +108,20 @@ def _share(args: tuple[Path, str, int, int, float]) -> dict[str, float]:
 
 
 def raw_speed(path: Path, codecs: list[str]) -> dict[str, dict[str, float]]:
-    """Encode/decode GB/s per codec over every balanced chunk of the cube, in this process, one core (median of 3).
+    """Encode/decode GB/s per codec over every balanced chunk of the cube, one core (median of 3).
 
     Every chunk, not a sample: on this data a corner of the detector encodes faster than the whole (blosc-lz4
-    1.8 vs 1.5 GB/s), so a sample would set the ceiling too high or too low.
+    1.8 vs 1.5 GB/s), so a sample would set the ceiling too high or too low. Measured in a fresh process each
+    time, so that repeated measurements see the same conditions (this one's heap grows over the benchmark).
     """
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        result: dict[str, dict[str, float]] = pool.apply(_raw_here, (path, codecs))
+    return result
+
+
+def _raw_here(path: Path, codecs: list[str]) -> dict[str, dict[str, float]]:
     os.environ["BLOSC_NTHREADS"] = "1"
     blocks = _chunks_of(path)
     return {cid: _encode_decode(cid, blocks, 3) for cid in codecs}
