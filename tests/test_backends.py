@@ -187,7 +187,7 @@ def test_zarr_chunk_files_are_fsynced_by_the_workers_and_a_failed_fsync_fails_th
 def test_direct_chunk_reads_decode_in_place_and_refuse_short_or_masked_chunks(tmp_path: Path) -> None:
     import os
 
-    from cubebench.backends.hdf5_direct import _decode_chunk
+    from cubebench.backends.hdf5_direct import _decode_chunk, _stored_buffer
     from cubebench.codecs import get_codec
 
     chunk = sparse_counts((2, 3, 16, 16))
@@ -198,20 +198,21 @@ def test_direct_chunk_reads_decode_in_place_and_refuse_short_or_masked_chunks(tm
     out = np.empty_like(chunk)
     fd = os.open(path, os.O_RDONLY)
     try:
-        n = len(stored["none"])
-        _decode_chunk(fd, str(path), (0,), (0, n, 0), encoders["none"], out, n)
+        n, m = len(stored["none"]), len(stored["blosc-zstd"])
+        scratch = _stored_buffer([(0, n, 0), None, (n, m, 0)])
+        assert len(scratch) == max(n, m)
+        _decode_chunk(fd, str(path), (0,), (0, n, 0), encoders["none"], out, scratch)
         np.testing.assert_array_equal(out, chunk)
         out[...] = 7
-        m = len(stored["blosc-zstd"])
-        _decode_chunk(fd, str(path), (1,), (n, m, 0), encoders["blosc-zstd"], out, m)
+        _decode_chunk(fd, str(path), (1,), (n, m, 0), encoders["blosc-zstd"], out, scratch)
         np.testing.assert_array_equal(out, chunk)
-        _decode_chunk(fd, str(path), (2,), None, encoders["blosc-zstd"], out, m)  # never written: the fill value
+        _decode_chunk(fd, str(path), (2,), None, encoders["blosc-zstd"], out, scratch)  # never written: the fill value
         assert not out.any()
         with pytest.raises(
             OSError, match=r"chunk \(1,\) of .*chunks.bin: read \d+ of its \d+ stored bytes \(the file is truncated\)"
         ):
-            _decode_chunk(fd, str(path), (1,), (n + 10, m, 0), encoders["blosc-zstd"], out, m)
+            _decode_chunk(fd, str(path), (1,), (n + 10, m, 0), encoders["blosc-zstd"], out, scratch)
         with pytest.raises(OSError, match="filter mask 1"):
-            _decode_chunk(fd, str(path), (1,), (n, m, 1), encoders["blosc-zstd"], out, m)
+            _decode_chunk(fd, str(path), (1,), (n, m, 1), encoders["blosc-zstd"], out, scratch)
     finally:
         os.close(fd)

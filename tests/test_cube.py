@@ -56,20 +56,6 @@ def test_thread_buffer_is_reused_per_capacity_and_thread() -> None:
     assert not np.shares_memory(other, elsewhere[0])
 
 
-def test_thread_bytes_grows_then_follows_the_pass() -> None:
-    from cubebench.cube import thread_bytes
-
-    first = thread_bytes(10, capacity=100)
-    assert len(first) == 10 and not first.readonly
-    first[:] = b"x" * 10
-    same = thread_bytes(90, capacity=100)  # a larger chunk of the same batch: same memory
-    assert same.obj is first.obj and bytes(same[:10]) == b"x" * 10
-    assert thread_bytes(120).obj is not first.obj  # more than held: a larger buffer
-    held = thread_bytes(120).obj
-    assert thread_bytes(70).obj is held  # more than half of it: kept
-    assert thread_bytes(50).obj is not held and len(thread_bytes(50).obj) == 50  # under half: a smaller one
-
-
 def test_streamed_hash_equals_one_shot() -> None:
     array = np.arange(1000, dtype="<u2").reshape(10, 100)
     hasher = checksum_stream()

@@ -58,23 +58,6 @@ def thread_buffer(shape: tuple[int, ...], dtype: Any, capacity: int | None = Non
     return view
 
 
-def thread_bytes(nbytes: int, capacity: int | None = None) -> memoryview:
-    """A writable ``nbytes`` view of this thread's second scratch buffer, for a chunk's stored (encoded) bytes.
-
-    Companion of :func:`thread_buffer`, which holds the decoded chunk meanwhile. ``os.pread`` into a fresh
-    ``bytes`` per chunk costs the allocation's page faults again: measured here with two threads reading,
-    decoding and hashing 16 MiB blosc-lz4 chunks, 5.5-6.1 GB/s that way against 7.1 into reused memory. The
-    buffer grows to ``capacity`` (default ``nbytes``) and is replaced by a smaller one when a pass needs less than
-    half of it, so it follows the stored chunk size of the pass at hand.
-    """
-    capacity = max(nbytes, capacity or 0)
-    held: bytearray | None = getattr(_SCRATCH, "stored", None)
-    if held is None or len(held) < capacity or len(held) > 2 * capacity:
-        held = _SCRATCH.stored = None  # let the old one go before the new one is allocated
-        held = _SCRATCH.stored = bytearray(capacity)
-    return memoryview(held)[:nbytes]
-
-
 @dataclass(frozen=True)
 class DatasetInfo:
     """What a source is: its name, where it came from, and its array layout.

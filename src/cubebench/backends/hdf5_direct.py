@@ -24,7 +24,7 @@ from cubebench.backends.base import (
 )
 from cubebench.backends.hdf5_filter import DATA_PATH, create_emd_dataset
 from cubebench.codecs import stores_raw
-from cubebench.cube import Block, StagedCube, checksum, thread_buffer, thread_bytes
+from cubebench.cube import Block, StagedCube, checksum, thread_buffer
 from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches, scan_batches
 from cubebench.patterns import (
     PatternResult,
@@ -186,12 +186,12 @@ def _read_batch(
 ) -> dict[ChunkIndex, int]:
     encoder = encoder_for(codec_id, dtype)
     buffer = thread_buffer(chunks, dtype)
-    capacity = _largest_stored(location for _, _, location in group)
+    stored = _stored_buffer(location for _, _, location in group)
     sums: dict[ChunkIndex, int] = {}
     fd = os.open(path, os.O_RDONLY)
     try:
         for index, block, location in group:
-            _decode_chunk(fd, path, index, location, encoder, buffer, capacity)
+            _decode_chunk(fd, path, index, location, encoder, buffer, stored)
             valid = tuple(slice(0, b.stop - b.start) for b in block)
             sums[index] = checksum(buffer[valid])
     finally:
@@ -199,17 +199,29 @@ def _read_batch(
     return sums
 
 
-def _largest_stored(locations: Iterable[Location]) -> int:
-    """Bytes of the largest stored chunk among ``locations``: the :func:`thread_bytes` capacity of a batch."""
-    return max((location[1] for location in locations if location is not None), default=0)
+def _stored_buffer(locations: Iterable[Location]) -> memoryview:
+    """One buffer for the stored bytes of a task's chunks, as large as the largest of them.
+
+    A fresh ``bytes`` per chunk (``os.pread``) costs its page faults again: measured here with two threads reading,
+    decoding and hashing 16 MiB blosc-lz4 chunks, 5.5-6.1 GB/s that way against 7.1 GB/s into reused memory. It
+    lives as long as the task, so nothing stays held between passes.
+    """
+    largest = max((location[1] for location in locations if location is not None), default=0)
+    return np.empty(largest, dtype=np.uint8).data
 
 
 def _decode_chunk(
-    fd: int, path: str, index: ChunkIndex, location: Location, encoder: ChunkEncoder, out: np.ndarray, capacity: int
+    fd: int,
+    path: str,
+    index: ChunkIndex,
+    location: Location,
+    encoder: ChunkEncoder,
+    out: np.ndarray,
+    stored: memoryview,
 ) -> None:
     """Read one stored chunk at ``location`` of the open file ``fd`` and decode it into ``out``.
 
-    The stored bytes go into this thread's reused :func:`thread_bytes`; a chunk stored without a filter goes
+    The stored bytes go into ``stored`` (see :func:`_stored_buffer`); a chunk stored without a filter goes
     straight into ``out``. A chunk never written is HDF5's fill value (0).
     """
     if location is None:
@@ -219,7 +231,7 @@ def _decode_chunk(
     if mask:
         raise OSError(f"chunk {index} of {path} was stored with filter mask {mask}")
     raw = stores_raw(encoder) and size == out.nbytes
-    target = out.reshape(-1).view(np.uint8).data if raw else thread_bytes(size, capacity)
+    target = out.reshape(-1).view(np.uint8).data if raw else stored[:size]
     got = os.preadv(fd, [target], offset)
     if got != size:
         raise OSError(f"chunk {index} of {path}: read {got} of its {size} stored bytes (the file is truncated)")
@@ -238,11 +250,11 @@ def _pattern_batch(
     tiles, locations = item
     encoder = encoder_for(codec_id, dtype)
     buffer = thread_buffer(chunks, dtype)
-    capacity = _largest_stored(locations.values())
+    stored = _stored_buffer(locations.values())
     fd = os.open(path, os.O_RDONLY)
 
     def read_chunk(index: ChunkIndex) -> np.ndarray:
-        _decode_chunk(fd, path, index, locations[index], encoder, buffer, capacity)
+        _decode_chunk(fd, path, index, locations[index], encoder, buffer, stored)
         return buffer
 
     try:
