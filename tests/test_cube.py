@@ -156,3 +156,16 @@ def test_npy_maps_open_from_many_threads_at_once(tmp_path: Path) -> None:
     with ThreadPoolExecutor(8) as pool:
         firsts = list(pool.map(lambda p: int(npy_map(p)[0, 0]), paths * 4))
     assert firsts == list(range(64)) * 4
+
+
+def test_scan_batches_are_few_but_keep_every_worker_thread_busy(client: object) -> None:
+    from cubebench.parallel import SCAN_BATCH_BYTES, scan_batches
+
+    mib = 2**20
+    threads = sum(client.nthreads().values())  # type: ignore[attr-defined]
+    small = scan_batches(client, (64, 64, 256, 256), (16, 16, 128, 256), 2)  # type: ignore[arg-type]
+    assert len(small) == 2 * threads  # 1 GiB in 16 MiB chunks: two batches per thread, not 128 MiB ones
+    big = scan_batches(client, (512, 256, 256, 256), (16, 16, 128, 256), 2)  # type: ignore[arg-type]
+    assert max(len(group) for group in big) * 16 * mib <= SCAN_BATCH_BYTES
+    assert sum(len(group) for group in big) == 32 * 16 * 2
+    assert len(scan_batches(client, (1, 1, 256, 256), (1, 1, 256, 256), 2)) == 1  # type: ignore[arg-type]

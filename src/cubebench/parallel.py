@@ -80,8 +80,11 @@ def batches(
 def scan_batches(
     client: Client, shape: Sequence[int], block: Sequence[int], itemsize: int
 ) -> list[list[tuple[ChunkIndex, Block]]]:
-    """:func:`batches` for a full pass whose tasks return little: :data:`SCAN_BATCH_BYTES` per task, and at least
-    :data:`SCAN_BATCHES_PER_THREAD` tasks per worker thread of ``client``."""
+    """:func:`batches` for a full pass whose tasks return little: as few tasks as keep ``client``'s threads busy.
+
+    Up to :data:`SCAN_BATCH_BYTES` per task, and at least :data:`SCAN_BATCHES_PER_THREAD` tasks per worker thread
+    (when the cube has that many chunks).
+    """
     threads = sum(client.nthreads().values()) or 1
     return batches(shape, block, itemsize, SCAN_BATCH_BYTES, SCAN_BATCHES_PER_THREAD * threads)
 
