@@ -220,6 +220,7 @@ def npy_header(path: str | os.PathLike[str]) -> NpyHeader:
 
 @functools.lru_cache(maxsize=64)
 def _parse_header(path: str, version_stamp: tuple[int, int, int]) -> NpyHeader:
+    """Parse a ``.npy`` header once per ``(path, inode, size, mtime)``: a rewritten file is parsed again."""
     with _HEADER_LOCK, open(path, "rb") as fh:
         version = np.lib.format.read_magic(fh)
         if version == (1, 0):
