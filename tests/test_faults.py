@@ -322,8 +322,11 @@ def test_source_that_cannot_be_hashed_fails_its_cells_and_the_run_goes_on(
     """A pass over the source failing on the workers (an unreadable staged file, say) is a result per cell."""
     from cubebench import runner, staging
 
+    failing_passes: list[tuple[int, ...]] = []
+
     def hash_or_fail(client: Any, staged: Any, block: tuple[int, ...]) -> Any:
         if block[:2] == (1, 1):  # single-frame chunks: the workers' reads of the source fail
+            failing_passes.append(block)
             client.submit(os.pread, -1, 1, 0, pure=False).result()
         return staging.source_checksums(client, staged, block)
 
@@ -335,4 +338,5 @@ def test_source_that_cannot_be_hashed_fails_its_cells_and_the_run_goes_on(
     assert (good["status"] == "ok").all() and good["verified"].all()
     assert (bad["status"] == "failed").all() and not bad["verified"].any()
     assert all("hashing the source's chunks failed (OSError" in str(r) for r in bad["reason"].values.ravel())
+    assert len(failing_passes) == 1  # the later cells of that chunking fail without another pass over the source
     assert list(scratch.iterdir()) == []  # no stored file of the failed cells is left behind

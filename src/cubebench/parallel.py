@@ -77,6 +77,11 @@ def batches(
     return [grid[i : i + size] for i in range(0, len(grid), size)]
 
 
+def worker_threads(client: Client) -> int:
+    """Threads of all the cluster's workers (at least 1)."""
+    return sum(client.nthreads().values()) or 1
+
+
 def scan_batches(
     client: Client, shape: Sequence[int], block: Sequence[int], itemsize: int
 ) -> list[list[tuple[ChunkIndex, Block]]]:
@@ -85,8 +90,7 @@ def scan_batches(
     Up to :data:`SCAN_BATCH_BYTES` per task, and at least :data:`SCAN_BATCHES_PER_THREAD` tasks per worker thread
     (when the cube has that many chunks).
     """
-    threads = sum(client.nthreads().values()) or 1
-    return batches(shape, block, itemsize, SCAN_BATCH_BYTES, SCAN_BATCHES_PER_THREAD * threads)
+    return batches(shape, block, itemsize, SCAN_BATCH_BYTES, SCAN_BATCHES_PER_THREAD * worker_threads(client))
 
 
 def run_batches(
@@ -100,8 +104,7 @@ def run_batches(
     """
     from distributed import as_completed
 
-    threads = sum(client.nthreads().values()) or 1
-    window = window or 2 * threads
+    window = window or 2 * worker_threads(client)
     pending = iter(items)
     submitted: dict[Any, Any] = {}
     inflight: dict[Any, Any] = {}
@@ -138,8 +141,7 @@ def run_ordered(
     """
     from collections import deque
 
-    threads = sum(client.nthreads().values()) or 1
-    window = window or 2 * threads
+    window = window or 2 * worker_threads(client)
     pending = iter(items)
     queue = deque((item, client.submit(func, item, *args, pure=False)) for item in _take(pending, window))
 

@@ -269,6 +269,8 @@ class _Session:
         #: Cells of the plan whose write reads the staged blocks, per (dataset, chunk): what a copy would serve.
         self.block_reads: Counter[tuple[str, str | tuple[int, ...]]] = Counter()
         self.source: dict[tuple[str, tuple[int, ...]], tuple[dict[tuple[int, ...], int], float]] = {}
+        #: Why hashing the source failed, per (dataset, storage block): the later cells fail without another pass.
+        self.source_failed: dict[tuple[str, tuple[int, ...]], str] = {}
         self.speeds: dict[tuple[str, str], CodecSpeed | None] = {}
         self.patterns: dict[tuple[str, str], int] = {}
         self.settings = WriteSettings(exp.zarr.write_empty_chunks, exp.zarr.shards)
@@ -422,14 +424,16 @@ class _Session:
             return replace(result, status="skipped", reason=f"estimated {estimate:.0f} s > max_cell_seconds {budget:g}")
         block = backend.storage_block(chunks, self.settings)
         source_key = (cell.dataset, block)
-        if source_key not in self.source:
+        if source_key not in self.source and source_key not in self.source_failed:
             try:
                 self.source[source_key] = source_checksums(self.client, staged, block)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # the source's hashes, which every cell of this chunking needs
                 why = f"hashing the source's chunks failed ({_failure_reason(exc, self.scratch)})"
-                return replace(result, status="failed", reason=why)
+                self.source_failed[source_key] = why
+        if source_key in self.source_failed:
+            return replace(result, status="failed", reason=self.source_failed[source_key])
         expected, source_seconds = self.source[source_key]
         if self.use_layout(cell, backend, staged, block):
             try:
