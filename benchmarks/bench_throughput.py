@@ -374,7 +374,7 @@ def main() -> None:
     print_tables(report)
 
 
-BACKENDS = ["hdf5", "hdf5_direct", "zarr"]
+BACKENDS = ["hdf5", "hdf5_direct", "zarr", "zarr_direct"]
 
 
 def matrix_rows(ds: Any, kind: str, raw: dict[str, Any], ceiling: dict[str, Any]) -> list[dict[str, Any]]:
@@ -456,12 +456,13 @@ def print_tables(r: dict[str, Any]) -> None:
                 z = by[(kind, "zarr", cid)]
                 write, read = z["write_GBps"] / (2 * v["write_GBps"]), z["read_GBps"] / (2 * v["read_GBps"])
                 print(f"| {kind} | {cid} | {write:.2f} | {read:.2f} |")
-    print("\n| workers | codec | hdf5_direct / hdf5 write | hdf5_direct / hdf5 read |\n|---|---|---|---|")
-    for kind in kinds:
-        for cid in CODECS:
-            d, h = by[(kind, "hdf5_direct", cid)], by[(kind, "hdf5", cid)]
-            ratio_w, ratio_r = d["write_GBps"] / h["write_GBps"], d["read_GBps"] / h["read_GBps"]
-            print(f"| {kind} | {cid} | {ratio_w:.2f}x | {ratio_r:.2f}x |")
+    for direct, library in (("hdf5_direct", "hdf5"), ("zarr_direct", "zarr")):
+        print(f"\n| workers | codec | {direct} / {library} write | {direct} / {library} read |\n|---|---|---|---|")
+        for kind in kinds:
+            for cid in CODECS:
+                d, h = by[(kind, direct, cid)], by[(kind, library, cid)]
+                ratio_w, ratio_r = d["write_GBps"] / h["write_GBps"], d["read_GBps"] / h["read_GBps"]
+                print(f"| {kind} | {cid} | {ratio_w:.2f}x | {ratio_r:.2f}x |")
     b = r["baseline"]
     same, floors = r["cubebench_same_matrix"], r["cubebench_floor"]
     print(f"\nStudy-style baseline vs cubebench (hdf5_direct), codecs {BASELINE_CODECS} x chunks {BASELINE_CHUNKS}\n")

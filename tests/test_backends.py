@@ -72,25 +72,71 @@ def test_round_trip_verified(client: object, tmp_path: Path, backend_name: str, 
         np.testing.assert_array_equal(zarr.open_array(str(target), mode="r")[...], array)
 
 
-def test_sharded_zarr_round_trip(client: object, tmp_path: Path) -> None:
-    array = sparse_counts((4, 4, 16, 16))
+ZARR_BACKENDS = ["zarr", "zarr_direct"]
+
+
+@pytest.mark.parametrize("name", ZARR_BACKENDS)
+@pytest.mark.parametrize("write_empty", [True, False])
+def test_sharded_zarr_round_trip(client: object, tmp_path: Path, name: str, write_empty: bool) -> None:
+    array = sparse_counts((5, 4, 16, 16))  # an edge shard, with inner chunks outside the array
+    array[:2, :2] = 0  # a whole shard equal to the fill value
+    array[4, 0, 3, 3] = 9
     staged = stage_array(array, tmp_path)
-    backend = get_backend("zarr")
-    settings = WriteSettings(shards=True)
+    backend = get_backend(name)
+    settings = WriteSettings(shards=True, write_empty_chunks=write_empty)
     target = tmp_path / "s.zarr"
     backend.write(client, staged, CODECS["blosc-zstd"], (2, 2, 16, 16), target, settings)  # type: ignore[arg-type]
     stored = zarr.open_array(str(target), mode="r")
     assert stored.chunks == (1, 1, 16, 16) and stored.shards == (2, 2, 16, 16)
+    np.testing.assert_array_equal(stored[...], array)  # plain zarr reads every shard
+    assert (target / "c/0/0/0/0").exists() == write_empty
     back = backend.read(client, target, (2, 2, 16, 16), settings)  # type: ignore[arg-type]
     expected, _ = source_checksums(client, staged, (2, 2, 16, 16))  # type: ignore[arg-type]
     assert back.checksums == expected
 
 
-def test_write_empty_chunks_is_honoured(client: object, tmp_path: Path) -> None:
+@pytest.mark.parametrize("shards", [False, True])
+@pytest.mark.parametrize("codec_id", ["none", "gzip-1", "blosc-zstd", "bitshuffle-lz4"])
+def test_zarr_direct_matches_zarr_python(client: object, tmp_path: Path, codec_id: str, shards: bool) -> None:
+    """Either writer's store reads through the other reader, and both store the same bytes give or take framing."""
+    array = sparse_counts(SHAPE)
+    staged = stage_array(array, tmp_path)
+    settings = WriteSettings(shards=shards)
+    chunks = (2, 2, 24, 20) if shards else CHUNKS
+    expected, _ = source_checksums(client, staged, chunks)  # type: ignore[arg-type]
+    sizes = {}
+    for writer, reader in (("zarr", "zarr_direct"), ("zarr_direct", "zarr")):
+        target = tmp_path / f"{writer}.zarr"
+        get_backend(writer).write(client, staged, CODECS[codec_id], chunks, target, settings)  # type: ignore[arg-type]
+        back = get_backend(reader).read(client, target, chunks, settings)  # type: ignore[arg-type]
+        assert back.checksums == expected, (writer, reader)
+        sizes[writer] = stored_bytes(target)
+    assert abs(sizes["zarr_direct"] - sizes["zarr"]) <= 0.02 * sizes["zarr"] + 64 * len(expected)
+
+
+def test_zarr_direct_refuses_a_damaged_shard(client: object, tmp_path: Path) -> None:
+    staged = stage_array(sparse_counts((2, 2, 16, 16)), tmp_path)
+    backend = get_backend("zarr_direct")
+    settings = WriteSettings(shards=True)
+    target = tmp_path / "s.zarr"
+    backend.write(client, staged, CODECS["blosc-lz4"], (2, 2, 16, 16), target, settings)  # type: ignore[arg-type]
+    shard = target / "c/0/0/0/0"
+    data = bytearray(shard.read_bytes())
+    data[-10] ^= 0xFF  # inside the index
+    shard.write_bytes(bytes(data))
+    with pytest.raises(OSError, match=r"c/0/0/0/0: the shard index fails its CRC-32C check"):
+        backend.read(client, target, (2, 2, 16, 16), settings)  # type: ignore[arg-type]
+    shard.write_bytes(bytes(data[:8]))
+    with pytest.raises(OSError, match=r"c/0/0/0/0: 8 bytes, too short for a shard index of 4 chunks"):
+        backend.read(client, target, (2, 2, 16, 16), settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ZARR_BACKENDS)
+def test_write_empty_chunks_is_honoured(client: object, tmp_path: Path, name: str) -> None:
     array = np.zeros((4, 4, 16, 16), dtype="uint16")
     array[0, 0, 0, 0] = 7
     staged = stage_array(array, tmp_path)
-    backend = get_backend("zarr")
+    backend = get_backend(name)
     sizes = {}
     for flag in (True, False):
         target = tmp_path / f"e{flag}.zarr"
@@ -187,7 +233,7 @@ def test_zarr_chunk_files_are_fsynced_by_the_workers_and_a_failed_fsync_fails_th
 def test_direct_chunk_reads_decode_in_place_and_refuse_short_or_masked_chunks(tmp_path: Path) -> None:
     import os
 
-    from cubebench.backends.hdf5_direct import _decode_chunk, _stored_buffer
+    from cubebench.backends.base import read_stored_chunk, stored_buffer
     from cubebench.codecs import get_codec
 
     chunk = sparse_counts((2, 3, 16, 16))
@@ -199,20 +245,21 @@ def test_direct_chunk_reads_decode_in_place_and_refuse_short_or_masked_chunks(tm
     fd = os.open(path, os.O_RDONLY)
     try:
         n, m = len(stored["none"]), len(stored["blosc-zstd"])
-        scratch = _stored_buffer([(0, n, 0), None, (n, m, 0)])
+        scratch = stored_buffer([(0, n, 0), None, (n, m, 0)])
         assert len(scratch) == max(n, m)
-        _decode_chunk(fd, str(path), (0,), (0, n, 0), encoders["none"], out, scratch)
+        read_stored_chunk(fd, str(path), (0,), (0, n, 0), encoders["none"], out, scratch)
         np.testing.assert_array_equal(out, chunk)
         out[...] = 7
-        _decode_chunk(fd, str(path), (1,), (n, m, 0), encoders["blosc-zstd"], out, scratch)
+        read_stored_chunk(fd, str(path), (1,), (n, m, 0), encoders["blosc-zstd"], out, scratch)
         np.testing.assert_array_equal(out, chunk)
-        _decode_chunk(fd, str(path), (2,), None, encoders["blosc-zstd"], out, scratch)  # never written: the fill value
+        # a chunk never written is the fill value
+        read_stored_chunk(fd, str(path), (2,), None, encoders["blosc-zstd"], out, scratch)
         assert not out.any()
         with pytest.raises(
             OSError, match=r"chunk \(1,\) of .*chunks.bin: read \d+ of its \d+ stored bytes \(the file is truncated\)"
         ):
-            _decode_chunk(fd, str(path), (1,), (n + 10, m, 0), encoders["blosc-zstd"], out, scratch)
+            read_stored_chunk(fd, str(path), (1,), (n + 10, m, 0), encoders["blosc-zstd"], out, scratch)
         with pytest.raises(OSError, match="filter mask 1"):
-            _decode_chunk(fd, str(path), (1,), (n, m, 1), encoders["blosc-zstd"], out, scratch)
+            read_stored_chunk(fd, str(path), (1,), (n, m, 1), encoders["blosc-zstd"], out, scratch)
     finally:
         os.close(fd)

@@ -314,6 +314,7 @@ def test_no_hdf5_filter_is_unavailable():
             "hdf5": "no HDF5 filter for pcodec",
             "hdf5_direct": "no HDF5 filter for pcodec, so no direct-chunk bytes",
             "zarr": None,
+            "zarr_direct": "pcodec is a Zarr array-to-bytes serializer: no chunk encoder outside zarr",
         }
 
 

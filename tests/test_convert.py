@@ -112,13 +112,28 @@ def test_unavailable_codec_and_bad_chunk(client: object, tmp_path: Path, npy: tu
     assert not (tmp_path / "p.h5").exists()
 
 
+def test_zarr_destination_falls_back_to_zarr_python_for_pcodec(
+    client: object, tmp_path: Path, npy: tuple[Path, np.ndarray]
+) -> None:
+    """``.zarr`` is written by ``zarr_direct``; a codec only zarr-python writes (pcodec) goes through ``zarr``."""
+    from cubebench.codecs import get_codec
+
+    path, array = npy
+    if get_codec("pcodec").availability(array.dtype)["zarr"] is not None:
+        pytest.skip("pcodec is not installed")
+    dest = convert(path, tmp_path / "p.zarr", codec="pcodec", cluster=client, progress=False)  # type: ignore[arg-type]
+    stored = zarr.open_array(str(dest), mode="r")
+    np.testing.assert_array_equal(stored[...], array)
+    assert stored.metadata.to_dict()["codecs"][0]["name"] == "numcodecs.pcodec"
+
+
 def test_failed_verification_removes_dest(
     client: object, tmp_path: Path, npy: tuple[Path, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from cubebench.backends import ReadBack
-    from cubebench.backends.zarr_ import ZarrBackend
+    from cubebench.backends.zarr_direct import ZarrDirectBackend
 
-    monkeypatch.setattr(ZarrBackend, "read", lambda self, *args: ReadBack({(0, 0, 0, 0): 1}))
+    monkeypatch.setattr(ZarrDirectBackend, "read", lambda self, *args: ReadBack({(0, 0, 0, 0): 1}))
     path, _ = npy
     with pytest.raises(VerificationError, match=r"differ from the source"):
         convert(path, tmp_path / "bad.zarr", codec="none", cluster=client, progress=False)  # type: ignore[arg-type]

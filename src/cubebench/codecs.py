@@ -174,12 +174,28 @@ class CodecSpec:
         enc: ChunkEncoder = self._face("encoder", dtype)
         return enc
 
+    def zarr_encoder(self, dtype: Any) -> ChunkEncoder:
+        """A :class:`ChunkEncoder` making the chunk bytes Zarr stores with :meth:`zarr_kwargs`' codecs.
+
+        For every family but gzip these are the HDF5 filter's bytes: the same blosc1 buffer, zstd frame or raw
+        bytes, and :class:`cubebench.zarr_codec.HDF5ChunkCodec` stores exactly them; Zarr's gzip codec frames
+        the same deflate stream as gzip, not zlib.
+
+        Raises
+        ------
+        CodecUnavailableError
+            ``"<id>: <reason>"`` when the library is missing or the codec has no chunk encoder (pcodec).
+        """
+        enc: ChunkEncoder = self._face("zarr_encoder", dtype)
+        return enc
+
     def availability(self, dtype: Any) -> dict[str, str | None]:
-        """``{"hdf5": ..., "hdf5_direct": ..., "zarr": ...}``: ``None`` where usable, else the reason."""
+        """``{"hdf5": ..., "hdf5_direct": ..., "zarr": ..., "zarr_direct": ...}``: ``None`` where usable, else why."""
         out: dict[str, str | None] = {}
-        for path, face in (("hdf5", "hdf5"), ("hdf5_direct", "encoder"), ("zarr", "zarr")):
+        for path, faces in _PATH_FACES.items():
             try:
-                self._face(face, dtype)
+                for face in faces:
+                    self._face(face, dtype)
                 out[path] = None
             except CodecUnavailableError as err:
                 out[path] = str(err).removeprefix(f"{self.id}: ")
@@ -443,6 +459,23 @@ class _DeflateEncoder(_Encoder):
         if flat.size == 0:
             return
         decoded = _imagecodecs().deflate_decode(data, out=flat)
+        if len(decoded) != flat.size:
+            raise ValueError(f"decoded {len(decoded)} bytes, expected {flat.size}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _GzipEncoder(_DeflateEncoder):
+    """Zarr's gzip codec stores a gzip member (numcodecs ``GZip``): the same deflate stream in gzip framing."""
+
+    def _encode(self, arr: np.ndarray) -> bytes:
+        packer = zlib.compressobj(self.level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        return packer.compress(arr.data) + packer.flush()
+
+    def _decode(self, data: Any, out: np.ndarray) -> None:
+        flat = _flat_bytes(out)
+        if flat.size == 0:
+            return
+        decoded = _imagecodecs().gzip_decode(data, out=flat)
         if len(decoded) != flat.size:
             raise ValueError(f"decoded {len(decoded)} bytes, expected {flat.size}")
 
@@ -741,6 +774,10 @@ def _no_encoder(spec: CodecSpec, dt: np.dtype) -> Any:
     raise _Unavailable(f"no HDF5 filter for {spec.family}, so no direct-chunk bytes")
 
 
+def _no_zarr_encoder(spec: CodecSpec, dt: np.dtype) -> Any:
+    raise _Unavailable(f"{spec.family} is a Zarr array-to-bytes serializer: no chunk encoder outside zarr")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Families and the catalog
 
@@ -755,11 +792,17 @@ class _Family:
     hdf5: Callable[[CodecSpec, np.dtype], dict[str, Any]]
     zarr: Callable[[CodecSpec, np.dtype], dict[str, Any]]
     encoder: Callable[[CodecSpec, np.dtype], ChunkEncoder]
+    #: The encoder of the bytes the Zarr face stores; None: the same as ``encoder`` (the HDF5 filter's bytes).
+    zarr_chunks: Callable[[CodecSpec, np.dtype], ChunkEncoder] | None = None
+
+    def zarr_encoder(self, spec: CodecSpec, dt: np.dtype) -> ChunkEncoder:
+        """The Zarr chunk encoder face."""
+        return (self.zarr_chunks or self.encoder)(spec, dt)
 
 
 _FAMILIES: dict[str, _Family] = {
     "none": _Family(_hdf5_none, _zarr_none, _make_encoder(_RawEncoder)),
-    "gzip": _Family(_hdf5_gzip, _zarr_gzip, _make_encoder(_DeflateEncoder)),
+    "gzip": _Family(_hdf5_gzip, _zarr_gzip, _make_encoder(_DeflateEncoder), _make_encoder(_GzipEncoder)),
     "lzf": _Family(_hdf5_lzf, _zarr_adapter, _make_encoder(_LzfEncoder)),
     "szip": _Family(_hdf5_szip, _zarr_adapter, _make_encoder(_SzipEncoder)),
     "blosc": _Family(_hdf5_blosc, _zarr_blosc, _make_encoder(_BloscEncoder)),
@@ -767,7 +810,15 @@ _FAMILIES: dict[str, _Family] = {
     "bitshuffle": _Family(_hdf5_bitshuffle, _zarr_adapter, _make_encoder(_BitshuffleEncoder)),
     "blosc2": _Family(_hdf5_blosc2, _zarr_adapter, _make_encoder(_Blosc2Encoder)),
     "zstd": _Family(_hdf5_zstd, _zarr_zstd, _make_encoder(_ZstdEncoder)),
-    "pcodec": _Family(_no_hdf5, _zarr_pcodec, _no_encoder),
+    "pcodec": _Family(_no_hdf5, _zarr_pcodec, _no_encoder, _no_zarr_encoder),
+}
+
+#: The faces each storage path needs, for :meth:`CodecSpec.availability`.
+_PATH_FACES: dict[str, tuple[str, ...]] = {
+    "hdf5": ("hdf5",),
+    "hdf5_direct": ("encoder",),
+    "zarr": ("zarr",),
+    "zarr_direct": ("zarr", "zarr_encoder"),
 }
 
 

@@ -2,7 +2,8 @@
 
 ``convert`` is the benchmark's own write path used as a tool: the source is staged once (an uncompressed copy
 in scratch, beside the destination), written by a backend (``hdf5_direct`` for ``.h5`` / ``.emd`` / ``.hdf5``:
-chunks encoded in parallel, one writer; ``zarr`` for ``.zarr``), read back in full, and compared with the
+chunks encoded in parallel, one writer; ``zarr_direct`` for ``.zarr``: chunk files encoded and written in
+parallel, or ``zarr`` for a codec only zarr-python writes), read back in full, and compared with the
 source's hash per chunk. A destination that fails verification is removed. ``generate`` does the same for a
 synthetic preset. The default codec is ``blosc-zstd`` (zstd level 3, byte shuffle): about 8x smaller on 75 %-zero
 12-bit counts and fast to decode; HDF5 readers need ``import hdf5plugin`` for it (``--codec none`` or ``gzip-6``
@@ -26,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cubebench.backends import WriteSettings, get_backend
+from cubebench.backends import Backend, WriteSettings, get_backend
 from cubebench.chunking import resolve_chunks
 from cubebench.codecs import get_codec
-from cubebench.errors import ConfigError, VerificationError
+from cubebench.errors import CodecUnavailableError, ConfigError, VerificationError
 from cubebench.experiment import ClusterSpec
 from cubebench.parallel import observe
 from cubebench.sources import open_cube
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
     from distributed import Client
 
+    from cubebench.codecs import CodecSpec
     from cubebench.cube import StagedCube
 
 #: The default codec of ``convert`` and ``generate``.
@@ -47,7 +49,13 @@ DEFAULT_CODEC = "blosc-zstd"
 #: The default chunk strategy: a compromise between scan-region and detector access.
 DEFAULT_CHUNK = "balanced"
 #: Destination suffix -> backend.
-DESTINATIONS = {".h5": "hdf5_direct", ".hdf5": "hdf5_direct", ".emd": "hdf5_direct", ".zarr": "zarr"}
+#: The backends that write each kind of destination, in order of preference: the first that takes the codec.
+DESTINATIONS: dict[str, tuple[str, ...]] = {
+    ".h5": ("hdf5_direct",),
+    ".hdf5": ("hdf5_direct",),
+    ".emd": ("hdf5_direct",),
+    ".zarr": ("zarr_direct", "zarr"),
+}
 
 
 def convert(
@@ -87,13 +95,12 @@ def convert(
         A chunk read back differs from the source (``dest`` is removed).
     """
     target = Path(dest)
-    backend_name = _check_dest(target)
-    backend = get_backend(backend_name)
+    candidates = _check_dest(target)
     spec = get_codec(codec)
     cube = open_cube(source)
     chunks = resolve_chunks(parse_chunk(chunk), cube.info.shape)
     dtype = np.dtype(cube.info.dtype)
-    backend.check(spec, dtype)
+    backend = _writer(candidates, spec, dtype)
     settings = WriteSettings()
     folder = Path(tempfile.mkdtemp(prefix=".cubebench-convert-", dir=scratch if scratch is not None else target.parent))
     try:
@@ -156,7 +163,22 @@ def parse_chunk(chunk: str | Sequence[int]) -> str | tuple[int, ...]:
     return tuple(int(c) for c in chunk)
 
 
-def _check_dest(target: Path) -> str:
+def _writer(candidates: tuple[str, ...], spec: CodecSpec, dtype: np.dtype[Any]) -> Backend:
+    """The first of ``candidates`` that can write ``spec``; else the first one's :class:`CodecUnavailableError`."""
+    first: CodecUnavailableError | None = None
+    for name in candidates:
+        backend = get_backend(name)
+        try:
+            backend.check(spec, dtype)
+        except CodecUnavailableError as exc:
+            first = first or exc
+            continue
+        return backend
+    assert first is not None
+    raise first
+
+
+def _check_dest(target: Path) -> tuple[str, ...]:
     backend = DESTINATIONS.get(target.suffix.lower())
     if backend is None:
         raise ConfigError(f"{target}: DEST must end with {', '.join(DESTINATIONS)}")

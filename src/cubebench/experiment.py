@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import os
 
 #: Storage backends an experiment may name (implementations live in ``cubebench.backends``).
-BACKEND_NAMES = ("hdf5", "hdf5_direct", "zarr", "csr", "uint8_overflow", "npy_gzip")
+BACKEND_NAMES = ("hdf5", "hdf5_direct", "zarr", "zarr_direct", "csr", "uint8_overflow", "npy_gzip")
 
 DATASET_KEYS = (
     "preset",

@@ -407,7 +407,7 @@ class _Session:
             codec_threads=self.exp.cluster.codec_threads,
             cache=self.exp.cache,
             write_empty_chunks=self.settings.write_empty_chunks,
-            sharded=self.settings.shards and backend.name == "zarr",
+            sharded=self.settings.shards and backend.shardable,
             worker_processes=bool(self.cluster_info.get("processes", True)),
             started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )

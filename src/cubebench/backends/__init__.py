@@ -9,11 +9,20 @@ from cubebench.backends.hdf5_filter import HDF5FilterBackend
 from cubebench.backends.npy_gzip import NpyGzipBackend
 from cubebench.backends.uint8_overflow import Uint8OverflowBackend
 from cubebench.backends.zarr_ import ZarrBackend
+from cubebench.backends.zarr_direct import ZarrDirectBackend
 from cubebench.errors import BackendError
 
 BACKENDS: dict[str, type[Backend]] = {
     cls.name: cls
-    for cls in (HDF5FilterBackend, HDF5DirectBackend, ZarrBackend, CSRBackend, Uint8OverflowBackend, NpyGzipBackend)
+    for cls in (
+        HDF5FilterBackend,
+        HDF5DirectBackend,
+        ZarrBackend,
+        ZarrDirectBackend,
+        CSRBackend,
+        Uint8OverflowBackend,
+        NpyGzipBackend,
+    )
 }
 
 

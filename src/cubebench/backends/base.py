@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cubebench.codecs import ChunkEncoder, CodecSpec, get_codec
+from cubebench.codecs import ChunkEncoder, CodecSpec, get_codec, stores_raw
 from cubebench.patterns import PatternResult, Selection, selection
 
 if TYPE_CHECKING:
@@ -70,6 +70,8 @@ class Backend(ABC):
     #: Whether a write reads the staged cube one :meth:`storage_block` at a time (then the runner stages a
     #: chunk-major layout for it, see :func:`cubebench.staging.stage_layout`).
     reads_blocks: bool = False
+    #: Whether the ``shards`` setting applies (Zarr: each storage block is one shard of single-frame chunks).
+    shardable: bool = False
 
     @abstractmethod
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
@@ -132,6 +134,56 @@ def padded(data: np.ndarray, chunks: tuple[int, ...]) -> np.ndarray:
     out = np.zeros(chunks, dtype=data.dtype)
     out[tuple(slice(0, s) for s in data.shape)] = data
     return out
+
+
+#: Where a chunk's stored bytes are: ``(offset, size, HDF5 filter mask)`` in a file, or None for a chunk never
+#: written (it reads as the fill value, 0).
+Location = tuple[int, int, int] | None
+
+
+def stored_buffer(locations: Iterable[Location]) -> memoryview:
+    """One buffer for the stored bytes of a task's chunks, as large as the largest of them.
+
+    A fresh ``bytes`` per chunk (``os.pread``) costs its page faults again: measured here with two threads reading,
+    decoding and hashing 16 MiB blosc-lz4 chunks, 5.5-6.1 GB/s that way against 7.1 GB/s into reused memory. It
+    lives as long as the task, so nothing stays held between passes.
+    """
+    largest = max((location[1] for location in locations if location is not None), default=0)
+    return np.empty(largest, dtype=np.uint8).data
+
+
+def read_stored_chunk(
+    fd: int,
+    path: str,
+    index: ChunkIndex,
+    location: Location,
+    encoder: ChunkEncoder,
+    out: np.ndarray,
+    stored: memoryview,
+) -> None:
+    """Read one stored chunk at ``location`` of the open file ``fd`` and decode it into ``out``.
+
+    The stored bytes go into ``stored`` (see :func:`stored_buffer`); a chunk stored without a filter goes
+    straight into ``out``. A chunk never written is HDF5's fill value (0).
+    """
+    if location is None:
+        out[...] = 0
+        return
+    offset, size, mask = location
+    if mask:
+        raise OSError(f"chunk {index} of {path} was stored with filter mask {mask}")
+    raw = stores_raw(encoder) and size == out.nbytes
+    target = out.reshape(-1).view(np.uint8).data if raw else stored[:size]
+    read_exactly(fd, path, index, target, offset)
+    if not raw:
+        encoder.decode(target, out)
+
+
+def read_exactly(fd: int, path: str, index: ChunkIndex, target: memoryview, offset: int) -> None:
+    """Fill ``target`` from the open file ``fd`` at ``offset``; a short read is an error naming chunk and file."""
+    got = os.preadv(fd, [target], offset)
+    if got != len(target):
+        raise OSError(f"chunk {index} of {path}: read {got} of its {len(target)} stored bytes (the file is truncated)")
 
 
 def fsync_tree(target: Path) -> None:

@@ -15,15 +15,17 @@ import numpy as np
 
 from cubebench.backends.base import (
     Backend,
+    Location,
     ReadBack,
     WritebackAhead,
     WriteSettings,
     encoder_for,
     fsync_tree,
     padded,
+    read_stored_chunk,
+    stored_buffer,
 )
 from cubebench.backends.hdf5_filter import DATA_PATH, create_emd_dataset
-from cubebench.codecs import stores_raw
 from cubebench.cube import Block, StagedCube, checksum, thread_buffer
 from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches, scan_batches
 from cubebench.patterns import (
@@ -39,12 +41,11 @@ from cubebench.patterns import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
     from pathlib import Path
 
     from distributed import Client
 
-    from cubebench.codecs import ChunkEncoder, CodecSpec
+    from cubebench.codecs import CodecSpec
 
 ChunkIndex = tuple[int, ...]
 
@@ -141,8 +142,6 @@ class HDF5DirectBackend(Backend):
 #: Above this many chunks, a pattern read walks the whole chunk index once instead of looking each chunk up.
 LOOKUP_LIMIT = 256
 
-Location = tuple[int, int, int] | None
-
 
 def _chunk_locator(ds: Any, chunks: tuple[int, ...], n: int) -> Any:
     """A function ``index -> (offset, size, filter mask)`` or None for a chunk never written (the fill value)."""
@@ -186,57 +185,17 @@ def _read_batch(
 ) -> dict[ChunkIndex, int]:
     encoder = encoder_for(codec_id, dtype)
     buffer = thread_buffer(chunks, dtype)
-    stored = _stored_buffer(location for _, _, location in group)
+    stored = stored_buffer(location for _, _, location in group)
     sums: dict[ChunkIndex, int] = {}
     fd = os.open(path, os.O_RDONLY)
     try:
         for index, block, location in group:
-            _decode_chunk(fd, path, index, location, encoder, buffer, stored)
+            read_stored_chunk(fd, path, index, location, encoder, buffer, stored)
             valid = tuple(slice(0, b.stop - b.start) for b in block)
             sums[index] = checksum(buffer[valid])
     finally:
         os.close(fd)
     return sums
-
-
-def _stored_buffer(locations: Iterable[Location]) -> memoryview:
-    """One buffer for the stored bytes of a task's chunks, as large as the largest of them.
-
-    A fresh ``bytes`` per chunk (``os.pread``) costs its page faults again: measured here with two threads reading,
-    decoding and hashing 16 MiB blosc-lz4 chunks, 5.5-6.1 GB/s that way against 7.1 GB/s into reused memory. It
-    lives as long as the task, so nothing stays held between passes.
-    """
-    largest = max((location[1] for location in locations if location is not None), default=0)
-    return np.empty(largest, dtype=np.uint8).data
-
-
-def _decode_chunk(
-    fd: int,
-    path: str,
-    index: ChunkIndex,
-    location: Location,
-    encoder: ChunkEncoder,
-    out: np.ndarray,
-    stored: memoryview,
-) -> None:
-    """Read one stored chunk at ``location`` of the open file ``fd`` and decode it into ``out``.
-
-    The stored bytes go into ``stored`` (see :func:`_stored_buffer`); a chunk stored without a filter goes
-    straight into ``out``. A chunk never written is HDF5's fill value (0).
-    """
-    if location is None:
-        out[...] = 0
-        return
-    offset, size, mask = location
-    if mask:
-        raise OSError(f"chunk {index} of {path} was stored with filter mask {mask}")
-    raw = stores_raw(encoder) and size == out.nbytes
-    target = out.reshape(-1).view(np.uint8).data if raw else stored[:size]
-    got = os.preadv(fd, [target], offset)
-    if got != size:
-        raise OSError(f"chunk {index} of {path}: read {got} of its {size} stored bytes (the file is truncated)")
-    if not raw:
-        encoder.decode(target, out)
 
 
 def _pattern_batch(
@@ -250,11 +209,11 @@ def _pattern_batch(
     tiles, locations = item
     encoder = encoder_for(codec_id, dtype)
     buffer = thread_buffer(chunks, dtype)
-    stored = _stored_buffer(locations.values())
+    stored = stored_buffer(locations.values())
     fd = os.open(path, os.O_RDONLY)
 
     def read_chunk(index: ChunkIndex) -> np.ndarray:
-        _decode_chunk(fd, path, index, locations[index], encoder, buffer, stored)
+        read_stored_chunk(fd, path, index, locations[index], encoder, buffer, stored)
         return buffer
 
     try:

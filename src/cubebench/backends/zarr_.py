@@ -31,6 +31,7 @@ class ZarrBackend(Backend):
     name = "zarr"
     suffix = ".zarr"
     reads_blocks = True
+    shardable = True
 
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
         """Unavailable when the codec has no Zarr v3 form here."""
@@ -46,23 +47,8 @@ class ZarrBackend(Backend):
         settings: WriteSettings,
     ) -> None:
         """Create the array here, then let the workers fill it batch by batch."""
-        import zarr
-
         dtype = np.dtype(staged.dtype)
-        inner, shards = self._layout(chunks, settings)
-        zarr.create_array(
-            store=str(target),
-            shape=staged.shape,
-            chunks=inner,
-            shards=shards,
-            dtype=dtype,
-            fill_value=0,
-            zarr_format=3,
-            dimension_names=("scan_y", "scan_x", "det_y", "det_x"),
-            attributes={"cubebench_codec": codec.id},
-            config={"write_empty_chunks": settings.write_empty_chunks},
-            **codec.zarr_kwargs(dtype),
-        )
+        create_store(target, staged.shape, dtype, codec, *self._layout(chunks, settings))
         block = self.storage_block(chunks, settings)
         work = scan_batches(client, staged.shape, block, dtype.itemsize)
         workers = set(client.scheduler_info(n_workers=-1).get("workers", {}))
@@ -111,6 +97,35 @@ class ZarrBackend(Backend):
         if settings.shards:
             return (1, 1, chunks[2], chunks[3]), chunks
         return chunks, None
+
+
+def create_store(
+    target: Path,
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    codec: CodecSpec,
+    chunks: tuple[int, ...],
+    shards: tuple[int, ...] | None,
+) -> Any:
+    """Create the empty Zarr v3 array every Zarr backend writes into, and return it (open for writing).
+
+    Fill value 0, the cube's dimension names, and the catalog codec id as the ``cubebench_codec`` attribute.
+    Whether chunks equal to the fill value are stored is decided by the writer (``write_empty_chunks``).
+    """
+    import zarr
+
+    return zarr.create_array(
+        store=str(target),
+        shape=shape,
+        chunks=chunks,
+        shards=shards,
+        dtype=dtype,
+        fill_value=0,
+        zarr_format=3,
+        dimension_names=("scan_y", "scan_x", "det_y", "det_x"),
+        attributes={"cubebench_codec": codec.id},
+        **codec.zarr_kwargs(dtype),
+    )
 
 
 def _open(path: str, mode: str, write_empty_chunks: bool = True) -> Any:

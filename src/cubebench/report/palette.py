@@ -54,16 +54,23 @@ BACKEND_MARKERS: dict[str, str] = {
     "hdf5": "o",
     "hdf5_direct": "s",
     "zarr": "^",
+    "zarr_direct": "v",
     "csr": "P",
     "uint8_overflow": "X",
     "npy_gzip": "D",
     "study": "*",
 }
-_FALLBACK_MARKERS = ("v", "<", ">", "p", "h", "d", "8")
+_FALLBACK_MARKERS = ("<", ">", "p", "h", "d", "8")
 
-BACKEND_HATCHES: dict[str, str] = {"hdf5": "", "hdf5_direct": "///", "zarr": "...", "study": "xx"}
+BACKEND_HATCHES: dict[str, str] = {
+    "hdf5": "",
+    "hdf5_direct": "///",
+    "zarr": "...",
+    "zarr_direct": "\\\\\\",
+    "study": "xx",
+}
 CHUNK_HATCHES: dict[str, str] = {"real_space": "", "balanced": "///", "single_frame": "..."}
-_FALLBACK_HATCHES = ("xx", "\\\\\\", "++", "oo", "--", "**")
+_FALLBACK_HATCHES = ("xx", "++", "oo", "--", "**")
 
 
 def _pick(name: str, options: tuple[str, ...]) -> str:

@@ -1,0 +1,325 @@
+"""Zarr v3 written and read in parallel without zarr-python's per-chunk path: the Zarr twin of ``hdf5_direct``.
+
+zarr-python creates the store (metadata, codecs, fill value), exactly as the ``zarr`` backend does. The workers
+then encode each chunk with the catalog's encoder for the bytes that store's codecs hold
+(:meth:`cubebench.codecs.CodecSpec.zarr_encoder`) and write the chunk file at the key the store's metadata names;
+reading opens each chunk file, reads it into a reused buffer and decodes it straight into the thread's chunk
+buffer. zarr-python goes through an asyncio pipeline per chunk, decodes into a fresh buffer and copies it into
+the output, which caps it well below the codec's own speed (see README, "Performance"). The stores are ordinary
+Zarr v3 stores: plain zarr-python reads them back (tested for every codec, sharded or not).
+
+With sharding, a task writes whole shards in Zarr's ``sharding_indexed`` layout: the inner chunks' encoded bytes,
+then the index of ``(offset, nbytes)`` pairs (``2**64 - 1`` for a chunk not stored) and its CRC-32C, at the end.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cubebench.backends.base import (
+    Location,
+    ReadBack,
+    WriteSettings,
+    fsync_tree,
+    padded,
+    read_exactly,
+    read_stored_chunk,
+    stored_buffer,
+    sync_soon,
+    wait_synced,
+)
+from cubebench.backends.zarr_ import ZarrBackend, create_store
+from cubebench.codecs import ChunkEncoder, get_codec, stores_raw
+from cubebench.cube import Block, StagedCube, block_grid, checksum, thread_buffer
+from cubebench.parallel import BATCH_BYTES, run_batches, scan_batches
+from cubebench.patterns import (
+    PatternResult,
+    Selection,
+    TilePart,
+    Window,
+    assemble,
+    combine,
+    overlapping_chunks,
+    pattern_batches,
+    reduce_tile,
+)
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from cubebench.codecs import CodecSpec
+
+ChunkIndex = tuple[int, ...]
+
+#: A shard index entry for an inner chunk that is not stored (Zarr's sharding specification).
+MISSING = 2**64 - 1
+
+
+class ZarrDirectBackend(ZarrBackend):
+    """Zarr v3 store made by zarr-python; chunk (or shard) files encoded, written, read and decoded by the workers."""
+
+    name = "zarr_direct"
+
+    def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
+        """Needs the Zarr face (the store's codecs) and an encoder of the bytes it stores."""
+        codec.zarr_kwargs(dtype)
+        codec.zarr_encoder(dtype)
+
+    def write(
+        self,
+        client: Client,
+        staged: StagedCube,
+        codec: CodecSpec,
+        chunks: tuple[int, ...],
+        target: Path,
+        settings: WriteSettings,
+    ) -> None:
+        """Create the store here, then let the workers encode and write its chunk (or shard) files."""
+        array = create_store(target, staged.shape, np.dtype(staged.dtype), codec, *self._layout(chunks, settings))
+        layout = _Layout.of(array, codec.id, str(target))
+        block = self.storage_block(chunks, settings)
+        work = [
+            [(index, item, array.metadata.encode_chunk_key(index)) for index, item in group]
+            for group in scan_batches(client, staged.shape, block, np.dtype(staged.dtype).itemsize)
+        ]
+        workers = set(client.scheduler_info(n_workers=-1).get("workers", {}))
+        for _ in run_batches(client, _write_batch, work, staged, layout, settings.write_empty_chunks):
+            pass
+        client.run(wait_synced, str(target))  # every chunk file is fsynced by the worker that wrote it
+        if workers - set(client.scheduler_info(n_workers=-1).get("workers", {})):
+            fsync_tree(target)  # a worker was lost with fsyncs pending: make the whole store durable from here
+        fsync_tree(target)  # the directories (cheap: the files are on disk already)
+
+    def read(self, client: Client, target: Path, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:
+        """Each worker reads and decodes the chunk (or shard) files of its batch."""
+        import zarr
+
+        array = zarr.open_array(str(target), mode="r")
+        layout = _Layout.of(array, _codec_of(array, target), str(target))
+        block = tuple(int(c) for c in (array.shards or array.chunks))
+        work = [
+            [(index, item, array.metadata.encode_chunk_key(index)) for index, item in group]
+            for group in scan_batches(client, array.shape, block, array.dtype.itemsize)
+        ]
+        sums: dict[ChunkIndex, int] = {}
+        for result in run_batches(client, _read_batch, work, layout):
+            sums.update(result)
+        return ReadBack(sums)
+
+    def pattern_result(
+        self, client: Client, target: Path, sel: Selection, chunks: tuple[int, ...], settings: WriteSettings
+    ) -> PatternResult:
+        """Read and decode only the chunk (or shard) files overlapping ``sel``, in parallel."""
+        import zarr
+
+        array = zarr.open_array(str(target), mode="r")
+        layout = _Layout.of(array, _codec_of(array, target), str(target))
+        work = pattern_batches(sel, layout.block, array.dtype.itemsize, BATCH_BYTES)
+        items = [
+            (
+                tiles,
+                {
+                    index: array.metadata.encode_chunk_key(index)
+                    for tile in tiles
+                    for index in overlapping_chunks(sel, tile, layout.block)
+                },
+            )
+            for tiles in work
+        ]
+        parts: list[TilePart] = []
+        for result in run_batches(client, _pattern_batch, items, sel, layout):
+            parts.extend(result)
+        return combine(sel, parts)
+
+
+def _codec_of(array: Any, target: Path) -> str:
+    """The catalog codec a cubebench store was written with (its ``cubebench_codec`` attribute)."""
+    from cubebench.errors import BackendError
+
+    codec_id = array.attrs.get("cubebench_codec")
+    if not isinstance(codec_id, str):
+        raise BackendError(f"{target}: not a cubebench Zarr store (no 'cubebench_codec' attribute)")
+    return codec_id
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a worker needs to find and decode a store's chunk files: root, shapes, dtype, codec, sharding."""
+
+    root: str
+    #: The unit of one file: a chunk, or a shard.
+    block: tuple[int, ...]
+    #: The inner chunk of a shard, or None when not sharded.
+    inner: tuple[int, ...] | None
+    dtype: str
+    codec_id: str
+
+    @classmethod
+    def of(cls, array: Any, codec_id: str, root: str) -> _Layout:
+        """The layout of an open zarr array written by cubebench."""
+        chunks = tuple(int(c) for c in array.chunks)
+        shards = tuple(int(c) for c in array.shards) if array.shards else None
+        return cls(root, shards or chunks, chunks if shards else None, array.dtype.str, codec_id)
+
+    def encoder(self) -> ChunkEncoder:
+        """The chunk encoder (cached per process)."""
+        return _zarr_encoder(self.codec_id, self.dtype)
+
+    def path(self, key: str) -> str:
+        """The file holding the chunk (or shard) stored under ``key``."""
+        return os.path.join(self.root, key)
+
+    def inner_grid(self) -> list[tuple[ChunkIndex, Block]]:
+        """The inner chunks of one shard, in the index's (C) order."""
+        return block_grid(self.block, self.inner or self.block)
+
+
+@functools.lru_cache(maxsize=64)
+def _zarr_encoder(codec_id: str, dtype: str) -> ChunkEncoder:
+    return get_codec(codec_id).zarr_encoder(np.dtype(dtype))
+
+
+def _write_batch(
+    group: list[tuple[ChunkIndex, Block, str]], staged: StagedCube, layout: _Layout, write_empty: bool
+) -> None:
+    encoder = layout.encoder()
+    blocks = [block for _, block, _ in group]
+    for (_, _, key), data in zip(group, staged.iter_blocks(blocks), strict=True):
+        full = padded(data, layout.block)  # Zarr stores edge chunks at full size too
+        if layout.inner is None:
+            if not write_empty and not full.any():
+                continue  # equal to the fill value: Zarr does not store it
+            parts = [full if stores_raw(encoder) else encoder.encode(full)]
+        else:
+            parts = _encode_shard(full, data.shape, layout, encoder, write_empty)
+            if not parts:
+                continue
+        path = layout.path(key)
+        _write_file(path, parts)
+        sync_soon(layout.root, [Path(path)])
+
+
+def _encode_shard(
+    shard: np.ndarray, valid: tuple[int, ...], layout: _Layout, encoder: ChunkEncoder, write_empty: bool
+) -> list[Any]:
+    """A shard file's parts: encoded inner chunks, then the index and its CRC-32C; [] if no chunk is stored.
+
+    ``valid`` is the part of the (padded) shard inside the array: as zarr-python does, inner chunks wholly
+    outside it are not stored.
+    """
+    import google_crc32c
+
+    grid = layout.inner_grid()
+    index = np.full((len(grid), 2), MISSING, dtype="<u8")
+    parts: list[Any] = []
+    offset = 0
+    for n, (_, block) in enumerate(grid):
+        chunk = shard[block]
+        outside = any(b.start >= v for b, v in zip(block, valid, strict=True))
+        if outside or (not write_empty and not chunk.any()):
+            continue
+        encoded = encoder.encode(chunk)
+        index[n] = (offset, len(encoded))
+        parts.append(encoded)
+        offset += len(encoded)
+    if not parts:
+        return []
+    index_bytes = index.tobytes()
+    return [*parts, index_bytes, np.uint32(google_crc32c.value(index_bytes)).astype("<u4").tobytes()]
+
+
+def _write_file(path: str, parts: list[Any]) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for part in parts:
+            view = memoryview(part).cast("B")
+            while view:
+                view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _read_batch(group: list[tuple[ChunkIndex, Block, str]], layout: _Layout) -> dict[ChunkIndex, int]:
+    encoder = layout.encoder()
+    buffer = thread_buffer(layout.block, layout.dtype)
+    paths = [layout.path(key) for _, _, key in group]
+    stored = stored_buffer(_file_location(path) for path in paths)
+    sums: dict[ChunkIndex, int] = {}
+    for (index, block, _), path in zip(group, paths, strict=True):
+        _read_file(path, index, layout, encoder, buffer, stored)
+        sums[index] = checksum(buffer[tuple(slice(0, b.stop - b.start) for b in block)])
+    return sums
+
+
+def _file_location(path: str) -> Location:
+    """The whole file as one stored chunk, or None when it does not exist (never written: the fill value)."""
+    try:
+        return (0, os.stat(path).st_size, 0)
+    except FileNotFoundError:
+        return None
+
+
+def _read_file(
+    path: str, index: ChunkIndex, layout: _Layout, encoder: ChunkEncoder, out: np.ndarray, stored: memoryview
+) -> None:
+    """Decode the chunk (or shard) file ``path`` into ``out`` (the full chunk or shard)."""
+    location = _file_location(path)
+    if location is None:
+        out[...] = 0
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if layout.inner is None:
+            read_stored_chunk(fd, path, index, location, encoder, out, stored)
+            return
+        data = stored[: location[1]]
+        read_exactly(fd, path, index, data, 0)
+    finally:
+        os.close(fd)
+    _decode_shard(data, path, layout, encoder, out)
+
+
+def _decode_shard(data: memoryview, path: str, layout: _Layout, encoder: ChunkEncoder, out: np.ndarray) -> None:
+    """Decode a shard file's bytes into ``out``, inner chunk by inner chunk, after checking its index's CRC-32C."""
+    import google_crc32c
+
+    grid = layout.inner_grid()
+    index_bytes = 16 * len(grid)
+    if len(data) < index_bytes + 4:
+        raise OSError(f"{path}: {len(data)} bytes, too short for a shard index of {len(grid)} chunks")
+    raw_index = bytes(data[len(data) - index_bytes - 4 : len(data) - 4])  # google_crc32c takes only bytes
+    crc = np.frombuffer(data[len(data) - 4 :], dtype="<u4")[0]
+    if google_crc32c.value(raw_index) != crc:
+        raise OSError(f"{path}: the shard index fails its CRC-32C check")
+    index = np.frombuffer(raw_index, dtype="<u8").reshape(-1, 2)
+    for (offset, nbytes), (_, block) in zip(index, grid, strict=True):
+        target = out[block]
+        if offset == MISSING:
+            target[...] = 0
+        elif offset + nbytes > len(data) - index_bytes - 4:
+            raise OSError(f"{path}: a shard index entry points past the chunk data ({offset} + {nbytes})")
+        else:
+            encoder.decode(data[int(offset) : int(offset + nbytes)], target)
+
+
+def _pattern_batch(item: tuple[list[Window], dict[ChunkIndex, str]], sel: Selection, layout: _Layout) -> list[TilePart]:
+    tiles, keys = item
+    encoder = layout.encoder()
+    buffer = thread_buffer(layout.block, layout.dtype)
+    stored = stored_buffer(_file_location(layout.path(key)) for key in keys.values())
+
+    def read_chunk(index: ChunkIndex) -> np.ndarray:
+        _read_file(layout.path(keys[index]), index, layout, encoder, buffer, stored)
+        return buffer
+
+    return [
+        reduce_tile(sel, t[0].start, t[1].start, assemble(sel, t, layout.block, buffer.dtype, read_chunk))
+        for t in tiles
+    ]
