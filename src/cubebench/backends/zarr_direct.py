@@ -94,7 +94,7 @@ class ZarrDirectBackend(ZarrBackend):
         client.run(wait_synced, str(target))  # every chunk file is fsynced by the worker that wrote it
         if workers - set(client.scheduler_info(n_workers=-1).get("workers", {})):
             fsync_tree(target)  # a worker was lost with fsyncs pending: make the whole store durable from here
-        fsync_tree(target)  # the directories (cheap: the files are on disk already)
+        fsync_tree(target / "zarr.json")
 
     def read(self, client: Client, target: Path, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:
         """Each worker reads and decodes the chunk (or shard) files of its batch."""
