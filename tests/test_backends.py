@@ -5,13 +5,17 @@ One shared base of tests, run for each backend (the ``StoreTests`` pattern of za
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import tempfile
+from pathlib import Path
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers the filters for plain h5py reads)
 import numpy as np
 import pytest
 import zarr
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from tests.conftest import sparse_counts, stage_array
 
 from cubebench.backends import BACKENDS, WriteSettings, get_backend
@@ -20,9 +24,6 @@ from cubebench.backends.hdf5_filter import DATA_PATH
 from cubebench.codecs import CODECS
 from cubebench.errors import BackendError, CodecUnavailableError
 from cubebench.staging import source_checksums
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 SHAPE = (5, 4, 24, 20)  # edge chunks on every axis for (2, 3, 16, 16)
 CHUNKS = (2, 3, 16, 16)
@@ -112,6 +113,45 @@ def test_zarr_direct_matches_zarr_python(client: object, tmp_path: Path, codec_i
         assert back.checksums == expected, (writer, reader)
         sizes[writer] = stored_bytes(target)
     assert abs(sizes["zarr_direct"] - sizes["zarr"]) <= 0.02 * sizes["zarr"] + 64 * len(expected)
+
+
+shard_dims = st.tuples(st.integers(1, 3), st.integers(1, 3))
+
+
+@examples(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shard=shard_dims, extent=shard_dims, write_empty=st.booleans(), seed=st.integers(0, 2**16))
+def test_zarr_direct_shards_are_what_zarr_reads(
+    tmp_path: Path, shard: tuple[int, int], extent: tuple[int, int], write_empty: bool, seed: int
+) -> None:
+    """Shard files made by zarr_direct's encoder read back through plain zarr, and through its own decoder."""
+    from cubebench.backends.zarr_ import create_store
+    from cubebench.backends.zarr_direct import _decode_shard, _encode_shard, _Layout, _write_file
+    from cubebench.cube import block_grid
+
+    block = (*shard, 4, 5)
+    shape = (shard[0] + extent[0] - 1, shard[1] + extent[1] - 1, 4, 5)  # edge shards, some inner chunks outside
+    array = sparse_counts(shape, seed=seed)
+    array[: shape[0] // 2] = 0  # shards and inner chunks equal to the fill value
+    target = Path(tempfile.mkdtemp(dir=tmp_path)) / "s.zarr"  # tmp_path is shared by the examples
+    store = create_store(target, shape, array.dtype, CODECS["blosc-lz4"], (1, 1, 4, 5), block)
+    layout = _Layout.of(store, "blosc-lz4", str(target))
+    encoder = layout.encoder()
+    for index, where in block_grid(shape, block):
+        data = array[where]
+        full = np.zeros(block, dtype=array.dtype)
+        full[tuple(slice(0, n) for n in data.shape)] = data
+        parts = _encode_shard(full, data.shape, layout, encoder, write_empty)
+        if not parts:
+            assert not write_empty and not data.any()
+            continue
+        path = layout.path(store.metadata.encode_chunk_key(index))
+        _write_file(path, parts)
+        out = np.full(block, 7, dtype=array.dtype)
+        with open(path, "rb") as f:
+            _decode_shard(memoryview(f.read()), path, layout, encoder, out)
+        inside = tuple(slice(0, n) for n in data.shape)
+        np.testing.assert_array_equal(out[inside], data)
+    np.testing.assert_array_equal(zarr.open_array(str(target), mode="r")[...], array)
 
 
 def test_zarr_direct_refuses_a_damaged_shard(client: object, tmp_path: Path) -> None:

@@ -214,6 +214,19 @@ def test_pattern_reads_match_numpy(
             assert got.image is None
 
 
+@pytest.mark.parametrize("name", ["zarr", "zarr_direct"])
+def test_sharded_pattern_reads_match_numpy(client: object, tmp_path: Path, name: str) -> None:
+    array = sparse_counts(PATTERN_SHAPE, seed=5)
+    staged = stage_array(array, tmp_path)
+    backend = get_backend(name)
+    settings = WriteSettings(shards=True)
+    target = tmp_path / "p.zarr"
+    backend.write(client, staged, CODECS["blosc-lz4"], (8, 8, 16, 12), target, settings)  # type: ignore[arg-type]
+    for pattern in PATTERNS:
+        got = backend.read_pattern(client, target, pattern, (8, 8, 16, 12), settings)  # type: ignore[arg-type]
+        assert got.checksum == reference(array, pattern)[0], pattern
+
+
 def test_pattern_checksum_catches_a_wrong_value(client: object, tmp_path: Path) -> None:
     array = sparse_counts(PATTERN_SHAPE, seed=4)
     staged = stage_array(array, tmp_path)
