@@ -450,15 +450,20 @@ class _DeflateEncoder(_Encoder):
     """
 
     level: int
+    #: zlib's ``wbits`` for the framing: a zlib stream.
+    wbits: ClassVar[int] = zlib.MAX_WBITS
+    #: The imagecodecs function that decodes that framing into ``out``.
+    decoder: ClassVar[str] = "deflate_decode"
 
     def _encode(self, arr: np.ndarray) -> bytes:
-        return zlib.compress(arr.data, self.level)
+        packer = zlib.compressobj(self.level, zlib.DEFLATED, self.wbits)
+        return packer.compress(arr.data) + packer.flush()
 
     def _decode(self, data: Any, out: np.ndarray) -> None:
         flat = _flat_bytes(out)
         if flat.size == 0:
             return
-        decoded = _imagecodecs().deflate_decode(data, out=flat)
+        decoded = getattr(_imagecodecs(), self.decoder)(data, out=flat)
         if len(decoded) != flat.size:
             raise ValueError(f"decoded {len(decoded)} bytes, expected {flat.size}")
 
@@ -467,17 +472,8 @@ class _DeflateEncoder(_Encoder):
 class _GzipEncoder(_DeflateEncoder):
     """Zarr's gzip codec stores a gzip member (numcodecs ``GZip``): the same deflate stream in gzip framing."""
 
-    def _encode(self, arr: np.ndarray) -> bytes:
-        packer = zlib.compressobj(self.level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        return packer.compress(arr.data) + packer.flush()
-
-    def _decode(self, data: Any, out: np.ndarray) -> None:
-        flat = _flat_bytes(out)
-        if flat.size == 0:
-            return
-        decoded = _imagecodecs().gzip_decode(data, out=flat)
-        if len(decoded) != flat.size:
-            raise ValueError(f"decoded {len(decoded)} bytes, expected {flat.size}")
+    wbits: ClassVar[int] = 16 + zlib.MAX_WBITS
+    decoder: ClassVar[str] = "gzip_decode"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -51,14 +51,7 @@ class ZarrBackend(Backend):
         create_store(target, staged.shape, dtype, codec, *self._layout(chunks, settings))
         block = self.storage_block(chunks, settings)
         work = scan_batches(client, staged.shape, block, dtype.itemsize)
-        workers = set(client.scheduler_info(n_workers=-1).get("workers", {}))
-        for _ in run_batches(client, _write_batch, work, staged, str(target), settings.write_empty_chunks):
-            pass
-        # the chunk files are being fsynced by the workers that wrote them: wait until every one is on disk
-        client.run(wait_synced, str(target))
-        if workers - set(client.scheduler_info(n_workers=-1).get("workers", {})):
-            fsync_tree(target)  # a worker was lost with fsyncs pending: make the whole store durable from here
-        fsync_tree(target / "zarr.json")
+        fill_store(client, target, _write_batch, work, staged, str(target), settings.write_empty_chunks)
 
     def read(self, client: Client, target: Path, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:
         """Each worker reads and decodes whole chunks (or shards) of its batch."""
@@ -126,6 +119,21 @@ def create_store(
         attributes={"cubebench_codec": codec.id},
         **codec.zarr_kwargs(dtype),
     )
+
+
+def fill_store(client: Client, target: Path, task: Any, work: list[Any], *args: Any) -> None:
+    """Run ``task(batch, *args)`` for every batch of ``work``; return when every chunk file is on disk.
+
+    The workers fsync each chunk (or shard) file they write in the background (:func:`sync_soon`); this waits
+    for all of them, then makes the metadata durable, so the timed write ends only when the store is on disk.
+    """
+    workers = set(client.scheduler_info(n_workers=-1).get("workers", {}))
+    for _ in run_batches(client, task, work, *args):
+        pass
+    client.run(wait_synced, str(target))
+    if workers - set(client.scheduler_info(n_workers=-1).get("workers", {})):
+        fsync_tree(target)  # a worker was lost with fsyncs pending: make the whole store durable from here
+    fsync_tree(target / "zarr.json")
 
 
 def _open(path: str, mode: str, write_empty_chunks: bool = True) -> Any:

@@ -26,15 +26,13 @@ from cubebench.backends.base import (
     Location,
     ReadBack,
     WriteSettings,
-    fsync_tree,
     padded,
     read_exactly,
     read_stored_chunk,
     stored_buffer,
     sync_soon,
-    wait_synced,
 )
-from cubebench.backends.zarr_ import ZarrBackend, create_store
+from cubebench.backends.zarr_ import ZarrBackend, create_store, fill_store
 from cubebench.codecs import ChunkEncoder, get_codec, stores_raw
 from cubebench.cube import Block, StagedCube, block_grid, checksum, thread_buffer
 from cubebench.parallel import BATCH_BYTES, run_batches, scan_batches
@@ -88,13 +86,7 @@ class ZarrDirectBackend(ZarrBackend):
             [(index, item, array.metadata.encode_chunk_key(index)) for index, item in group]
             for group in scan_batches(client, staged.shape, block, np.dtype(staged.dtype).itemsize)
         ]
-        workers = set(client.scheduler_info(n_workers=-1).get("workers", {}))
-        for _ in run_batches(client, _write_batch, work, staged, layout, settings.write_empty_chunks):
-            pass
-        client.run(wait_synced, str(target))  # every chunk file is fsynced by the worker that wrote it
-        if workers - set(client.scheduler_info(n_workers=-1).get("workers", {})):
-            fsync_tree(target)  # a worker was lost with fsyncs pending: make the whole store durable from here
-        fsync_tree(target / "zarr.json")
+        fill_store(client, target, _write_batch, work, staged, layout, settings.write_empty_chunks)
 
     def read(self, client: Client, target: Path, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:
         """Each worker reads and decodes the chunk (or shard) files of its batch."""
