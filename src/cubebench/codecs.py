@@ -456,8 +456,7 @@ class _DeflateEncoder(_Encoder):
     decoder: ClassVar[str] = "deflate_decode"
 
     def _encode(self, arr: np.ndarray) -> bytes:
-        packer = zlib.compressobj(self.level, zlib.DEFLATED, self.wbits)
-        return packer.compress(arr.data) + packer.flush()
+        return zlib.compress(arr.data, self.level, self.wbits)
 
     def _decode(self, data: Any, out: np.ndarray) -> None:
         flat = _flat_bytes(out)
