@@ -242,10 +242,11 @@ def _read_batch(group: list[tuple[ChunkIndex, Block, str]], layout: _Layout) -> 
     encoder = layout.encoder()
     buffer = thread_buffer(layout.block, layout.dtype)
     paths = [layout.path(key) for _, _, key in group]
-    stored = stored_buffer(_file_location(path) for path in paths)
+    locations = [_file_location(path) for path in paths]
+    stored = stored_buffer(locations)
     sums: dict[ChunkIndex, int] = {}
-    for (index, block, _), path in zip(group, paths, strict=True):
-        _read_file(path, index, layout, encoder, buffer, stored)
+    for (index, block, _), path, location in zip(group, paths, locations, strict=True):
+        _read_file(path, location, index, layout, encoder, buffer, stored)
         sums[index] = checksum(buffer[tuple(slice(0, b.stop - b.start) for b in block)])
     return sums
 
@@ -259,10 +260,15 @@ def _file_location(path: str) -> Location:
 
 
 def _read_file(
-    path: str, index: ChunkIndex, layout: _Layout, encoder: ChunkEncoder, out: np.ndarray, stored: memoryview
+    path: str,
+    location: Location,
+    index: ChunkIndex,
+    layout: _Layout,
+    encoder: ChunkEncoder,
+    out: np.ndarray,
+    stored: memoryview,
 ) -> None:
-    """Decode the chunk (or shard) file ``path`` into ``out`` (the full chunk or shard)."""
-    location = _file_location(path)
+    """Decode the chunk (or shard) file ``path`` (found by :func:`_file_location`) into ``out``, the full block."""
     if location is None:
         out[...] = 0
         return
@@ -305,10 +311,11 @@ def _pattern_batch(item: tuple[list[Window], dict[ChunkIndex, str]], sel: Select
     tiles, keys = item
     encoder = layout.encoder()
     buffer = thread_buffer(layout.block, layout.dtype)
-    stored = stored_buffer(_file_location(layout.path(key)) for key in keys.values())
+    locations = {index: _file_location(layout.path(key)) for index, key in keys.items()}
+    stored = stored_buffer(locations.values())
 
     def read_chunk(index: ChunkIndex) -> np.ndarray:
-        _read_file(layout.path(keys[index]), index, layout, encoder, buffer, stored)
+        _read_file(layout.path(keys[index]), locations[index], index, layout, encoder, buffer, stored)
         return buffer
 
     return [
