@@ -91,10 +91,15 @@ def queued(job_ids: set[str]) -> set[str]:
 def test_slurm_run_matches_local_cluster(slurm: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # a job log written into the submit folder would show up here
     logs = tmp_path / "logs"
+    backends = ["hdf5_direct", "zarr", "zarr_direct"]  # batch-job workers write chunk files of the shared store
     hpc = cubebench.run(
-        experiment(slurm_cluster(logs), scratch=str(tmp_path / "scratch")), out=tmp_path / "slurm", progress=False
+        experiment(slurm_cluster(logs), scratch=str(tmp_path / "scratch"), backends=backends),
+        out=tmp_path / "slurm",
+        progress=False,
     )
-    local = cubebench.run(experiment({"workers": 2, "threads_per_worker": 1}), out=tmp_path / "local", progress=False)
+    local = cubebench.run(
+        experiment({"workers": 2, "threads_per_worker": 1}, backends=backends), out=tmp_path / "local", progress=False
+    )
     for ds in (hpc, local):
         assert (ds["status"] == "ok").all(), ds["reason"].values
         assert ds["verified"].all()
