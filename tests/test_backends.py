@@ -154,6 +154,24 @@ def test_zarr_direct_shards_are_what_zarr_reads(
     np.testing.assert_array_equal(zarr.open_array(str(target), mode="r")[...], array)
 
 
+@pytest.mark.parametrize("shards", [False, True])
+def test_zarr_direct_keeps_negative_zero_chunks(client: object, tmp_path: Path, shards: bool) -> None:
+    """A chunk of -0.0 equals the fill value as a number but not as bytes: it is stored, so the read is lossless."""
+    array = np.zeros((2, 2, 8, 8), dtype="float32")
+    array[0, 0] = -0.0
+    array[1, 1, 3, 3] = 2.5
+    staged = stage_array(array, tmp_path)
+    backend = get_backend("zarr_direct")
+    settings = WriteSettings(write_empty_chunks=False, shards=shards)
+    target = tmp_path / "z.zarr"
+    backend.write(client, staged, CODECS["blosc-zstd"], (1, 1, 8, 8), target, settings)  # type: ignore[arg-type]
+    back = backend.read(client, target, (1, 1, 8, 8), settings)  # type: ignore[arg-type]
+    expected, _ = source_checksums(client, staged, backend.storage_block((1, 1, 8, 8), settings))  # type: ignore[arg-type]
+    assert back.checksums == expected
+    if not shards:
+        assert sorted(p.relative_to(target).as_posix() for p in target.rglob("c/*/*/*/*")) == ["c/0/0/0/0", "c/1/1/0/0"]
+
+
 def test_zarr_direct_refuses_a_damaged_shard(client: object, tmp_path: Path) -> None:
     staged = stage_array(sparse_counts((2, 2, 16, 16)), tmp_path)
     backend = get_backend("zarr_direct")

@@ -185,7 +185,7 @@ def _write_batch(
     for (_, _, key), data in zip(group, staged.iter_blocks(blocks), strict=True):
         full = padded(data, layout.block)  # Zarr stores edge chunks at full size too
         if layout.inner is None:
-            if not write_empty and not full.any():
+            if not write_empty and _is_fill(full):
                 continue  # equal to the fill value: Zarr does not store it
             parts = [full if stores_raw(encoder) else encoder.encode(full)]
         else:
@@ -195,6 +195,15 @@ def _write_batch(
         path = layout.path(key)
         _write_file(path, parts)
         sync_soon(layout.root, [Path(path)])
+
+
+def _is_fill(chunk: np.ndarray) -> bool:
+    """Whether every byte of ``chunk`` is zero: the fill value, bit for bit.
+
+    Compared as bytes, not values, so that a chunk of ``-0.0`` (equal to 0 as a number) is stored and reads back
+    as it was, as zarr-python stores it too.
+    """
+    return not np.ascontiguousarray(chunk).view(np.uint8).any()
 
 
 def _encode_shard(
@@ -214,7 +223,7 @@ def _encode_shard(
     for n, (_, block) in enumerate(grid):
         chunk = shard[block]
         outside = any(b.start >= v for b, v in zip(block, valid, strict=True))
-        if outside or (not write_empty and not chunk.any()):
+        if outside or (not write_empty and _is_fill(chunk)):
             continue
         encoded = encoder.encode(chunk)
         index[n] = (offset, len(encoded))
