@@ -172,6 +172,18 @@ def test_zarr_direct_keeps_negative_zero_chunks(client: object, tmp_path: Path, 
         assert sorted(p.relative_to(target).as_posix() for p in target.rglob("c/*/*/*/*")) == ["c/0/0/0/0", "c/1/1/0/0"]
 
 
+def test_zarr_direct_refuses_foreign_stores_and_big_endian_hosts(
+    client: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    foreign = tmp_path / "plain.zarr"
+    zarr.create_array(store=str(foreign), shape=(2, 2, 4, 4), chunks=(1, 1, 4, 4), dtype="uint16")
+    with pytest.raises(BackendError, match=r"plain.zarr: not a cubebench Zarr store \(no 'cubebench_codec'"):
+        get_backend("zarr_direct").read(client, foreign, (1, 1, 4, 4), WriteSettings())  # type: ignore[arg-type]
+    monkeypatch.setattr("sys.byteorder", "big")
+    with pytest.raises(CodecUnavailableError, match=r"^blosc-lz4: zarr_direct writes little-endian chunks"):
+        get_backend("zarr_direct").check(CODECS["blosc-lz4"], np.dtype("uint16"))
+
+
 def test_zarr_direct_refuses_a_damaged_shard(client: object, tmp_path: Path) -> None:
     staged = stage_array(sparse_counts((2, 2, 16, 16)), tmp_path)
     backend = get_backend("zarr_direct")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ from cubebench.backends.base import (
 from cubebench.backends.zarr_ import ZarrBackend, create_store, fill_store
 from cubebench.codecs import ChunkEncoder, get_codec, stores_raw
 from cubebench.cube import Block, StagedCube, block_grid, checksum, thread_buffer
+from cubebench.errors import BackendError, CodecUnavailableError
 from cubebench.parallel import BATCH_BYTES, run_batches, scan_batches
 from cubebench.patterns import (
     PatternResult,
@@ -65,7 +67,12 @@ class ZarrDirectBackend(ZarrBackend):
     name = "zarr_direct"
 
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
-        """Needs the Zarr face (the store's codecs) and an encoder of the bytes it stores."""
+        """Needs the Zarr face (the store's codecs), an encoder of the bytes it stores, and a little-endian host.
+
+        The stores' ``bytes`` codec is little-endian, and the encoders take the chunk's bytes as they are in memory.
+        """
+        if sys.byteorder != "little":
+            raise CodecUnavailableError(f"{codec.id}: zarr_direct writes little-endian chunks; this host is big-endian")
         codec.zarr_kwargs(dtype)
         codec.zarr_encoder(dtype)
 
@@ -132,8 +139,6 @@ class ZarrDirectBackend(ZarrBackend):
 
 def _codec_of(array: Any, target: Path) -> str:
     """The catalog codec a cubebench store was written with (its ``cubebench_codec`` attribute)."""
-    from cubebench.errors import BackendError
-
     codec_id = array.attrs.get("cubebench_codec")
     if not isinstance(codec_id, str):
         raise BackendError(f"{target}: not a cubebench Zarr store (no 'cubebench_codec' attribute)")
