@@ -101,7 +101,23 @@ def test_console_script_codecs_lists_matrix() -> None:
     assert done.returncode == 0, done.stderr
     for cid in ("gzip-9", "blosc-zstd", "bitshuffle-lz4", "szip", "lzf"):
         assert cid in done.stdout
-    assert "hdf5_direct" in done.stdout
+    assert "hdf5_direct" in done.stdout and "zarr_direct" in done.stdout
+    from cubebench.backends import BACKENDS
+
+    assert done.stdout.splitlines()[0].split() == ["codec", *BACKENDS, "description"]  # columns apart
+
+
+def test_console_script_codecs_into_a_closed_pipe_ends_quietly() -> None:
+    """``cubebench codecs | head -1``: the reader leaves early; no traceback, the shell's SIGPIPE status 141."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cubebench.cli", "codecs"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before it writes: every write, or the final flush, meets a closed pipe
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
 
 
 @pytest.mark.slow

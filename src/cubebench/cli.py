@@ -109,7 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=FutureWarning)
-            return int(COMMANDS[args.command](args) or 0)
+            code = int(COMMANDS[args.command](args) or 0)
+            sys.stdout.flush()  # here, so that a closed pipe is caught below rather than at interpreter exit
+            return code
     except CubebenchError as exc:
         if args.debug:
             raise
@@ -118,6 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cubebench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of stdout went away (``cubebench codecs | head``): stop quietly, as Unix tools do; stdout is
+        # pointed at /dev/null so that the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -169,16 +176,17 @@ def _codecs(args: argparse.Namespace) -> int:
     from cubebench.errors import CodecUnavailableError
 
     names = list(BACKENDS)
-    print(f"{'codec':<24}" + "".join(f"{n:<14}" for n in names) + "description")
+    width = max(len(n) for n in names) + 2
+    print(f"{'codec':<24}" + "".join(f"{n:<{width}}" for n in names) + "description")
     reasons: list[str] = []
     for spec in CODECS.values():
         row = f"{spec.id:<24}"
         for name in names:
             try:
                 BACKENDS[name]().check(spec, np.dtype("uint16"))
-                row += f"{'yes':<14}"
+                row += f"{'yes':<{width}}"
             except CodecUnavailableError as exc:
-                row += f"{'no*':<14}"
+                row += f"{'no*':<{width}}"
                 reasons.append(f"  {spec.id} / {name}: {exc}")
         print(row + spec.description + ("" if spec.study else "  [beyond the study]"))
     if reasons:
