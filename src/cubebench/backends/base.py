@@ -122,9 +122,10 @@ class Backend(ABC):
 
 
 @lru_cache(maxsize=64)
-def encoder_for(codec_id: str, dtype: str) -> ChunkEncoder:
-    """The codec's HDF5-compatible chunk encoder, cached per worker process."""
-    return get_codec(codec_id).encoder(np.dtype(dtype))
+def encoder_for(codec_id: str, dtype: str, zarr: bool = False) -> ChunkEncoder:
+    """The codec's chunk encoder, cached per worker process: HDF5's chunk bytes, or with ``zarr`` Zarr's."""
+    spec = get_codec(codec_id)
+    return spec.zarr_encoder(np.dtype(dtype)) if zarr else spec.encoder(np.dtype(dtype))
 
 
 def padded(data: np.ndarray, chunks: tuple[int, ...]) -> np.ndarray:

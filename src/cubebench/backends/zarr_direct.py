@@ -27,6 +27,7 @@ from cubebench.backends.base import (
     Location,
     ReadBack,
     WriteSettings,
+    encoder_for,
     padded,
     read_exactly,
     read_stored_chunk,
@@ -34,7 +35,7 @@ from cubebench.backends.base import (
     sync_soon,
 )
 from cubebench.backends.zarr_ import ZarrBackend, create_store, fill_store
-from cubebench.codecs import ChunkEncoder, get_codec, stores_raw
+from cubebench.codecs import ChunkEncoder, stores_raw
 from cubebench.cube import Block, StagedCube, block_grid, checksum, thread_buffer
 from cubebench.errors import BackendError, CodecUnavailableError
 from cubebench.parallel import BATCH_BYTES, run_batches, scan_batches
@@ -88,11 +89,7 @@ class ZarrDirectBackend(ZarrBackend):
         """Create the store here, then let the workers encode and write its chunk (or shard) files."""
         array = create_store(target, staged.shape, np.dtype(staged.dtype), codec, *self._layout(chunks, settings))
         layout = _Layout.of(array, codec.id, str(target))
-        block = self.storage_block(chunks, settings)
-        work = [
-            [(index, item, array.metadata.encode_chunk_key(index)) for index, item in group]
-            for group in scan_batches(client, staged.shape, block, np.dtype(staged.dtype).itemsize)
-        ]
+        work = _file_batches(client, array, layout)
         fill_store(client, target, _write_batch, work, staged, layout, settings.write_empty_chunks)
 
     def read(self, client: Client, target: Path, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:
@@ -101,13 +98,8 @@ class ZarrDirectBackend(ZarrBackend):
 
         array = zarr.open_array(str(target), mode="r")
         layout = _Layout.of(array, _codec_of(array, target), str(target))
-        block = tuple(int(c) for c in (array.shards or array.chunks))
-        work = [
-            [(index, item, array.metadata.encode_chunk_key(index)) for index, item in group]
-            for group in scan_batches(client, array.shape, block, array.dtype.itemsize)
-        ]
         sums: dict[ChunkIndex, int] = {}
-        for result in run_batches(client, _read_batch, work, layout):
+        for result in run_batches(client, _read_batch, _file_batches(client, array, layout), layout):
             sums.update(result)
         return ReadBack(sums)
 
@@ -135,6 +127,14 @@ class ZarrDirectBackend(ZarrBackend):
         for result in run_batches(client, _pattern_batch, items, sel, layout):
             parts.extend(result)
         return combine(sel, parts)
+
+
+def _file_batches(client: Client, array: Any, layout: _Layout) -> list[list[tuple[ChunkIndex, Block, str]]]:
+    """:func:`scan_batches` over the store's files (chunks, or shards), each with the key zarr stores it under."""
+    return [
+        [(index, block, array.metadata.encode_chunk_key(index)) for index, block in group]
+        for group in scan_batches(client, array.shape, layout.block, array.dtype.itemsize)
+    ]
 
 
 def _codec_of(array: Any, target: Path) -> str:
@@ -165,21 +165,17 @@ class _Layout:
         return cls(root, shards or chunks, chunks if shards else None, array.dtype.str, codec_id)
 
     def encoder(self) -> ChunkEncoder:
-        """The chunk encoder (cached per process)."""
-        return _zarr_encoder(self.codec_id, self.dtype)
+        """The chunk encoder of the store's bytes (cached per process)."""
+        return encoder_for(self.codec_id, self.dtype, zarr=True)
 
     def path(self, key: str) -> str:
         """The file holding the chunk (or shard) stored under ``key``."""
         return os.path.join(self.root, key)
 
+    @functools.cached_property
     def inner_grid(self) -> list[tuple[ChunkIndex, Block]]:
-        """The inner chunks of one shard, in the index's (C) order."""
+        """The inner chunks of one shard, in the index's (C) order (computed once, not per shard)."""
         return block_grid(self.block, self.inner or self.block)
-
-
-@functools.lru_cache(maxsize=64)
-def _zarr_encoder(codec_id: str, dtype: str) -> ChunkEncoder:
-    return get_codec(codec_id).zarr_encoder(np.dtype(dtype))
 
 
 def _write_batch(
@@ -221,7 +217,7 @@ def _encode_shard(
     """
     import google_crc32c
 
-    grid = layout.inner_grid()
+    grid = layout.inner_grid
     index = np.full((len(grid), 2), MISSING, dtype="<u8")
     parts: list[Any] = []
     offset = 0
@@ -302,7 +298,7 @@ def _decode_shard(data: memoryview, path: str, layout: _Layout, encoder: ChunkEn
     """Decode a shard file's bytes into ``out``, inner chunk by inner chunk, after checking its index's CRC-32C."""
     import google_crc32c
 
-    grid = layout.inner_grid()
+    grid = layout.inner_grid
     index_bytes = 16 * len(grid)
     if len(data) < index_bytes + 4:
         raise OSError(f"{path}: {len(data)} bytes, too short for a shard index of {len(grid)} chunks")
