@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cubebench.lazy_dask import import_dask_array
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
@@ -267,7 +269,7 @@ def array_stats(data: Any, max_distinct: int | None = None) -> CubeStats:
     ``max_distinct`` (default :data:`MAX_DISTINCT`) caps the distinct values tracked for dtypes without a dense
     histogram.
     """
-    import dask.array as da
+    da = import_dask_array()
     from dask.base import compute
     from dask.delayed import delayed
 

@@ -60,11 +60,13 @@ class CodecThreads(WorkerPlugin):
         self.codec_threads = codec_threads
 
     def setup(self, worker: Any) -> None:
-        """Apply the settings inside the worker process."""
+        """Apply the settings inside the worker process; import dask.array there without xarray."""
         os.environ.update(self.environment)
         from cubebench.codecs import set_codec_threads
+        from cubebench.lazy_dask import import_dask_array
 
         set_codec_threads(self.codec_threads)
+        import_dask_array()  # before the first task that unpickles a dask.array function imports it with xarray
 
 
 class WorkerMemory(WorkerPlugin):

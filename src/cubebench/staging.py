@@ -20,6 +20,7 @@ from cubebench.analysis import CubeStats, blocks_partial, combine_partials, stat
 from cubebench.backends.base import fsync_tree
 from cubebench.cube import Block, Cube, StagedCube, block_shape, checksum, data_offset, is_contiguous, npy_map
 from cubebench.errors import ConfigError
+from cubebench.lazy_dask import import_dask_array
 from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches, scan_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
 from cubebench.patterns import selection as pattern_selection
@@ -47,7 +48,7 @@ class _NpyTarget:
 
 def stage_cube(client: Client, cube: Cube, folder: Path) -> StagedCube:
     """Write ``cube`` chunk by chunk on the cluster into ``folder/<name>.npy`` and return its handle."""
-    import dask.array as da
+    da = import_dask_array()
 
     shape = tuple(int(s) for s in cube.data.shape)
     dtype = np.dtype(cube.data.dtype)

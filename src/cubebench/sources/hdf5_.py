@@ -17,6 +17,7 @@ import numpy as np
 
 from cubebench.cube import Cube, DatasetInfo
 from cubebench.errors import DatasetError
+from cubebench.lazy_dask import import_dask_array
 from cubebench.sources._common import (
     check_dtype,
     check_shape,
@@ -159,7 +160,7 @@ def open_hdf5(
     finally:
         f.close()
 
-    import dask.array as da
+    da = import_dask_array()
 
     dt = native(dtype)
     reader = HDF5Reader(str(path.resolve()), key, dt.str)

@@ -11,6 +11,7 @@ import numpy as np
 
 from cubebench.cube import Cube, DatasetInfo, npy_header, npy_map
 from cubebench.errors import DatasetError
+from cubebench.lazy_dask import import_dask_array
 from cubebench.sources._common import (
     check_dtype,
     check_shape,
@@ -57,7 +58,7 @@ def read_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], bool, np
 
 def open_npy(path: str | os.PathLike[str], scan_shape: tuple[int, int] | None = None, name: str | None = None) -> Cube:
     """Open a ``.npy`` file lazily (4-D, or a 3-D frame stack with ``scan_shape``)."""
-    import dask.array as da
+    da = import_dask_array()
 
     path = Path(path)
     where = str(path)

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.errors import ConfigError
+from cubebench.lazy_dask import import_dask_array
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -603,7 +604,7 @@ def _dask_block(params: SyntheticParams, per_chunk: tuple[int, int], block_info:
 
 def to_dask(params: SyntheticParams) -> Any:
     """The lazy cube: ``da.map_blocks`` over whole generator blocks (a graph of two layers, no data in it)."""
-    import dask.array as da
+    da = import_dask_array()
 
     gy, gx = params.generator_block
     my, mx = _chunk_blocks(params)

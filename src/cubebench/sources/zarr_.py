@@ -9,6 +9,7 @@ import numpy as np
 
 from cubebench.cube import Cube, DatasetInfo
 from cubebench.errors import DatasetError
+from cubebench.lazy_dask import import_dask_array
 from cubebench.sources._common import (
     check_dtype,
     check_shape,
@@ -52,7 +53,7 @@ def open_zarr(
 
     ``dataset`` names an array inside a group; without it, a group must hold exactly one 4-D array.
     """
-    import dask.array as da
+    da = import_dask_array()
     import zarr
 
     path = Path(path)
