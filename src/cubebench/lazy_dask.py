@@ -6,7 +6,8 @@ second, though cubebench needs xarray only to build the results after the last c
 matrix of ``benchmarks/bench_throughput.py`` (1 GiB cube, thread workers): peak of the run 588 -> 532 MiB.
 
 dask still recognises DataArrays: its ``xr`` becomes :class:`XarrayOnceImported`, which answers with xarray itself as
-soon as anything has imported it.
+soon as anything has imported it. While ``dask.array`` is being imported (a fraction of a second, once per process,
+before the first cell), an ``import xarray`` from another thread would fail; cubebench imports xarray only after.
 """
 
 from __future__ import annotations
