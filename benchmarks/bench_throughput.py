@@ -118,6 +118,8 @@ def raw_speed(path: Path, codecs: list[str]) -> dict[str, dict[str, float]]:
 
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         result: dict[str, dict[str, float]] = pool.apply(_raw_here, (path, codecs))
+        pool.close()  # a worker that exits on its own releases its semaphores; a terminated one leaves them behind
+        pool.join()
     return result
 
 
@@ -149,6 +151,8 @@ def parallel_ceiling(path: Path, codecs: list[str], cores: int) -> dict[str, dic
                 "encode_GBps": sum(p["encode_GBps"] for p in parts),
                 "decode_GBps": sum(p["decode_GBps"] for p in parts),
             }
+        pool.close()  # as in raw_speed
+        pool.join()
     return out
 
 
