@@ -179,14 +179,14 @@ def _writer(candidates: tuple[str, ...], spec: CodecSpec, dtype: np.dtype[Any]) 
 
 
 def _check_dest(target: Path) -> tuple[str, ...]:
-    backend = DESTINATIONS.get(target.suffix.lower())
-    if backend is None:
+    backends = DESTINATIONS.get(target.suffix.lower())
+    if backends is None:
         raise ConfigError(f"{target}: DEST must end with {', '.join(DESTINATIONS)}")
     if target.exists():
         raise ConfigError(f"{target} already exists; cubebench never overwrites it: remove it or choose another DEST")
     if not target.parent.is_dir():
         raise ConfigError(f"{target.parent} is not a folder; create it first")
-    return backend
+    return backends
 
 
 def _reuse_npy(source: str | os.PathLike[str] | Mapping[str, Any]) -> StagedCube | None:
