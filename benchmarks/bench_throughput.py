@@ -13,7 +13,9 @@ Sections:
 2. cubebench write/read GiB/s per backend and codec, and efficiency = throughput / (raw speed x cores used),
    with the LocalCluster's 2 workers as processes (the default) and as threads (``processes: false``); the
    one-core speed is measured again after each of the two matrix runs, and each run's efficiency is taken
-   against the mean of the measurements just before and just after it;
+   against the mean of the measurements just before and just after it; beside it, the same work with no Dask
+   and no single writer (two bare processes reading, encoding and writing, then reading, decoding and hashing
+   the chunks), also measured before and after each matrix run: what any implementation gets from this machine;
 3. a study-style baseline: load the whole cube, then for each codec and chunking ``create_dataset(data=...)``
    serially and read back with ``ds[:]``; against cubebench (hdf5_direct, both kinds of workers) on the same
    matrix: wall time and peak memory of all processes;
@@ -130,7 +132,7 @@ def _raw_here(path: Path, codecs: list[str]) -> dict[str, dict[str, float]]:
 
 
 def mean_speeds(samples: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
-    """Mean encode/decode GB/s per codec over several :func:`raw_speed` measurements."""
+    """Mean GB/s per codec and key over several :func:`raw_speed` (or :func:`bare_pipeline`) measurements."""
     return {cid: {key: float(np.mean([s[cid][key] for s in samples])) for key in samples[0][cid]} for cid in samples[0]}
 
 
@@ -151,6 +153,107 @@ def parallel_ceiling(path: Path, codecs: list[str], cores: int) -> dict[str, dic
                 "encode_GBps": sum(p["encode_GBps"] for p in parts),
                 "decode_GBps": sum(p["decode_GBps"] for p in parts),
             }
+        pool.close()  # as in raw_speed
+        pool.join()
+    return out
+
+
+def stage_chunk_major(path: Path, chunks: tuple[int, ...], folder: Path) -> Path:
+    """The cube's chunks of shape ``chunks`` one after another in one raw file (as cubebench stages them), for
+    :func:`bare_pipeline`; the cube's shape must be a multiple of ``chunks``."""
+    cube = np.load(path, mmap_mode="r")
+    grid = block_grid(cube.shape, chunks)
+    target = folder / "bare-source.bin"
+    with open(target, "wb") as fh:
+        for _, block in grid:
+            fh.write(np.ascontiguousarray(cube[block]).data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return target
+
+
+def _bare_share(args: tuple[Path, Path, str, tuple[int, ...], int, int, float]) -> dict[str, float]:
+    """One process's share of :func:`bare_pipeline`: every ``parts``-th chunk from ``part`` on."""
+    import xxhash
+
+    from cubebench.codecs import set_codec_threads
+
+    source, folder, cid, shape, part, parts, start_at = args
+    set_codec_threads(1)
+    dtype = np.dtype("uint16")
+    buf = np.empty(shape, dtype)
+    out = np.empty(shape, dtype)
+    enc = get_codec(cid).encoder(dtype)
+    nbytes = buf.nbytes
+    count = os.path.getsize(source) // nbytes
+    mine = range(part, count, parts)
+    target = folder / f"bare-{cid}-{part}.bin"
+    while time.time() < start_at:  # the processes start together
+        pass
+    start = time.perf_counter()
+    sizes = []
+    src = os.open(source, os.O_RDONLY)
+    dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for i in mine:
+            os.preadv(src, [buf.data], i * nbytes)
+            data = enc.encode(buf)
+            os.write(dst, data)
+            sizes.append(len(data))
+        os.fdatasync(dst)
+    finally:
+        os.close(src)
+        os.close(dst)
+    write_end = time.perf_counter()
+    stored = np.empty(max(sizes), np.uint8)
+    fd = os.open(target, os.O_RDONLY)
+    read_start = time.perf_counter()
+    pos = 0
+    try:
+        for size in sizes:
+            view = stored[:size]
+            os.preadv(fd, [view.data], pos)
+            pos += size
+            enc.decode(view, out)
+            xxhash.xxh3_64_intdigest(out.data)
+    finally:
+        os.close(fd)
+    read_end = time.perf_counter()
+    target.unlink()
+    return {
+        "start": start,
+        "write_end": write_end,
+        "read_start": read_start,
+        "read_end": read_end,
+        "bytes": float(nbytes * len(sizes)),
+    }
+
+
+def bare_pipeline(
+    source: Path, shape: tuple[int, ...], folder: Path, codecs: list[str], cores: int, repeats: int = 3
+) -> dict[str, dict[str, float]]:
+    """The work of a verified, durable write and read with no Dask and no single writer: the bound of any
+    implementation on this machine.
+
+    ``cores`` processes each take every ``cores``-th chunk (of ``shape``) of the chunk-major copy ``source``: read it
+    with ``preadv`` into a reused buffer, encode, append the bytes to a file of its own and ``fdatasync`` it (the
+    write); then read those bytes back, decode into a reused buffer and hash (XXH3) each chunk (the read).
+    Seconds from the common start to the last process's end, median of ``repeats``.
+    """
+    import multiprocessing
+
+    out: dict[str, dict[str, float]] = {}
+    with multiprocessing.get_context("spawn").Pool(cores) as pool:
+        for cid in codecs:
+            writes, reads = [], []
+            for _ in range(repeats):
+                start_at = time.time() + 1.0
+                parts = pool.map(_bare_share, [(source, folder, cid, shape, i, cores, start_at) for i in range(cores)])
+                total = sum(p["bytes"] for p in parts)
+                # each process's own clock for its spans; the spans start together, so the slowest one counts
+                writes.append(total / max(p["write_end"] - p["start"] for p in parts) / GB)
+                reads.append(total / max(p["read_end"] - p["read_start"] for p in parts) / GB)
+            out[cid] = {"write_GBps": float(np.median(writes)), "read_GBps": float(np.median(reads))}
         pool.close()  # as in raw_speed
         pool.join()
     return out
@@ -322,21 +425,37 @@ def main() -> None:
         report["ceiling"] = ceiling
         report["zarr_library"] = zarr_library_speed(path, CODECS, folder)
 
+        # the same work with no Dask and no single writer, on a chunk-major copy like the one cubebench stages
+        shape = resolve_chunks("balanced", np.load(path, mmap_mode="r").shape)
+        bare_source = stage_chunk_major(path, shape, folder)
+        bare_samples = [bare_pipeline(bare_source, shape, folder, CODECS, cores)]
+
         rows = []
         samples = [{cid: raw[cid] for cid in CODECS}]
-        report["raw_around"] = {}
+        report["raw_around"], report["bare_around"] = {}, {}
         for kind, processes in WORKER_KINDS.items():
             matrix = run_cubebench(
                 path, BACKENDS, CODECS, ["balanced"], args.runs, 2, folder / f"matrix-{kind}", processes
             )
-            # the one-core speed again right after, so that each kind's efficiency is taken against the codec's
-            # speed in the same minutes (this host's speed drifts between minutes)
+            # the one-core speed (and the bare pipeline) again right after, so that each kind is measured against
+            # them in the same minutes (this host's speed drifts between minutes)
             samples.append(raw_speed(path, CODECS))
+            bare_samples.append(bare_pipeline(bare_source, shape, folder, CODECS, cores))
             around = mean_speeds(samples[-2:])
             report["raw_around"][kind] = around
+            report["bare_around"][kind] = {
+                cid: {
+                    **v,
+                    "write_eff": v["write_GBps"] / (cores * around[cid]["encode_GBps"]),
+                    "read_eff": v["read_GBps"] / (cores * around[cid]["decode_GBps"]),
+                }
+                for cid, v in mean_speeds(bare_samples[-2:]).items()
+            }
             rows.extend(matrix_rows(matrix.pop("ds"), kind, around, ceiling))
+        bare_source.unlink()
         report["matrix"] = rows
         report["raw_samples"] = samples
+        report["bare_samples"] = bare_samples
 
         base = run_baseline(path, folder, BASELINE_CODECS, BASELINE_CHUNKS)
         report["baseline"] = base
@@ -466,6 +585,25 @@ def print_tables(r: dict[str, Any]) -> None:
                 z = by[(kind, "zarr", cid)]
                 write, read = z["write_GBps"] / (2 * v["write_GBps"]), z["read_GBps"] / (2 * v["read_GBps"])
                 print(f"| {kind} | {cid} | {write:.2f} | {read:.2f} |")
+    if "bare_around" in r:
+        print(
+            "\nThe same work with no Dask and no single writer (2 processes: pread, encode, append to a file of its "
+            "own, fdatasync; read back, decode, hash), measured before and after each matrix run\n"
+        )
+        print(
+            "| workers | codec | bare write GB/s | bare write eff. | bare read GB/s | bare read eff. | "
+            "hdf5_direct write / bare | hdf5_direct read / bare | zarr_direct write / bare | zarr_direct read / bare |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for kind, per_codec in r["bare_around"].items():
+            for cid, v in per_codec.items():
+                h, z = by[(kind, "hdf5_direct", cid)], by[(kind, "zarr_direct", cid)]
+                print(
+                    f"| {kind} | {cid} | {v['write_GBps']:.3f} | {v['write_eff']:.2f} | {v['read_GBps']:.3f} | "
+                    f"{v['read_eff']:.2f} | {h['write_GBps'] / v['write_GBps']:.2f} | "
+                    f"{h['read_GBps'] / v['read_GBps']:.2f} | {z['write_GBps'] / v['write_GBps']:.2f} | "
+                    f"{z['read_GBps'] / v['read_GBps']:.2f} |"
+                )
     for direct, library in (("hdf5_direct", "hdf5"), ("zarr_direct", "zarr")):
         print(f"\n| workers | codec | {direct} / {library} write | {direct} / {library} read |\n|---|---|---|---|")
         for kind in kinds:

@@ -213,3 +213,42 @@ def test_workers_sample_their_own_peak_memory(client: Any) -> None:
     assert as_if_remote > 2 * 32 * 2**20 + 2 * 40 * 2**20  # two worker processes, one with the buffer
     reset_worker_peaks(client)
     assert worker_peaks_outside(client, counted=here) == 0  # a LocalCluster's workers: counted by the tree
+
+
+def _heartbeat_filter_installed() -> bool:
+    import logging
+
+    from cubebench.cluster import HeartbeatCutByClose
+
+    return any(isinstance(f, HeartbeatCutByClose) for f in logging.getLogger("distributed.worker").filters)
+
+
+def test_workers_do_not_report_a_heartbeat_cut_off_by_their_own_close(client: Any) -> None:
+    """dask/distributed#7105: a run that went well must not end with an error traceback on the terminal."""
+    import logging
+
+    from distributed.comm.core import CommClosedError
+    from distributed.core import Status
+
+    from cubebench.cluster import HEARTBEAT_FAILED, HeartbeatCutByClose
+
+    assert all(client.run(_heartbeat_filter_installed).values())  # in each real worker process
+
+    class FakeWorker:
+        status = Status.running
+
+    worker = FakeWorker()
+    quiet = HeartbeatCutByClose()
+    quiet.workers.add(worker)
+
+    def record(msg: str, error: BaseException | None) -> logging.LogRecord:
+        info = (type(error), error, None) if error else None
+        return logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, msg, None, info)
+
+    cut = record(HEARTBEAT_FAILED + ".", CommClosedError("in <TCP (closed) ConnectionPool.heartbeat_worker>"))
+    assert quiet.filter(cut)  # a running worker whose heartbeat fails: a real problem, shown
+    worker.status = Status.closing
+    assert not quiet.filter(cut)  # its own close cut the call: dropped
+    assert quiet.filter(record(HEARTBEAT_FAILED + ".", OSError("timed out")))  # not a closed connection: shown
+    assert quiet.filter(record("Compute Failed", CommClosedError("x")))  # another message: shown
+    assert quiet.filter(record(HEARTBEAT_FAILED + ".", None))
