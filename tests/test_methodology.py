@@ -252,3 +252,13 @@ def test_workers_do_not_report_a_heartbeat_cut_off_by_their_own_close(client: An
     assert quiet.filter(record(HEARTBEAT_FAILED + ".", OSError("timed out")))  # not a closed connection: shown
     assert quiet.filter(record("Compute Failed", CommClosedError("x")))  # another message: shown
     assert quiet.filter(record(HEARTBEAT_FAILED + ".", None))
+
+
+def test_thread_workers_leave_no_log_filter_behind() -> None:
+    """Thread workers live in this process: once their cluster closes, a later cluster's log is not filtered."""
+    from cubebench.cluster import open_client
+    from cubebench.experiment import ClusterSpec
+
+    with open_client(ClusterSpec(workers=1, processes=False)) as client:
+        assert client.submit(_heartbeat_filter_installed, pure=False).result()
+    assert not _heartbeat_filter_installed()

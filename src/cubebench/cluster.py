@@ -132,8 +132,11 @@ def worker_peaks_outside(client: Client, counted: set[int]) -> int:
     return total
 
 
-#: distributed's words when a worker's heartbeat call fails (logged at ERROR with a traceback).
+#: distributed's words when a worker's heartbeat call fails (logged at ERROR with a traceback), and its logger.
 HEARTBEAT_FAILED = "Failed to communicate with scheduler during heartbeat"
+WORKER_LOGGER = "distributed.worker"
+#: Worker states in which a heartbeat cut off under the worker is its own doing.
+_CLOSING = frozenset({Status.closing, Status.closing_gracefully, Status.closed})
 
 
 class HeartbeatCutByClose(logging.Filter):
@@ -159,8 +162,6 @@ class HeartbeatCutByClose(logging.Filter):
         return not any(worker.status in _CLOSING for worker in list(self.workers))
 
 
-#: Worker states in which a heartbeat cut off under the worker is its own doing.
-_CLOSING = frozenset({Status.closing, Status.closing_gracefully, Status.closed})
 #: One filter per process, on distributed's worker logger.
 _HEARTBEAT_FILTER = HeartbeatCutByClose()
 
@@ -179,9 +180,16 @@ class QuietShutdown(WorkerPlugin):
         with contextlib.suppress(ValueError):  # not the main thread of its process
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         _HEARTBEAT_FILTER.workers.add(worker)
-        logger = logging.getLogger("distributed.worker")
+        logger = logging.getLogger(WORKER_LOGGER)
         if _HEARTBEAT_FILTER not in logger.filters:
             logger.addFilter(_HEARTBEAT_FILTER)
+
+
+def _forget_thread_workers() -> None:
+    """Take the heartbeat filter off this process's worker log once its cluster is closed, so that nothing of a
+    finished run (thread workers live in this process) filters a later cluster's log."""
+    logging.getLogger(WORKER_LOGGER).removeFilter(_HEARTBEAT_FILTER)
+    _HEARTBEAT_FILTER.workers.clear()
 
 
 @contextlib.contextmanager
@@ -195,6 +203,7 @@ def open_client(spec: ClusterSpec, zarr_concurrency: int = 2) -> Iterator[Client
     """
     env = worker_environment(spec, zarr_concurrency)
     with contextlib.ExitStack() as stack:
+        stack.callback(_forget_thread_workers)  # last, after the cluster has closed
         if spec.address:
             client = _connect(spec.address, spec.timeout)
         elif spec.jobqueue:
