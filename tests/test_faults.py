@@ -243,6 +243,55 @@ def test_full_scratch_disk_fails_the_cell_and_the_run_goes_on(tmp_path: Path, ti
     assert os.statvfs(tiny_scratch).f_bfree == os.statvfs(tiny_scratch).f_blocks  # no space held by open files
 
 
+def test_hdf5_writes_on_thread_workers_survive_a_full_scratch_disk(tmp_path: Path, tiny_scratch: Path) -> None:
+    """A failed HDF5 write must not leave libhdf5 holding a broken file: at exit it segfaulted the whole run."""
+    exp = experiment(
+        backends=["hdf5", "hdf5_direct"],
+        codecs=["none", "blosc-zstd"],
+        scratch=str(tiny_scratch),
+        staging=str(tmp_path / "staging"),
+        cluster={"workers": 2, "threads_per_worker": 1, "processes": False},
+    )
+    out = tmp_path / "res"
+    proc = cli_process(exp, tmp_path, out)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]  # was -11 (SIGSEGV) after the run's last line
+    ds = load_results(out)
+    none, zstd = ds.sel(codec="none"), ds.sel(codec="blosc-zstd")
+    assert (none["status"] == "failed").all()
+    for reason in none["reason"].values.ravel():
+        assert str(reason).startswith("ENOSPC"), reason
+    assert (zstd["status"] == "ok").all() and zstd["verified"].all(), zstd["reason"].values
+    assert list(tiny_scratch.iterdir()) == []
+    assert os.statvfs(tiny_scratch).f_bfree == os.statvfs(tiny_scratch).f_blocks
+
+
+HALF_WRITTEN = r"""
+import os, sys
+from pathlib import Path
+import numpy as np
+from cubebench.backends.base import hdf5_for_writing
+target = Path(sys.argv[1]) / "x.h5"
+try:
+    with hdf5_for_writing(target) as f:  # 8 MiB into a 3 MiB disk, as the backends write: a block at a time
+        ds = f.create_dataset("d", shape=(4 * 2**20,), dtype=np.uint16, chunks=(2**18,))
+        for start in range(0, 4 * 2**20, 2**20):
+            ds[start : start + 2**20] = np.full(2**20, 7, dtype=np.uint16)
+except Exception as exc:
+    print(type(exc).__name__, "No space left" in str(exc))
+target.unlink()
+print(os.statvfs(sys.argv[1]).f_bfree == os.statvfs(sys.argv[1]).f_blocks)
+"""
+
+
+def test_a_failed_hdf5_write_closes_its_file_and_frees_its_space(tiny_scratch: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", HALF_WRITTEN, str(tiny_scratch)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]  # h5py.File alone: -11 at interpreter exit
+    error, space_freed = done.stdout.split("\n")[:2]
+    assert error.endswith("True")  # the write's own error (ENOSPC), not one from closing
+    assert space_freed == "True"  # the unlinked file is closed: nothing holds its blocks
+
+
 def test_full_staging_disk_is_one_clear_error(
     tmp_path: Path, tiny_scratch: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

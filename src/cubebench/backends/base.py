@@ -7,6 +7,7 @@ spread over a ``distributed.Client`` in batches of chunks (:mod:`cubebench.paral
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -21,7 +22,7 @@ from cubebench.codecs import ChunkEncoder, CodecSpec, get_codec, stores_raw
 from cubebench.patterns import PatternResult, Selection, selection
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from pathlib import Path
 
     from distributed import Client
@@ -247,6 +248,41 @@ async def wait_synced(key: str) -> int:
     for future in futures:
         await asyncio.wrap_future(future)
     return len(futures)
+
+
+@contextlib.contextmanager
+def hdf5_for_writing(target: Path) -> Iterator[Any]:
+    """``h5py.File(target, "w")``, flushed at the end of the block, that closes cleanly even after a failed write.
+
+    HDF5 cannot close a file whose writes failed (a full disk): closing flushes the same dirty data again, fails
+    again, and leaves the file open inside the library, which keeps its disk space and then crashes the process
+    at exit (a segfault in libhdf5; with thread workers, the whole ``cubebench run``). So after any failure in the
+    block (or in its final flush) the file's descriptor is pointed at ``/dev/null`` first: the closing flush then
+    succeeds into nothing, the space is freed, and the caller removes the half-written file.
+    """
+    import h5py
+
+    f = h5py.File(target, "w")
+    try:
+        yield f
+        f.flush()
+    except BaseException:
+        _point_at_devnull(f)
+        with contextlib.suppress(Exception):  # the write's own error is the one to report
+            f.close()
+        raise
+    f.close()
+
+
+def _point_at_devnull(f: Any) -> None:
+    """Let HDF5 flush and close ``f`` into ``/dev/null`` (its sec2 driver writes through one file descriptor)."""
+    with contextlib.suppress(Exception):  # another driver, or the file already closed: nothing to redirect
+        fd = int(f.id.get_vfd_handle())
+        sink = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(sink, fd)
+        finally:
+            os.close(sink)
 
 
 #: Bytes a single writer stores between two background flushes (:class:`WritebackAhead`).

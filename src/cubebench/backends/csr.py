@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.backends._frames import block_checksums, frame_tiles, require_codec, require_dtype, tile_shape
-from cubebench.backends.base import Backend, ReadBack, WritebackAhead, WriteSettings, fsync_tree
+from cubebench.backends.base import Backend, ReadBack, WritebackAhead, WriteSettings, fsync_tree, hdf5_for_writing
 from cubebench.cube import Block, StagedCube
 from cubebench.parallel import BATCH_BYTES, run_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
@@ -69,12 +69,11 @@ class CSRBackend(Backend):
         settings: WriteSettings,
     ) -> None:
         """Convert tiles of frames to CSR on the workers; append each tile's entries here as it arrives."""
-        import h5py
 
         sy, sx, dy, _ = staged.shape
         dtype = np.dtype(staged.dtype)
         work = frame_tiles(staged.shape, chunks, dtype.itemsize)
-        with h5py.File(target, "w") as f, WritebackAhead(target) as writeback:
+        with hdf5_for_writing(target) as f, WritebackAhead(target) as writeback:
             f.attrs.update(
                 {"cubebench_format": FORMAT, "cubebench_format_version": 1, "shape": staged.shape, "dtype": dtype.str}
             )

@@ -21,6 +21,7 @@ from cubebench.backends.base import (
     WriteSettings,
     encoder_for,
     fsync_tree,
+    hdf5_for_writing,
     padded,
     read_stored_chunk,
     stored_buffer,
@@ -72,12 +73,11 @@ class HDF5DirectBackend(Backend):
         settings: WriteSettings,
     ) -> None:
         """Encode batches of chunks on the workers; store each chunk's bytes as it arrives."""
-        import h5py
 
         dtype = np.dtype(staged.dtype)
         work = batches(staged.shape, chunks, dtype.itemsize, STREAM_BATCH_BYTES)
         results = run_batches(client, _encode_batch, work, staged, codec.id, chunks)  # workers start now
-        with h5py.File(target, "w") as f, WritebackAhead(target) as writeback:
+        with hdf5_for_writing(target) as f, WritebackAhead(target) as writeback:
             ds = create_emd_dataset(f, staged.shape, dtype, chunks, codec)
             for encoded in results:
                 for offset, data in encoded:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cubebench.backends.base import Backend, ReadBack, WritebackAhead, WriteSettings, fsync_tree
+from cubebench.backends.base import Backend, ReadBack, WritebackAhead, WriteSettings, fsync_tree, hdf5_for_writing
 from cubebench.cube import StagedCube, block_grid, checksum
 from cubebench.patterns import PatternResult, Selection, TilePart, combine, reduce_tile, scan_tiles
 
@@ -91,10 +91,8 @@ def create_emd_dataset(f: Any, shape: tuple[int, ...], dtype: Any, chunks: tuple
 
 
 def _write(staged: StagedCube, codec: CodecSpec, chunks: tuple[int, ...], target: Path) -> None:
-    import h5py
-
     dtype = np.dtype(staged.dtype)
-    with h5py.File(target, "w") as f, WritebackAhead(target) as writeback:
+    with hdf5_for_writing(target) as f, WritebackAhead(target) as writeback:
         ds = create_emd_dataset(f, staged.shape, dtype, chunks, codec)
         blocks = [block for _, block in block_grid(staged.shape, chunks)]
         for block, data in zip(blocks, staged.iter_blocks(blocks), strict=True):

@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.backends._frames import require_codec, require_dtype
-from cubebench.backends.base import Backend, ReadBack, WritebackAhead, WriteSettings, fsync_tree, padded
+from cubebench.backends.base import (
+    Backend,
+    ReadBack,
+    WritebackAhead,
+    WriteSettings,
+    fsync_tree,
+    hdf5_for_writing,
+    padded,
+)
 from cubebench.cube import Block, StagedCube, checksum
 from cubebench.parallel import BATCH_BYTES, batches, run_batches
 from cubebench.patterns import (
@@ -78,12 +86,11 @@ class Uint8OverflowBackend(Backend):
         settings: WriteSettings,
     ) -> None:
         """Split each block into uint8 + overflow on the workers; store them here as they arrive."""
-        import h5py
 
         dtype = np.dtype(staged.dtype)
         index_dtype = overflow_index_dtype(chunks)
         grid = tuple(-(-s // c) for s, c in zip(staged.shape, chunks, strict=True))
-        with h5py.File(target, "w") as f, WritebackAhead(target) as writeback:
+        with hdf5_for_writing(target) as f, WritebackAhead(target) as writeback:
             f.attrs.update(
                 {
                     "cubebench_format": FORMAT,
