@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cubebench.backends.base import drop_page_cache, fsync_tree, stored_bytes
+from cubebench.backends.base import drop_page_cache, fsync_tree, hdf5_for_writing, stored_bytes
 from cubebench.cube import Block, StagedCube
 from cubebench.errors import CodecUnavailableError
 from cubebench.inference import (
@@ -268,11 +268,10 @@ def expected_checksums(client: Client, staged: StagedCube, layout: Layout) -> di
 
 def write_representation(client: Client, staged: StagedCube, layout: Layout, target: Path) -> None:
     """Transform the staged cube on the workers and store it in ``target`` (one HDF5 writer), made durable."""
-    import h5py
     import hdf5plugin  # noqa: F401  (registers the filters in this process)
 
     work = _work(staged, layout.chunks)
-    with h5py.File(target, "w") as f:
+    with hdf5_for_writing(target) as f:  # a full scratch disk fails the representation, never the process
         f.attrs["cubebench_representation"] = json.dumps({**layout.spec.to_dict(), "layout": layout.to_dict()})
         if layout.kind == "dense":
             ds = f.create_dataset(
