@@ -39,7 +39,7 @@ import psutil
 
 from cubebench.chunking import resolve_chunks
 from cubebench.codecs import get_codec
-from cubebench.cube import block_grid
+from cubebench.cube import block_grid, checksum
 from cubebench.memory import tree_rss
 
 CODECS = ["blosc-zstd", "blosc-lz4"]
@@ -174,8 +174,6 @@ def stage_chunk_major(path: Path, chunks: tuple[int, ...], folder: Path) -> Path
 
 def _bare_share(args: tuple[Path, Path, str, tuple[int, ...], int, int, float]) -> dict[str, float]:
     """One process's share of :func:`bare_pipeline`: every ``parts``-th chunk from ``part`` on."""
-    import xxhash
-
     from cubebench.codecs import set_codec_threads
 
     source, folder, cid, shape, part, parts, start_at = args
@@ -215,7 +213,7 @@ def _bare_share(args: tuple[Path, Path, str, tuple[int, ...], int, int, float]) 
             os.preadv(fd, [view.data], pos)
             pos += size
             enc.decode(view, out)
-            xxhash.xxh3_64_intdigest(out.data)
+            checksum(out)
     finally:
         os.close(fd)
     read_end = time.perf_counter()

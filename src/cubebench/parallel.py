@@ -142,8 +142,9 @@ def submit_all(client: Client, func: Any, items: list[Any], args: tuple[Any, ...
     """
     if not items:
         return []
-    name = getattr(func, "__name__", "task").lstrip("_") or "task"
-    keys = [f"{name}-{uuid.uuid4().hex}" for _ in items]
+    from dask.utils import funcname
+
+    keys = [f"{funcname(func)}-{uuid.uuid4()}" for _ in items]  # named as client.submit names the later ones
     futures: list[Any] = client.map(_call, items, key=keys, task=func, task_args=args)
     return futures
 

@@ -286,7 +286,6 @@ def write_representation(client: Client, staged: StagedCube, layout: Layout, tar
                     ds[block[0], block[1]] = form["data"]
         else:
             _write_events(f, client, work, staged, layout)
-        f.flush()
     fsync_tree(target)
 
 

@@ -95,7 +95,6 @@ class CSRBackend(Backend):
                     offsets[block[0], block[1]] = end + np.cumsum(nnz).reshape(nnz.shape) - nnz
                     end += n
                     writeback.wrote(tile_data.nbytes + tile_indices.nbytes + tile_indptr.nbytes)
-            f.flush()
         fsync_tree(target)
 
     def read(self, client: Client, target: Path, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:

@@ -83,7 +83,6 @@ class HDF5DirectBackend(Backend):
                 for offset, data in encoded:
                     ds.id.write_direct_chunk(offset, data)
                     writeback.wrote(data.nbytes)
-            f.flush()
         fsync_tree(target)
 
     def read(self, client: Client, target: Path, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:

@@ -98,7 +98,6 @@ def _write(staged: StagedCube, codec: CodecSpec, chunks: tuple[int, ...], target
         for block, data in zip(blocks, staged.iter_blocks(blocks), strict=True):
             ds[block] = data
             writeback.wrote(data.nbytes)  # raw bytes: flushes more often than needed, each one short
-        f.flush()
     fsync_tree(target)
 
 

@@ -122,7 +122,6 @@ class Uint8OverflowBackend(Backend):
                     end += n
             f.create_dataset("overflow_start", data=starts)
             f.create_dataset("overflow_count", data=counts)
-            f.flush()
         fsync_tree(target)
 
     def read(self, client: Client, target: Path, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:
