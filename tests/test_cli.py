@@ -126,3 +126,22 @@ def test_console_script_runs_quick_default(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "blosc-zstd" in done.stdout
     assert (tmp_path / "quick" / "results.nc").exists()
+
+
+def test_summary_says_why_each_cell_that_is_not_ok_ended_so() -> None:
+    """Below the table, one line per cell that failed, was skipped or did not verify, with its reason."""
+    from tests import _results_factory as factory
+
+    from cubebench.cli import summary_table
+
+    ds = factory.make_results(runs=2)
+    table, notes = summary_table(ds).split("\n\n")
+    lines = notes.splitlines()
+    assert "4d_diff hdf5 gzip-9 single_frame: skipped: estimated 5000 s > max_cell_seconds 600" in lines
+    assert "4d_diff zarr bitshuffle-lz4 single_frame: unverified: chunk (0, 0, 0, 0) differs" in lines
+    failed = [line for line in lines if ": failed: " in line]
+    assert failed and all(line.endswith(": failed: szip in zarr needs imagecodecs") for line in failed)
+    not_ok = [row for row in table.splitlines()[1:] if row.split()[4] != "ok"]
+    assert len(not_ok) == len(lines)  # one note per row whose status is not ok, in the table's order
+    assert [row.split()[:4] for row in not_ok] == [line.split(":")[0].split() for line in lines]
+    assert "\n\n" not in summary_table(factory.make_minimal_results())  # all ok: the table alone

@@ -254,8 +254,11 @@ def test_hdf5_writes_on_thread_workers_survive_a_full_scratch_disk(tmp_path: Pat
     )
     out = tmp_path / "res"
     proc = cli_process(exp, tmp_path, out)
-    _, err = proc.communicate(timeout=300)
+    summary, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]  # was -11 (SIGSEGV) after the run's last line
+    assert err == ""  # no traceback of distributed's per failed task: the summary says why, once per cell
+    for backend in ("hdf5", "hdf5_direct"):
+        assert f"\ndiff {backend} none balanced: failed: ENOSPC: no space left on device" in summary
     ds = load_results(out)
     none, zstd = ds.sel(codec="none"), ds.sel(codec="blosc-zstd")
     assert (none["status"] == "failed").all()
@@ -290,6 +293,29 @@ def test_a_failed_hdf5_write_closes_its_file_and_frees_its_space(tiny_scratch: P
     error, space_freed = done.stdout.split("\n")[:2]
     assert error.endswith("True")  # the write's own error (ENOSPC), not one from closing
     assert space_freed == "True"  # the unlinked file is closed: nothing holds its blocks
+
+
+def test_source_with_an_unreadable_chunk_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    """A source that opens but fails on the workers while it is read: one line on stderr, exit 2, no results."""
+    import h5py
+
+    source = tmp_path / "scan.h5"
+    with h5py.File(source, "w") as f:
+        ds = f.create_dataset("data", shape=(8, 8, 64, 64), dtype=np.uint16, chunks=(1, 1, 64, 64), compression="gzip")
+        ds[...] = np.random.default_rng(0).poisson(0.5, size=ds.shape)
+        offset = ds.id.get_chunk_info(20).byte_offset
+    with open(source, "r+b") as f:  # one compressed chunk overwritten: the file opens, that chunk cannot decode
+        f.seek(offset)
+        f.write(b"\xff" * 64)
+    out = tmp_path / "res"
+    exp = experiment(datasets=[{"path": str(source), "dataset": "data", "name": "scan"}], codecs=["blosc-zstd"])
+    proc = cli_process(exp, tmp_path, out)
+    summary, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err[-2000:]
+    assert summary == ""
+    assert err.startswith(f"cubebench: error: dataset 'scan' ({source}): staging failed: OSError: ")
+    assert err.count("\n") == 1  # the line alone: no worker's report of the failed task above it
+    assert not (out / LOG_FILE).exists()
 
 
 def test_full_staging_disk_is_one_clear_error(

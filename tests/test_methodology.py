@@ -215,12 +215,10 @@ def test_workers_sample_their_own_peak_memory(client: Any) -> None:
     assert worker_peaks_outside(client, counted=here) == 0  # a LocalCluster's workers: counted by the tree
 
 
-def _heartbeat_filter_installed() -> bool:
+def _worker_log_filters() -> list[str]:
     import logging
 
-    from cubebench.cluster import HeartbeatCutByClose
-
-    return any(isinstance(f, HeartbeatCutByClose) for f in logging.getLogger("distributed.worker").filters)
+    return sorted(type(f).__name__ for f in logging.getLogger("distributed.worker").filters)
 
 
 def test_workers_do_not_report_a_heartbeat_cut_off_by_their_own_close(client: Any) -> None:
@@ -232,7 +230,7 @@ def test_workers_do_not_report_a_heartbeat_cut_off_by_their_own_close(client: An
 
     from cubebench.cluster import HEARTBEAT_FAILED, HeartbeatCutByClose
 
-    assert all(client.run(_heartbeat_filter_installed).values())  # in each real worker process
+    assert all("HeartbeatCutByClose" in names for names in client.run(_worker_log_filters).values())  # real workers
 
     class FakeWorker:
         status = Status.running
@@ -254,11 +252,46 @@ def test_workers_do_not_report_a_heartbeat_cut_off_by_their_own_close(client: An
     assert quiet.filter(record(HEARTBEAT_FAILED + ".", None))
 
 
+def test_local_workers_leave_failed_tasks_to_cubebench_to_report(client: Any) -> None:
+    """A failed cell is reported once, as its reason: not also as distributed's traceback on the terminal."""
+    import logging
+
+    from cubebench.cluster import TASK_FAILED, FailureReportedByCubebench
+
+    filters = client.run(_worker_log_filters).values()
+    assert all(names == ["FailureReportedByCubebench", "HeartbeatCutByClose"] for names in filters)
+    quiet = FailureReportedByCubebench()
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, msg, ("k",), None)
+
+    assert not quiet.filter(record(TASK_FAILED + "\nKey:       %s\n"))
+    assert quiet.filter(record("Run Failed\nFunction: %s\n"))  # anything else: shown
+    assert quiet.filter(record("Worker stream died during communication: %s"))
+
+
+def test_workers_reached_by_address_keep_their_failure_reports() -> None:
+    """A scheduler cubebench connects to may serve others: its workers' reports of failed tasks stay."""
+    from distributed import LocalCluster
+
+    from cubebench.cluster import open_client
+    from cubebench.experiment import ClusterSpec
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster,
+        open_client(ClusterSpec(address=cluster.scheduler_address)) as client,
+    ):
+        assert list(client.run(_worker_log_filters).values()) == [["HeartbeatCutByClose"]]
+
+
 def test_thread_workers_leave_no_log_filter_behind() -> None:
     """Thread workers live in this process: once their cluster closes, a later cluster's log is not filtered."""
     from cubebench.cluster import open_client
     from cubebench.experiment import ClusterSpec
 
     with open_client(ClusterSpec(workers=1, processes=False)) as client:
-        assert client.submit(_heartbeat_filter_installed, pure=False).result()
-    assert not _heartbeat_filter_installed()
+        assert client.submit(_worker_log_filters, pure=False).result() == [
+            "FailureReportedByCubebench",
+            "HeartbeatCutByClose",
+        ]
+    assert _worker_log_filters() == []

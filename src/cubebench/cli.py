@@ -280,24 +280,34 @@ def _sufficient(args: argparse.Namespace) -> int:
 
 
 def summary_table(ds: Any) -> str:
-    """One line per (dataset, backend, codec, chunk): status, mean ratio, median write and read GiB/s."""
+    """One line per (dataset, backend, codec, chunk): status, mean ratio, median write and read GiB/s.
+
+    Below the table, one line per cell that did not end ``ok``, with the reason its first such run recorded, so
+    that a failed codec path says why where the user looks first.
+    """
     from cubebench.results import to_frame
 
     frame = to_frame(ds)
     rows: list[list[str]] = [["dataset", "backend", "codec", "chunk", "status", "ratio", "write GiB/s", "read GiB/s"]]
+    reasons: list[str] = []
     for key, group in frame.groupby(["dataset", "backend", "codec", "chunk"], sort=False):
         ok = group[group["status"] == "ok"]
         status = "ok" if len(ok) == len(group) else ",".join(sorted(set(group["status"])))
         numbers = [ok["ratio"].mean(), ok["write_GiBps"].median(), ok["read_GiBps"].median()] if len(ok) else []
         shown = [f"{numbers[0]:.2f}", f"{numbers[1]:.3f}", f"{numbers[2]:.3f}"] if numbers else ["-", "-", "-"]
         rows.append([*(str(k) for k in key), status, *shown])
+        not_ok = group[group["status"] != "ok"]
+        if len(not_ok):
+            first = not_ok.iloc[0]
+            reasons.append(f"{' '.join(str(k) for k in key)}: {first['status']}: {first['reason'] or '(no reason)'}")
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
+    table = "\n".join(
         "  ".join(
             cell.ljust(w) if i < 5 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
         )
         for row in rows
     )
+    return "\n\n".join([table, "\n".join(reasons)] if reasons else [table])
 
 
 def _fmt(value: Any) -> str:

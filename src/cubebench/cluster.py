@@ -162,17 +162,44 @@ class HeartbeatCutByClose(logging.Filter):
         return not any(worker.status in _CLOSING for worker in list(self.workers))
 
 
-#: One filter per process, on distributed's worker logger.
+#: distributed's words when a task raises on a worker (logged at ERROR with the task's traceback).
+TASK_FAILED = "Compute Failed"
+
+
+class FailureReportedByCubebench(logging.Filter):
+    """Drop distributed's report of a task that raised, on the workers of a LocalCluster cubebench started.
+
+    Each such failure reaches cubebench as the task's exception, and cubebench reports it once: as the failed
+    cell's reason (in the results, below the run's summary, and in ``report``), or as a one-line error naming the
+    input at fault (a source file that cannot be read). distributed's report repeated it above the summary, a
+    traceback per failed task: three cells failing on a full scratch disk printed 12 kB in 4 reports. The workers
+    of a cluster cubebench connects to, or starts as batch jobs, log to their own files and keep their reports.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False (drop) for distributed's report of a failed task."""
+        return not str(record.msg).startswith(TASK_FAILED)
+
+
+#: One of each filter per process, on distributed's worker logger.
 _HEARTBEAT_FILTER = HeartbeatCutByClose()
+_FAILURE_FILTER = FailureReportedByCubebench()
 
 
-class QuietShutdown(WorkerPlugin):
-    """Let workers end without noise. Worker processes ignore SIGINT: Ctrl-C reaches the whole process group, and
-    the main process alone decides how the workers end (it closes the cluster), so they print no tracebacks and
-    lose no cleanup. And a heartbeat cut off by the worker's own close is not reported as an error
-    (:class:`HeartbeatCutByClose`)."""
+class QuietWorkers(WorkerPlugin):
+    """Let workers end without noise, and leave failures to cubebench to report.
 
-    name = "cubebench-quiet-shutdown"
+    Worker processes ignore SIGINT: Ctrl-C reaches the whole process group, and the main process alone decides how
+    the workers end (it closes the cluster), so they print no tracebacks and lose no cleanup. A heartbeat cut off
+    by the worker's own close is not reported as an error (:class:`HeartbeatCutByClose`). And with ``local``, the
+    workers of a LocalCluster do not report failed tasks on the terminal: cubebench does
+    (:class:`FailureReportedByCubebench`).
+    """
+
+    name = "cubebench-quiet-workers"
+
+    def __init__(self, local: bool) -> None:
+        self.local = local
 
     def setup(self, worker: Any) -> None:
         """Ignore SIGINT in this worker process (a no-op for thread workers, which cannot set handlers); filter
@@ -181,14 +208,17 @@ class QuietShutdown(WorkerPlugin):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         _HEARTBEAT_FILTER.workers.add(worker)
         logger = logging.getLogger(WORKER_LOGGER)
-        if _HEARTBEAT_FILTER not in logger.filters:
-            logger.addFilter(_HEARTBEAT_FILTER)
+        for quiet in [_HEARTBEAT_FILTER, *([_FAILURE_FILTER] if self.local else [])]:
+            if quiet not in logger.filters:
+                logger.addFilter(quiet)
 
 
 def _forget_thread_workers() -> None:
-    """Take the heartbeat filter off this process's worker log once its cluster is closed, so that nothing of a
-    finished run (thread workers live in this process) filters a later cluster's log."""
-    logging.getLogger(WORKER_LOGGER).removeFilter(_HEARTBEAT_FILTER)
+    """Take the filters off this process's worker log once its cluster is closed, so that nothing of a finished
+    run (thread workers live in this process) filters a later cluster's log."""
+    logger = logging.getLogger(WORKER_LOGGER)
+    logger.removeFilter(_HEARTBEAT_FILTER)
+    logger.removeFilter(_FAILURE_FILTER)
     _HEARTBEAT_FILTER.workers.clear()
 
 
@@ -222,7 +252,7 @@ def open_client(spec: ClusterSpec, zarr_concurrency: int = 2) -> Iterator[Client
         else:
             client = _local_client(spec, env, stack)
         stack.callback(client.close)
-        client.register_plugin(QuietShutdown())
+        client.register_plugin(QuietWorkers(local=spec.kind == "local"))
         if spec.kind != "local":  # a LocalCluster's workers are this process or its children: sampled here
             client.register_plugin(WorkerMemory())
         client.register_plugin(CodecThreads(env, spec.codec_threads))

@@ -287,8 +287,9 @@ class _Session:
             self.staged[cube.info.name] = stage_cube(self.client, cube, self.staging)
         except CubebenchError:
             raise
-        except Exception as exc:  # a worker failed to read or write the source: name the dataset, one line
-            raise DatasetError(f"dataset {cube.info.name!r}: staging failed: {_one_line(exc)}") from None
+        except Exception as exc:  # a worker failed to read or write the source: name the dataset and file, one line
+            where = f"dataset {cube.info.name!r} ({cube.info.source})"
+            raise DatasetError(f"{where}: staging failed: {_one_line(exc)}") from None
         return self.staged[cube.info.name]
 
     def use_layout(self, cell: Cell, backend: Backend, staged: StagedCube, block: tuple[int, ...]) -> bool:
