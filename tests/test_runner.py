@@ -91,6 +91,20 @@ def test_unavailable_codec_is_recorded_not_swapped(tmp_path: Path) -> None:
     assert np.isnan(ds["write_seconds"].item())
 
 
+def test_progress_bar_ends_exactly_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The bar counts estimated seconds; its total once rounded below their sum (tqdm warned, ETA went negative)."""
+    from cubebench.runner import _Session
+
+    monkeypatch.setattr(_Session, "estimate", lambda self, cell: 0.13)  # 4 x 0.13: 0.52, which rounded to 0.5
+    exp = small_experiment(backends=["hdf5"], codecs=["none", "blosc-zstd"], chunks=["real_space", "balanced"])
+    cubebench.run(dict(exp, runs=1, warmup=False), out=tmp_path / "r", progress=True)
+    err = capfd.readouterr().err
+    assert "100%" in err and "4/4 " in err
+    assert "TqdmWarning" not in err and "<-" not in err
+
+
 def test_budget_skips_slow_cells_and_resume_retries_them(tmp_path: Path) -> None:
     import yaml
 

@@ -327,7 +327,7 @@ class _Session:
         fallback = float(np.median(known)) if known else 1.0
         weight = {cell: (e if np.isfinite(e) else fallback) for cell, e in estimates.items()}
         bar = tqdm(
-            total=round(sum(weight.values()), 1),
+            total=sum(weight[cell] for cell in todo),  # summed in the order the updates add up: ends exactly full
             unit="est-s",
             disable=not progress,
             file=sys.stderr,
