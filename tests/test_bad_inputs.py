@@ -50,6 +50,13 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     frame = header.ljust(384, b" ") + np.ones((16, 16), ">u2").tobytes()
     (folder / "cut.mib").write_bytes(frame * 3 + frame[:200])  # 3 frames and a half, 4 needed
     (folder / "regular_file").write_text("not a folder\n")
+    with h5py.File(folder / "unreadable.h5", "w") as f:  # opens well; one compressed chunk cannot be decoded
+        ds = f.create_dataset("cube", shape=(4, 4, 16, 16), dtype=np.uint16, chunks=(1, 1, 16, 16), compression="gzip")
+        ds[...] = rng.poisson(0.5, size=ds.shape)
+        offset = ds.id.get_chunk_info(5).byte_offset
+    with open(folder / "unreadable.h5", "r+b") as f:
+        f.seek(offset)
+        f.write(b"\xff" * 32)
     return folder
 
 
@@ -112,6 +119,7 @@ CASES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
         {"datasets": [{"path": "{files}/cut.mib", "scan_shape": [2, 2]}]},
         ("cut.mib", "truncated", "3 complete frames"),
     ),
+    "unreadable_chunk": ({"datasets": [{"path": "{files}/unreadable.h5"}]}, ("unreadable.h5", "staging failed")),
     "wrong_dataset_path": (
         {"datasets": [{"path": "{files}/arrays.h5", "dataset": "/nope"}]},
         ("arrays.h5", "'/nope'", "/cube"),
@@ -225,3 +233,15 @@ def test_jobqueue_without_dask_jobqueue(
     code = run_cli(tmp_path, yaml_text(cluster={"jobqueue": "slurm"}), "--resume", out=earlier)
     check(code, capsys.readouterr().err, "dask-jobqueue", "cubebench[hpc]")
     assert snapshot(earlier) == before
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["convert", "--codec", "blosc-zstd", "--no-progress"]])
+def test_a_source_that_fails_when_read_is_one_line(
+    command: list[str], files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A corrupt chunk shows only when the data are read (statistics, staging): still one line naming the file."""
+    name, *options = command
+    dest = [str(tmp_path / "out.h5")] if name == "convert" else []
+    code = main([name, str(files / "unreadable.h5"), *dest, *options])
+    check(code, capsys.readouterr().err, "unreadable.h5", "failed: OSError")
+    assert list(tmp_path.iterdir()) == []  # no half-written destination

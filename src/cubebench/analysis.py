@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cubebench.errors import CubebenchError
 from cubebench.lazy_dask import import_dask_array
 
 if TYPE_CHECKING:
@@ -311,5 +312,15 @@ def cube_stats(cube: Cube) -> CubeStats:
     >>> s = cube_stats(open_cube({"preset": "4d_diff", "scale": 0.03125}))
     >>> 0.73 < s.zero_fraction < 0.76, s.effective_bits <= 12
     (True, True)
+
+    Raises
+    ------
+    DatasetError
+        When the source's data cannot be read, naming the dataset and its file.
     """
-    return array_stats(cube.data)
+    try:
+        return array_stats(cube.data)
+    except CubebenchError:
+        raise
+    except Exception as exc:
+        raise cube.info.unreadable("computing its statistics", exc) from exc

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import xxhash
 
+from cubebench.errors import DatasetError
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
@@ -76,6 +78,12 @@ class DatasetInfo:
     def nbytes(self) -> int:
         """Uncompressed size in bytes."""
         return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+    def unreadable(self, doing: str, exc: BaseException) -> DatasetError:
+        """The one-line error for a failure while ``doing`` something with this source's data (reading a corrupt
+        compressed chunk, say: a source can open well and still fail when its chunks are read)."""
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        return DatasetError(f"dataset {self.name!r} ({self.source}): {doing} failed: {type(exc).__name__}: {text}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (JSON-able) for provenance attributes."""

@@ -39,7 +39,6 @@ from cubebench.errors import (
     CodecUnavailableError,
     ConfigError,
     CubebenchError,
-    DatasetError,
     ResultsError,
 )
 from cubebench.estimate import CodecSpeed, estimate_cell_seconds, measure_speed, sample_frames
@@ -156,6 +155,7 @@ def run(
         for chunk in exp.chunks:
             resolve_chunks(chunk, cube.info.shape)
     again = _retry_statuses(retry, resume)
+    fresh = not folder.exists()
     log = _prepare_output(folder, resume)
     done = {cell.key for cell in log.read() if cell.status not in again}
     todo = [cell for cell in plan_cells(exp, list(cubes)) if cell.key not in done]
@@ -171,16 +171,15 @@ def run(
     try:
         with _sigterm_as_interrupt(), open_client(exp.cluster, exp.zarr.concurrency) as client:
             cluster_info = {**cluster_description(client, exp.cluster), "nodes": node_facts(client)}
-            (folder / EXPERIMENT_FILE).write_text(json.dumps(exp.to_dict(), indent=1, default=str))
             session = _Session(client, exp, scratch, codecs, backends, cluster_info, staging)
             started = True
             needed = {cell.dataset for cell in todo} | {name for name in cubes if name not in info}
-            for name in cubes:
+            for name in cubes:  # a source that fails only when read is a bad input too: nothing written before
                 if name in needed:
                     staged = session.stage(cubes[name])
-                    info[name] = {**cubes[name].info.to_dict(), **staged_stats(client, staged).to_dict()}
-                    info[name]["name"] = name
-                    write_json(folder / DATASETS_FILE, info)
+                    info[name] = {**cubes[name].info.to_dict(), **staged_stats(client, staged).to_dict(), "name": name}
+            (folder / EXPERIMENT_FILE).write_text(json.dumps(exp.to_dict(), indent=1, default=str))
+            write_json(folder / DATASETS_FILE, info)
             if todo and exp.warmup:
                 session.warm_up(next(iter(cubes.values())))
             session.execute(todo, log, progress)
@@ -195,6 +194,9 @@ def run(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
+        if fresh:  # a results folder this run created and left empty (it stopped on a bad input) goes too
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     cells = log.read()
     if not cells:
         if interrupted:
@@ -283,13 +285,7 @@ class _Session:
         if in_place is not None:
             self.staged[cube.info.name] = in_place
             return in_place
-        try:
-            self.staged[cube.info.name] = stage_cube(self.client, cube, self.staging)
-        except CubebenchError:
-            raise
-        except Exception as exc:  # a worker failed to read or write the source: name the dataset and file, one line
-            where = f"dataset {cube.info.name!r} ({cube.info.source})"
-            raise DatasetError(f"{where}: staging failed: {_one_line(exc)}") from None
+        self.staged[cube.info.name] = stage_cube(self.client, cube, self.staging)
         return self.staged[cube.info.name]
 
     def use_layout(self, cell: Cell, backend: Backend, staged: StagedCube, block: tuple[int, ...]) -> bool:

@@ -19,7 +19,7 @@ import numpy as np
 from cubebench.analysis import CubeStats, blocks_partial, combine_partials, stats_from_partial
 from cubebench.backends.base import fsync_tree
 from cubebench.cube import Block, Cube, StagedCube, block_shape, checksum, data_offset, is_contiguous, npy_map
-from cubebench.errors import ConfigError
+from cubebench.errors import ConfigError, CubebenchError
 from cubebench.lazy_dask import import_dask_array
 from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches, scan_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
@@ -47,17 +47,28 @@ class _NpyTarget:
 
 
 def stage_cube(client: Client, cube: Cube, folder: Path) -> StagedCube:
-    """Write ``cube`` chunk by chunk on the cluster into ``folder/<name>.npy`` and return its handle."""
+    """Write ``cube`` chunk by chunk on the cluster into ``folder/<name>.npy`` and return its handle.
+
+    Raises
+    ------
+    DatasetError
+        When the source cannot be read (or the copy not written), naming the dataset and its file.
+    """
     da = import_dask_array()
 
     shape = tuple(int(s) for s in cube.data.shape)
     dtype = np.dtype(cube.data.dtype)
     path = folder / f"{_safe(cube.info.name)}.npy"
-    header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)  # a sparse file of the right size
-    del header
-    reserve(path)
-    target = _NpyTarget(path, shape, dtype.str)
-    client.compute(da.store(cube.data, cast("Any", target), lock=False, compute=False)).result()
+    try:
+        header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)  # a sparse file, full size
+        del header
+        reserve(path)
+        target = _NpyTarget(path, shape, dtype.str)
+        client.compute(da.store(cube.data, cast("Any", target), lock=False, compute=False)).result()
+    except CubebenchError:  # no room for the copy: said as such
+        raise
+    except Exception as exc:  # the workers failed to read the source (or to write the copy): one line, named
+        raise cube.info.unreadable("staging", exc) from exc
     fsync_tree(path)  # its write-back must not fall into a timed cell
     return StagedCube(path=path, shape=shape, dtype=dtype.str, name=cube.info.name)
 
