@@ -245,3 +245,11 @@ def test_a_source_that_fails_when_read_is_one_line(
     code = main([name, str(files / "unreadable.h5"), *dest, *options])
     check(code, capsys.readouterr().err, "unreadable.h5", "failed: OSError")
     assert list(tmp_path.iterdir()) == []  # no half-written destination
+
+
+@pytest.mark.parametrize("command", ["report", "recommend"])
+def test_a_data_file_given_as_results_is_one_line(
+    command: str, files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An HDF5 data file where a results file is expected: named as such, with no warning from the netCDF reader."""
+    check(main([command, str(files / "arrays.h5")]), capsys.readouterr().err, "arrays.h5", "not a cubebench results")

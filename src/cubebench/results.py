@@ -307,11 +307,13 @@ def load_results(path: str | os.PathLike[str]) -> xr.Dataset:
     target = path / DATASET_FILE if path.is_dir() else path
     if not target.exists():
         raise ResultsError(f"no results at {path}: expected a results folder or a {DATASET_FILE} file")
-    try:
-        with xr.open_dataset(target, engine="h5netcdf") as ds:
+    try:  # phony_dims named: an HDF5 file that is not netCDF (a data file given by mistake) opens without a warning
+        with xr.open_dataset(target, engine="h5netcdf", phony_dims="access") as ds:
             loaded = ds.load()
     except (OSError, ValueError) as exc:
         raise ResultsError(f"cannot read results file {target}: {exc}") from None
+    if "status" not in loaded.data_vars:
+        raise ResultsError(f"{target} is not a cubebench results file (it has no 'status' variable)")
     version = int(loaded.attrs.get("schema_version", 0))
     if version > SCHEMA_VERSION:
         raise ResultsError(f"{target} has results schema {version}; this cubebench reads up to {SCHEMA_VERSION}")

@@ -301,7 +301,7 @@ def load_sufficiency(path: str | os.PathLike[str]) -> xr.Dataset:
             f"(e.g. configs/sufficiency.yaml)"
         )
     try:
-        with xr.open_dataset(target, engine="h5netcdf") as ds:
+        with xr.open_dataset(target, engine="h5netcdf", phony_dims="access") as ds:
             loaded = ds.load()
     except (OSError, ValueError) as exc:
         raise ResultsError(f"cannot read sufficiency results {target}: {exc}") from None
