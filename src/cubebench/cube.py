@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import xxhash
 
-from cubebench.errors import DatasetError
+from cubebench.errors import DatasetError, one_line
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -82,8 +82,7 @@ class DatasetInfo:
     def unreadable(self, doing: str, exc: BaseException) -> DatasetError:
         """The one-line error for a failure while ``doing`` something with this source's data (reading a corrupt
         compressed chunk, say: a source can open well and still fail when its chunks are read)."""
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        return DatasetError(f"dataset {self.name!r} ({self.source}): {doing} failed: {type(exc).__name__}: {text}")
+        return DatasetError(f"dataset {self.name!r} ({self.source}): {doing} failed: {one_line(exc)}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (JSON-able) for provenance attributes."""

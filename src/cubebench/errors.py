@@ -39,3 +39,10 @@ class ResultsError(CubebenchError):
 
 class VerificationError(CubebenchError):
     """Data read back differs from the source: the codec path is not lossless."""
+
+
+def one_line(exc: BaseException, limit: int = 500) -> str:
+    """``ExceptionType: message`` on one line, at most ``limit`` characters: how a failure is recorded and shown
+    (library messages can span lines, HDF5's in particular)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:limit]

@@ -40,6 +40,7 @@ from cubebench.errors import (
     ConfigError,
     CubebenchError,
     ResultsError,
+    one_line,
 )
 from cubebench.estimate import CodecSpeed, estimate_cell_seconds, measure_speed, sample_frames
 from cubebench.experiment import Experiment, default_experiment_path, load_experiment, parse_experiment
@@ -436,7 +437,7 @@ class _Session:
             try:
                 staged = self.chunk_major(staged, block)
             except (OSError, CubebenchError) as exc:
-                why = f"staging the chunk-major copy failed ({_one_line(exc)}); try 'layout: source'"
+                why = f"staging the chunk-major copy failed ({one_line(exc)}); try 'layout: source'"
                 return replace(result, status="failed", reason=why)
             result = replace(result, chunk_major=True)
         target = self.scratch / f"{cell.label}{backend.suffix}"
@@ -504,15 +505,10 @@ def _first_mismatch(expected: dict[tuple[int, ...], int], got: dict[tuple[int, .
 
 def _failure_reason(exc: BaseException, scratch: Path) -> str:
     """One line saying why a cell failed; a full scratch disk is named as such (HDF5 buries errno 28 deep)."""
-    text = _one_line(exc)
+    text = one_line(exc)
     if getattr(exc, "errno", None) == errno.ENOSPC or "errno = 28" in text or "No space left" in text:
         return f"ENOSPC: no space left on device in scratch {scratch.parent} ({text})"[:500]
     return text
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or exc.__class__.__name__
-    return f"{exc.__class__.__name__}: {text}"[:500]
 
 
 def _remove(target: Path) -> None:

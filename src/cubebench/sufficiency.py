@@ -36,7 +36,7 @@ import numpy as np
 
 from cubebench.backends.base import drop_page_cache, fsync_tree, hdf5_for_writing, stored_bytes
 from cubebench.cube import Block, StagedCube
-from cubebench.errors import CodecUnavailableError
+from cubebench.errors import CodecUnavailableError, one_line
 from cubebench.inference import (
     METRICS,
     DetectorGeometry,
@@ -344,11 +344,6 @@ def score(values: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray])
 # One representation, one run
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or exc.__class__.__name__
-    return f"{exc.__class__.__name__}: {text}"[:500]
-
-
 def _remove(target: Path) -> None:
     if target.is_dir():
         shutil.rmtree(target, ignore_errors=True)
@@ -433,7 +428,7 @@ def measure(
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # a failing representation is a result, not a crash
-        return replace(result, status="failed", reason=_one_line(exc), verified=False)
+        return replace(result, status="failed", reason=one_line(exc), verified=False)
     finally:
         _remove(target)
     return result
