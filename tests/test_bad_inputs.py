@@ -253,3 +253,11 @@ def test_a_data_file_given_as_results_is_one_line(
 ) -> None:
     """An HDF5 data file where a results file is expected: named as such, with no warning from the netCDF reader."""
     check(main([command, str(files / "arrays.h5")]), capsys.readouterr().err, "arrays.h5", "not a cubebench results")
+
+
+def test_plan_of_a_source_that_fails_when_read_is_one_line(
+    files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml_text(datasets=[{"path": str(files / "unreadable.h5")}]))
+    check(main(["plan", str(path)]), capsys.readouterr().err, "unreadable.h5", "reading sample frames failed")

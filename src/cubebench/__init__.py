@@ -4,6 +4,7 @@ The public API::
 
     import cubebench
     cube = cubebench.open_cube({"preset": "4d_diff", "scale": 0.0625})   # lazy
+    print(cubebench.plan("configs/paper.yaml"))                     # cells, estimated time and disk, not run
     ds = cubebench.run("configs/quick.yaml", out="results/quick")     # an xarray.Dataset
     ds = cubebench.load_results("results/quick")
     sds = cubebench.load_sufficiency("results/sufficiency")         # inference errors of representations
@@ -15,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["load_experiment", "load_results", "load_sufficiency", "open_cube", "run"]
+__all__ = ["load_experiment", "load_results", "load_sufficiency", "open_cube", "plan", "run"]
 
 if TYPE_CHECKING:
     from cubebench.experiment import load_experiment
+    from cubebench.planning import plan
     from cubebench.results import load_results
     from cubebench.runner import run
     from cubebench.sources import open_cube
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "open_cube": "cubebench.sources",
     "run": "cubebench.runner",
+    "plan": "cubebench.planning",
     "load_results": "cubebench.results",
     "load_experiment": "cubebench.experiment",
     "load_sufficiency": "cubebench.sufficiency_results",

@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--scale", type=float, help="multiply every preset's scan scale by this factor, e.g. 0.125")
 
+    p = sub.add_parser("plan", help="an experiment's cells, estimated time and disk needs, without running it")
+    p.add_argument("experiment", nargs="?", help="experiment YAML file (default: the built-in quick.yaml)")
+    p.add_argument("--scale", type=float, help="multiply every preset's scan scale by this factor, e.g. 0.125")
+
     p = sub.add_parser("inspect", help="shape, dtype, size, zero fraction, max, bits and entropy of a source")
     p.add_argument("source", help="a file (.emd/.h5/.zarr/.npy/.mib) or a preset name")
     p.add_argument("--dataset", help="in-file path of the dataset (HDF5 or Zarr group)")
@@ -141,6 +145,13 @@ def _run(args: argparse.Namespace) -> int:
     print(summary_table(ds))
     out = args.out or f"results/{ds.attrs.get('title', '').removeprefix('cubebench results: ')}"
     print(f"\nresults: {Path(out) / 'results.nc'} (+ results.csv); next: cubebench report {out}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from cubebench.planning import plan
+
+    print(plan(args.experiment, scale=args.scale))
     return 0
 
 
@@ -320,6 +331,7 @@ def _fmt(value: Any) -> str:
 
 COMMANDS = {
     "run": _run,
+    "plan": _plan,
     "inspect": _inspect,
     "codecs": _codecs,
     "report": _report,

@@ -149,7 +149,7 @@ def run(
     if scale is not None:
         exp = rescale(exp, scale)
     folder = Path(out) if out is not None else Path("results") / exp.name
-    cubes = _open_sources(exp)
+    cubes = open_sources(exp)
     codecs = {cid: get_codec(cid) for cid in exp.codecs}
     backends = {name: get_backend(name) for name in exp.backends}
     for cube in cubes.values():
@@ -598,7 +598,8 @@ def _prepare_output(folder: Path, resume: bool) -> ResultsLog:
     return log
 
 
-def _open_sources(exp: Experiment) -> dict[str, Cube]:
+def open_sources(exp: Experiment) -> dict[str, Cube]:
+    """Open every dataset of ``exp`` lazily, by name; two datasets of one name are a :class:`ConfigError`."""
     cubes: dict[str, Cube] = {}
     for entry in exp.datasets:
         cube = open_cube(entry)

@@ -1,0 +1,216 @@
+"""What an experiment will take before it runs: its cells, their estimated time, and the disk they need.
+
+No cluster starts and nothing is staged. Each source is opened lazily and a few frames spread over its scan are
+read (:func:`cubebench.estimate.sample_blocks`); each codec encodes and decodes them once in-process; every cell
+gets the estimate the runner makes before it runs it (:func:`cubebench.estimate.estimate_cell_seconds`: the
+cluster's worker threads for the parallel backends, one core for the HDF5 filter path). For a full-size matrix
+this says up front whether it takes minutes or a weekend, which cells ``max_cell_seconds`` would skip, and how
+much room ``staging`` and ``scratch`` need. An estimate, not a measurement: the codec speeds come from one pass
+over a few MiB.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cubebench.backends import WriteSettings, get_backend
+from cubebench.chunking import chunk_name, resolve_chunks
+from cubebench.codecs import get_codec
+from cubebench.errors import CodecUnavailableError
+from cubebench.estimate import estimate_cell_seconds, measure_speed, sample_blocks, stack_frames
+from cubebench.runner import LAYOUT_MIN_CELLS, coerce_experiment, open_sources, rescale
+from cubebench.staging import needs_layout
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Mapping
+
+    from cubebench.cube import Cube
+    from cubebench.experiment import Experiment
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    """One dataset x backend x codec x chunking, as the run would treat each of its runs."""
+
+    dataset: str
+    backend: str
+    codec: str
+    chunk: str
+    #: Estimated seconds of one run (write and read); NaN when the codec has no in-process encoder to time.
+    seconds: float
+    #: ``run``, ``skipped`` (over ``max_cell_seconds``) or ``unavailable``.
+    status: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The cells of an experiment with their estimates, and the disk the run needs."""
+
+    name: str
+    runs: int
+    threads: int
+    cells: tuple[PlannedCell, ...]
+    #: Uncompressed bytes of each dataset.
+    datasets: dict[str, int]
+    #: Staged copies at once: each dataset uncompressed, plus the chunk-major copies ``layout`` makes.
+    staging_bytes: int
+    #: The largest stored cell (cells are removed once verified, so scratch holds one at a time).
+    scratch_bytes: int
+
+    def __str__(self) -> str:
+        return format_plan(self)
+
+    @property
+    def total_seconds(self) -> float:
+        """Estimated seconds of every run of every cell that would run (those with an estimate)."""
+        return self.runs * sum(c.seconds for c in self.cells if c.status == "run" and math.isfinite(c.seconds))
+
+    @property
+    def unestimated(self) -> int:
+        """Cells that would run but have no estimate (their codec has no in-process encoder here)."""
+        return sum(c.status == "run" and not math.isfinite(c.seconds) for c in self.cells)
+
+
+def plan(
+    experiment: Experiment | Mapping[str, Any] | str | os.PathLike[str] | None = None, *, scale: float | None = None
+) -> Plan:
+    """Estimate every cell of ``experiment`` (as :func:`cubebench.run` takes it) without running any.
+
+    Raises
+    ------
+    CubebenchError
+        For the bad inputs the run itself would refuse (a missing file, an unknown codec, ...), or a source whose
+        sampled frames cannot be read.
+    """
+    exp = coerce_experiment(experiment)
+    if scale is not None:
+        exp = rescale(exp, scale)
+    cubes = open_sources(exp)
+    backends = {name: get_backend(name) for name in exp.backends}
+    codecs = {cid: get_codec(cid) for cid in exp.codecs}
+    settings = WriteSettings(exp.zarr.write_empty_chunks, exp.zarr.shards)
+    threads = max(1, exp.cluster.workers * exp.cluster.threads_per_worker)
+    cells: list[PlannedCell] = []
+    ratios: dict[str, list[float]] = {}
+    block_reads: Counter[tuple[str, tuple[int, ...]]] = Counter()
+    for name, cube in cubes.items():
+        sample = _sample(cube)
+        speeds = {cid: measure_speed(codec, sample) for cid, codec in codecs.items()}
+        ratios[name] = [s.ratio if s is not None else 1.0 for s in speeds.values()]  # unknown: as stored raw
+        for backend_name, backend in backends.items():
+            for cid, codec in codecs.items():
+                for chunk in exp.chunks:
+                    label = chunk_name(chunk)
+                    try:
+                        backend.check(codec, np.dtype(cube.info.dtype))
+                    except CodecUnavailableError as exc:
+                        cells.append(PlannedCell(name, backend_name, cid, label, math.nan, "unavailable", str(exc)))
+                        continue
+                    if not backend.chunked and label in exp.chunk_labels[1:]:
+                        why = f"{backend_name} stores the whole array; chunking does not apply"
+                        cells.append(PlannedCell(name, backend_name, cid, label, math.nan, "unavailable", why))
+                        continue
+                    seconds = estimate_cell_seconds(cube.info.nbytes, speeds[cid], threads if backend.parallel else 1)
+                    budget = exp.max_cell_seconds
+                    if budget is not None and math.isfinite(seconds) and seconds > budget:
+                        why = f"estimated {seconds:.0f} s > max_cell_seconds {budget:g}"
+                        cells.append(PlannedCell(name, backend_name, cid, label, seconds, "skipped", why))
+                        continue
+                    cells.append(PlannedCell(name, backend_name, cid, label, seconds, "run"))
+                    if backend.reads_blocks:
+                        chunks = resolve_chunks(chunk, cube.info.shape)
+                        block_reads[(name, backend.storage_block(chunks, settings))] += exp.runs
+    copies = [
+        cubes[name].info.nbytes
+        for (name, block), count in block_reads.items()
+        if needs_layout(cubes[name].info.shape, block)
+        and exp.layout != "source"
+        and (exp.layout == "chunked" or count >= LAYOUT_MIN_CELLS)
+    ]
+    sizes = {name: cube.info.nbytes for name, cube in cubes.items()}
+    return Plan(
+        name=exp.name,
+        runs=exp.runs,
+        threads=threads,
+        cells=tuple(cells),
+        datasets=sizes,
+        staging_bytes=sum(sizes.values()) + sum(copies),
+        scratch_bytes=max(int(sizes[name] / min(ratios[name])) for name in cubes),
+    )
+
+
+def _sample(cube: Cube) -> np.ndarray:
+    """A few frames spread over ``cube``'s scan, read with Dask's local scheduler (one small compute)."""
+    from dask.base import compute
+
+    blocks = sample_blocks(cube.info.shape, cube.info.dtype)
+    try:
+        frames = compute(*(cube.data[block] for block in blocks), scheduler="threads")
+    except Exception as exc:  # a corrupt chunk among the sampled frames: the run would fail on it too
+        raise cube.info.unreadable("reading sample frames", exc) from exc
+    return stack_frames([np.asarray(frame) for frame in frames], cube.info.shape)
+
+
+def format_plan(plan: Plan) -> str:
+    """The plan as text: the disk it needs, one line per dataset x backend x codec, and the total."""
+    counts = Counter(cell.status for cell in plan.cells)
+    kinds = ", ".join(f"{counts[status]} {status}" for status in ("run", "skipped", "unavailable") if counts[status])
+    lines = [
+        f"experiment {plan.name}: {len(plan.cells)} cells ({kinds}) x {plan.runs} runs, estimated for "
+        f"{plan.threads} worker threads (one core for the hdf5 filter path)",
+    ]
+    for name, nbytes in plan.datasets.items():
+        lines.append(f"  dataset {name}: {_size(nbytes)} uncompressed")
+    lines.append(
+        f"  staging needs {_size(plan.staging_bytes)} (the staged copies, chunk-major ones included); "
+        f"scratch up to {_size(plan.scratch_bytes)} at a time"
+    )
+    rows = [["dataset", "backend", "codec", "chunkings", "s per run", "all runs", "note"]]
+    groups: dict[tuple[str, str, str], list[PlannedCell]] = {}
+    for cell in plan.cells:
+        groups.setdefault((cell.dataset, cell.backend, cell.codec), []).append(cell)
+    for (dataset, backend, codec), cells in groups.items():
+        running = [c for c in cells if c.status == "run"]
+        per_run = sum(c.seconds for c in running)
+        notes = sorted({f"{c.status}: {c.reason}" for c in cells if c.status != "run"})
+        shown = _duration(per_run) if running else "-"
+        total = _duration(per_run * plan.runs) if running else "-"
+        rows.append([dataset, backend, codec, str(len(running)), shown, total, "; ".join(notes)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells_text = [
+            c.ljust(w) if i in (0, 1, 2, 6) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells_text).rstrip())
+    skipped = sum(c.status == "skipped" for c in plan.cells)
+    unknown = f", {plan.unestimated} cells without an estimate" if plan.unestimated else ""
+    lines.append(
+        f"total: about {_duration(plan.total_seconds)} of writing and reading{unknown}"
+        f"{f', {skipped} cells over max_cell_seconds skipped' if skipped else ''} (plus staging, checksums and "
+        f"statistics, a few seconds per GiB)"
+    )
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    if seconds < 120:
+        return f"{seconds:.0f} s" if seconds >= 1 else f"{seconds:.1f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _size(nbytes: float) -> str:
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= factor:
+            return f"{nbytes / factor:.1f} {unit}"
+    return f"{nbytes:.0f} B"
