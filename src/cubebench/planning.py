@@ -21,10 +21,8 @@ import numpy as np
 from cubebench.backends import WriteSettings, get_backend
 from cubebench.chunking import chunk_name, resolve_chunks
 from cubebench.codecs import get_codec
-from cubebench.errors import CodecUnavailableError
 from cubebench.estimate import estimate_cell_seconds, measure_speed, sample_blocks, stack_frames
-from cubebench.runner import LAYOUT_MIN_CELLS, coerce_experiment, open_sources, rescale
-from cubebench.staging import needs_layout
+from cubebench.runner import coerce_experiment, layout_pays, not_run, open_sources, rescale
 
 if TYPE_CHECKING:
     import os
@@ -99,41 +97,35 @@ def plan(
     threads = max(1, exp.cluster.workers * exp.cluster.threads_per_worker)
     cells: list[PlannedCell] = []
     ratios: dict[str, list[float]] = {}
-    block_reads: Counter[tuple[str, tuple[int, ...]]] = Counter()
+    reads = Counter(  # as the run counts them: cells whose writes read blocks, per dataset and chunking
+        (name, chunk_name(chunk))
+        for name in cubes
+        for b in backends.values()
+        if b.reads_blocks
+        for _ in codecs
+        for chunk in exp.chunks
+    )
+    copies: set[tuple[str, tuple[int, ...]]] = set()
     for name, cube in cubes.items():
         sample = _sample(cube)
         speeds = {cid: measure_speed(codec, sample) for cid, codec in codecs.items()}
         ratios[name] = [s.ratio if s is not None else 1.0 for s in speeds.values()]  # unknown: as stored raw
         for backend_name, backend in backends.items():
             for cid, codec in codecs.items():
+                seconds = estimate_cell_seconds(cube.info.nbytes, speeds[cid], threads if backend.parallel else 1)
                 for chunk in exp.chunks:
                     label = chunk_name(chunk)
-                    try:
-                        backend.check(codec, np.dtype(cube.info.dtype))
-                    except CodecUnavailableError as exc:
-                        cells.append(PlannedCell(name, backend_name, cid, label, math.nan, "unavailable", str(exc)))
-                        continue
-                    if not backend.chunked and label in exp.chunk_labels[1:]:
-                        why = f"{backend_name} stores the whole array; chunking does not apply"
-                        cells.append(PlannedCell(name, backend_name, cid, label, math.nan, "unavailable", why))
-                        continue
-                    seconds = estimate_cell_seconds(cube.info.nbytes, speeds[cid], threads if backend.parallel else 1)
-                    budget = exp.max_cell_seconds
-                    if budget is not None and math.isfinite(seconds) and seconds > budget:
-                        why = f"estimated {seconds:.0f} s > max_cell_seconds {budget:g}"
-                        cells.append(PlannedCell(name, backend_name, cid, label, seconds, "skipped", why))
-                        continue
-                    cells.append(PlannedCell(name, backend_name, cid, label, seconds, "run"))
-                    if backend.reads_blocks:
-                        chunks = resolve_chunks(chunk, cube.info.shape)
-                        block_reads[(name, backend.storage_block(chunks, settings))] += exp.runs
-    copies = [
-        cubes[name].info.nbytes
-        for (name, block), count in block_reads.items()
-        if needs_layout(cubes[name].info.shape, block)
-        and exp.layout != "source"
-        and (exp.layout == "chunked" or count >= LAYOUT_MIN_CELLS)
-    ]
+                    verdict = not_run(exp, backend, codec, cube.info.dtype, label, seconds)
+                    status, reason = verdict or ("run", "")
+                    cells.append(PlannedCell(name, backend_name, cid, label, seconds, status, reason))
+                    block = backend.storage_block(resolve_chunks(chunk, cube.info.shape), settings)
+                    cells_reading = exp.runs * reads[(name, label)]
+                    if (
+                        status == "run"
+                        and backend.reads_blocks
+                        and layout_pays(exp, cube.info.shape, block, cells_reading)
+                    ):
+                        copies.add((name, block))
     sizes = {name: cube.info.nbytes for name, cube in cubes.items()}
     return Plan(
         name=exp.name,
@@ -141,7 +133,7 @@ def plan(
         threads=threads,
         cells=tuple(cells),
         datasets=sizes,
-        staging_bytes=sum(sizes.values()) + sum(copies),
+        staging_bytes=sum(sizes.values()) + sum(sizes[name] for name, _ in copies),
         scratch_bytes=max(int(sizes[name] / min(ratios[name])) for name in cubes),
     )
 

@@ -219,6 +219,36 @@ def run(
     return ds
 
 
+def not_run(
+    exp: Experiment, backend: Backend, codec: CodecSpec, dtype: str, chunk: str, estimate: float
+) -> tuple[str, str] | None:
+    """Why a cell would not run, as ``(status, reason)``: ``unavailable`` (the backend cannot store the codec or
+    dtype, or stores the whole array and the chunking is not the first), ``skipped`` (estimated over
+    ``max_cell_seconds``); None when it runs."""
+    try:
+        backend.check(codec, np.dtype(dtype))
+    except CodecUnavailableError as exc:
+        return "unavailable", str(exc)
+    if not backend.chunked and chunk in exp.chunk_labels[1:]:
+        first = exp.chunk_labels[0]
+        return (
+            "unavailable",
+            f"{backend.name} stores the whole array; chunking does not apply (measured under {first!r})",
+        )
+    budget = exp.max_cell_seconds
+    if budget is not None and np.isfinite(estimate) and estimate > budget:
+        return "skipped", f"estimated {estimate:.0f} s > max_cell_seconds {budget:g}"
+    return None
+
+
+def layout_pays(exp: Experiment, shape: tuple[int, ...], block: tuple[int, ...], reads: int) -> bool:
+    """Whether cells that read blocks of ``block`` (``reads`` of them over the run) get a chunk-major copy of the
+    cube: ``layout: chunked`` always, ``auto`` when the blocks are scattered and enough cells read them."""
+    if exp.layout == "source" or not needs_layout(shape, block):
+        return False
+    return exp.layout == "chunked" or reads >= LAYOUT_MIN_CELLS
+
+
 def rescale(exp: Experiment, factor: float) -> Experiment:
     """``exp`` with every synthetic preset's scan scaled by ``factor`` (files are left as they are)."""
     if not 0 < factor <= 1:
@@ -291,9 +321,8 @@ class _Session:
 
     def use_layout(self, cell: Cell, backend: Backend, staged: StagedCube, block: tuple[int, ...]) -> bool:
         """Whether ``cell``'s write reads a chunk-major copy (experiment ``layout``; ``auto``: when it repays)."""
-        if not backend.reads_blocks or self.exp.layout == "source" or not needs_layout(staged.shape, block):
-            return False
-        return self.exp.layout == "chunked" or self.block_reads[(cell.dataset, cell.chunk)] >= LAYOUT_MIN_CELLS
+        reads = self.block_reads[(cell.dataset, cell.chunk)]
+        return backend.reads_blocks and layout_pays(self.exp, staged.shape, block, reads)
 
     def chunk_major(self, staged: StagedCube, block: tuple[int, ...]) -> StagedCube:
         """``staged`` reading blocks of ``block`` from its chunk-major copy, staged on first use."""
@@ -409,17 +438,9 @@ class _Session:
             worker_processes=bool(self.cluster_info.get("processes", True)),
             started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
-        try:
-            backend.check(codec, np.dtype(staged.dtype))
-        except CodecUnavailableError as exc:
-            return replace(result, status="unavailable", reason=str(exc))
-        if not backend.chunked and result.chunk in self.exp.chunk_labels[1:]:
-            first = self.exp.chunk_labels[0]
-            why = f"{backend.name} stores the whole array; chunking does not apply (measured under {first!r})"
-            return replace(result, status="unavailable", reason=why)
-        budget = self.exp.max_cell_seconds
-        if budget is not None and np.isfinite(estimate) and estimate > budget:
-            return replace(result, status="skipped", reason=f"estimated {estimate:.0f} s > max_cell_seconds {budget:g}")
+        verdict = not_run(self.exp, backend, codec, staged.dtype, result.chunk, estimate)
+        if verdict is not None:
+            return replace(result, status=verdict[0], reason=verdict[1])
         block = backend.storage_block(chunks, self.settings)
         source_key = (cell.dataset, block)
         if source_key not in self.source and source_key not in self.source_failed:
