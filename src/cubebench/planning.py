@@ -63,6 +63,7 @@ class Plan:
     scratch_bytes: int
 
     def __str__(self) -> str:
+        """The plan as text (:func:`format_plan`)."""
         return format_plan(self)
 
     @property
@@ -79,7 +80,15 @@ class Plan:
 def plan(
     experiment: Experiment | Mapping[str, Any] | str | os.PathLike[str] | None = None, *, scale: float | None = None
 ) -> Plan:
-    """Estimate every cell of ``experiment`` (as :func:`cubebench.run` takes it) without running any.
+    """Estimate every cell of ``experiment`` without running any.
+
+    Parameters
+    ----------
+    experiment
+        An :class:`~cubebench.experiment.Experiment`, a mapping shaped like the YAML, a YAML path, or None for the
+        quick experiment (as :func:`cubebench.run` takes it).
+    scale
+        Multiply every preset's ``scale`` by this factor, as ``cubebench run --scale`` does.
 
     Raises
     ------
@@ -192,6 +201,7 @@ def format_plan(plan: Plan) -> str:
 
 
 def _duration(seconds: float) -> str:
+    """Seconds as a person reads them: s, min or h."""
     if not math.isfinite(seconds):
         return "?"
     if seconds < 120:
@@ -202,6 +212,7 @@ def _duration(seconds: float) -> str:
 
 
 def _size(nbytes: float) -> str:
+    """Bytes in binary units."""
     for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if nbytes >= factor:
             return f"{nbytes / factor:.1f} {unit}"
