@@ -84,3 +84,15 @@ def test_cli_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "\ntotal: about " in out
     assert main(["plan", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_each_stored_chunk_adds_its_backends_cost_to_the_estimate() -> None:
+    """Single-frame Zarr cells are the slowest by far (a file per frame): the estimate counts the files."""
+    from cubebench.backends import BACKENDS
+
+    plan = cubebench.plan(experiment(backends=["zarr", "hdf5"], codecs=["none"], chunks=["balanced", "single_frame"]))
+    seconds = {(c.backend, c.chunk): c.seconds for c in plan.cells}
+    for backend in ("zarr", "hdf5"):  # 16 x 16 frames: 256 chunks against 4 (2 x 2 detector quarters)
+        extra = seconds[backend, "single_frame"] - seconds[backend, "balanced"]
+        assert extra == pytest.approx(252 * BACKENDS[backend].chunk_seconds)
+    assert BACKENDS["zarr"].chunk_seconds > BACKENDS["zarr_direct"].chunk_seconds > 0

@@ -21,8 +21,8 @@ import numpy as np
 from cubebench.backends import WriteSettings, get_backend
 from cubebench.chunking import chunk_name, resolve_chunks
 from cubebench.codecs import get_codec
-from cubebench.estimate import estimate_cell_seconds, measure_speed, sample_blocks, stack_frames
-from cubebench.runner import coerce_experiment, layout_pays, not_run, open_sources, rescale
+from cubebench.estimate import measure_speed, sample_blocks, stack_frames
+from cubebench.runner import cell_seconds, coerce_experiment, layout_pays, not_run, open_sources, rescale
 
 if TYPE_CHECKING:
     import os
@@ -121,9 +121,10 @@ def plan(
         ratios[name] = [s.ratio if s is not None else 1.0 for s in speeds.values()]  # unknown: as stored raw
         for backend_name, backend in backends.items():
             for cid, codec in codecs.items():
-                seconds = estimate_cell_seconds(cube.info.nbytes, speeds[cid], threads if backend.parallel else 1)
                 for chunk in exp.chunks:
                     label = chunk_name(chunk)
+                    shape, nbytes = cube.info.shape, cube.info.nbytes
+                    seconds = cell_seconds(backend, chunk, shape, nbytes, speeds[cid], threads, settings)
                     verdict = not_run(exp, backend, codec, cube.info.dtype, label, seconds)
                     status, reason = verdict or ("run", "")
                     cells.append(PlannedCell(name, backend_name, cid, label, seconds, status, reason))

@@ -42,7 +42,7 @@ from cubebench.errors import (
     ResultsError,
     one_line,
 )
-from cubebench.estimate import CodecSpeed, estimate_cell_seconds, measure_speed, sample_frames
+from cubebench.estimate import CodecSpeed, estimate_cell_seconds, measure_speed, sample_frames, stored_chunks
 from cubebench.experiment import Experiment, default_experiment_path, load_experiment, parse_experiment
 from cubebench.jsonlog import read_json, write_json
 from cubebench.memory import PeakMemory
@@ -241,6 +241,22 @@ def not_run(
     return None
 
 
+def cell_seconds(
+    backend: Backend,
+    chunk: str | tuple[int, ...],
+    shape: tuple[int, ...],
+    nbytes: int,
+    speed: CodecSpeed | None,
+    threads: int,
+    settings: WriteSettings,
+) -> float:
+    """The estimate of one run of a cell: its bytes at ``speed`` on the threads ``backend`` uses (one for the HDF5
+    filter path), plus what its stored chunks cost (:func:`cubebench.estimate.estimate_cell_seconds`)."""
+    block = backend.storage_block(resolve_chunks(chunk, shape), settings)
+    parallel = threads if backend.parallel else 1
+    return estimate_cell_seconds(nbytes, speed, parallel, stored_chunks(shape, block), backend.chunk_seconds)
+
+
 def layout_pays(exp: Experiment, shape: tuple[int, ...], block: tuple[int, ...], reads: int) -> bool:
     """Whether cells that read blocks of ``block`` (``reads`` of them over the run) get a chunk-major copy of the
     cube: ``layout: chunked`` always, ``auto`` when the blocks are scattered and enough cells read them."""
@@ -413,8 +429,10 @@ class _Session:
         key = (cell.dataset, cell.codec)
         if key not in self.speeds:
             self.speeds[key] = measure_speed(self.codecs[cell.codec], sample_frames(staged))
-        parallel = self.threads if self.backends[cell.backend].parallel else 1
-        return estimate_cell_seconds(staged.nbytes, self.speeds[key], parallel)
+        backend = self.backends[cell.backend]
+        return cell_seconds(
+            backend, cell.chunk, staged.shape, staged.nbytes, self.speeds[key], self.threads, self.settings
+        )
 
     def run_cell(self, cell: Cell, staged: StagedCube, estimate: float = float("nan")) -> CellResult:
         """Write, size, read and verify one cell; never raises for a codec or I/O failure."""

@@ -73,6 +73,10 @@ class Backend(ABC):
     reads_blocks: bool = False
     #: Whether the ``shards`` setting applies (Zarr: each storage block is one shard of single-frame chunks).
     shardable: bool = False
+    #: Wall seconds each stored chunk (or shard) adds to a cell's write and read beyond its bytes, on two
+    #: workers: a file or an index entry, a library call, an fsync. For the estimates only (:mod:`cubebench.estimate`);
+    #: measured from the 8 GiB run in README (single-frame against balanced chunks, blosc-zstd, 65 536 chunks).
+    chunk_seconds: float = 0.0
 
     @abstractmethod
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:

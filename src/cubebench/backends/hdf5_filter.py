@@ -35,6 +35,7 @@ class HDF5FilterBackend(Backend):
     suffix = ".h5"
     parallel = False
     reads_blocks = True
+    chunk_seconds = 2.8e-4  # 8 GiB, 65 536 chunks: write 40.8 s against 29.2, read 12.4 against 5.9
 
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
         """Unavailable when this HDF5 build lacks the codec's filter."""

@@ -32,6 +32,7 @@ class ZarrBackend(Backend):
     suffix = ".zarr"
     reads_blocks = True
     shardable = True
+    chunk_seconds = 1.5e-3  # 8 GiB, 65 536 chunk files: write 86 s against 18.2, read 33.9 against 5.0
 
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
         """Unavailable when the codec has no Zarr v3 form here."""

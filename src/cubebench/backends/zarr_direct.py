@@ -66,6 +66,7 @@ class ZarrDirectBackend(ZarrBackend):
     """Zarr v3 store made by zarr-python; chunk (or shard) files encoded, written, read and decoded by the workers."""
 
     name = "zarr_direct"
+    chunk_seconds = 4.2e-4  # 8 GiB, 65 536 chunk files: write 41.2 s against 18.3, read 7.6 against 2.8
 
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
         """Needs the Zarr face (the store's codecs), an encoder of the bytes it stores, and a little-endian host.
