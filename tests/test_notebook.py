@@ -25,5 +25,6 @@ def test_quickstart_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert not [out for out in outputs if out.get("output_type") == "error"]
     assert sum("image/png" in out.get("data", {}) for out in outputs) >= 4
     printed = "".join(out.get("text", "") for out in outputs if out.get("output_type") == "stream")
+    assert "experiment nb: " in printed and "\ntotal: about " in printed  # the plan, before the run
     for use in ("storage", "write", "read", "balanced"):
         assert f"Recommended for {use}:" in printed
