@@ -279,9 +279,14 @@ def is_contiguous(block: Block, shape: tuple[int, ...]) -> bool:
     return True
 
 
+def grid_counts(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
+    """Chunks of ``chunks`` along each axis of ``shape``, edge chunks included."""
+    return tuple(-(-s // c) for s, c in zip(shape, chunks, strict=True))
+
+
 def block_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> list[tuple[tuple[int, ...], Block]]:
     """List ``(chunk_index, slices)`` for every chunk of a regular grid, edge chunks clipped to ``shape``."""
-    counts = [-(-s // c) for s, c in zip(shape, chunks, strict=True)]
+    counts = grid_counts(shape, chunks)
     out: list[tuple[tuple[int, ...], Block]] = []
     for index in np.ndindex(*counts):
         block = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, chunks, shape, strict=True))

@@ -8,7 +8,6 @@ ETA; not a measurement.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -91,7 +90,7 @@ def measure_speed(codec: CodecSpec, sample: np.ndarray) -> CodecSpeed | None:
 
 
 def estimate_cell_seconds(
-    nbytes: int, speed: CodecSpeed | None, parallelism: int, chunks: int = 0, chunk_seconds: float = 0.0
+    nbytes: int, speed: CodecSpeed | None, parallelism: int, chunks: int, chunk_seconds: float
 ) -> float:
     """Seconds to write and read ``nbytes`` at ``speed`` on ``parallelism`` cores, stored as ``chunks`` chunks
     that cost ``chunk_seconds`` each (the backend's :attr:`~cubebench.backends.Backend.chunk_seconds`); NaN
@@ -102,8 +101,3 @@ def estimate_cell_seconds(
     codec = nbytes / speed.encode_Bps / cores + nbytes / speed.decode_Bps / cores
     disk = 2 * nbytes / speed.ratio / (DISK_GBPS * 1e9)
     return codec + disk + chunks * chunk_seconds + CELL_SECONDS
-
-
-def stored_chunks(shape: tuple[int, ...], block: tuple[int, ...]) -> int:
-    """How many blocks of ``block`` cover ``shape`` (edge blocks included)."""
-    return math.prod(-(-size // max(1, step)) for size, step in zip(shape, block, strict=True))

@@ -12,6 +12,7 @@ import datetime as dt
 import errno
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -33,7 +34,7 @@ from cubebench.backends.base import drop_page_cache, stored_bytes
 from cubebench.chunking import chunk_name, resolve_chunks
 from cubebench.cluster import cluster_description, open_client, reset_worker_peaks, worker_peaks_outside
 from cubebench.codecs import CodecSpec, get_codec
-from cubebench.cube import Cube, StagedCube
+from cubebench.cube import Cube, StagedCube, grid_counts
 from cubebench.errors import (
     ClusterError,
     CodecUnavailableError,
@@ -42,7 +43,7 @@ from cubebench.errors import (
     ResultsError,
     one_line,
 )
-from cubebench.estimate import CodecSpeed, estimate_cell_seconds, measure_speed, sample_frames, stored_chunks
+from cubebench.estimate import CodecSpeed, estimate_cell_seconds, measure_speed, sample_frames
 from cubebench.experiment import Experiment, default_experiment_path, load_experiment, parse_experiment
 from cubebench.jsonlog import read_json, write_json
 from cubebench.memory import PeakMemory
@@ -254,7 +255,8 @@ def cell_seconds(
     filter path), plus what its stored chunks cost (:func:`cubebench.estimate.estimate_cell_seconds`)."""
     block = backend.storage_block(resolve_chunks(chunk, shape), settings)
     parallel = threads if backend.parallel else 1
-    return estimate_cell_seconds(nbytes, speed, parallel, stored_chunks(shape, block), backend.chunk_seconds)
+    chunks = math.prod(grid_counts(shape, block))
+    return estimate_cell_seconds(nbytes, speed, parallel, chunks, backend.chunk_seconds)
 
 
 def layout_pays(exp: Experiment, shape: tuple[int, ...], block: tuple[int, ...], reads: int) -> bool:

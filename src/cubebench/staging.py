@@ -18,7 +18,17 @@ import numpy as np
 
 from cubebench.analysis import CubeStats, blocks_partial, combine_partials, stats_from_partial
 from cubebench.backends.base import fsync_tree
-from cubebench.cube import Block, Cube, StagedCube, block_shape, checksum, data_offset, is_contiguous, npy_map
+from cubebench.cube import (
+    Block,
+    Cube,
+    StagedCube,
+    block_shape,
+    checksum,
+    data_offset,
+    grid_counts,
+    is_contiguous,
+    npy_map,
+)
 from cubebench.errors import ConfigError, CubebenchError
 from cubebench.lazy_dask import import_dask_array
 from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches, scan_batches
@@ -91,7 +101,7 @@ def stage_layout(client: Client, staged: StagedCube, chunks: tuple[int, ...], fo
     Workers ``pwrite`` whole chunks (writing through a shared map would fault in every page) and the copy is
     fsynced, so that its write-back does not fall into a timed cell.
     """
-    grid = tuple(-(-s // c) for s, c in zip(staged.shape, chunks, strict=True))
+    grid = grid_counts(staged.shape, chunks)
     name = "x".join(str(c) for c in chunks)
     path = folder / f"{staged.path.stem}.{name}.npy"
     header = np.lib.format.open_memmap(path, mode="w+", dtype=np.dtype(staged.dtype), shape=grid + tuple(chunks))

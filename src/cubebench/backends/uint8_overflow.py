@@ -32,7 +32,7 @@ from cubebench.backends.base import (
     hdf5_for_writing,
     padded,
 )
-from cubebench.cube import Block, StagedCube, checksum
+from cubebench.cube import Block, StagedCube, checksum, grid_counts
 from cubebench.parallel import BATCH_BYTES, batches, run_batches
 from cubebench.patterns import (
     PatternResult,
@@ -89,7 +89,7 @@ class Uint8OverflowBackend(Backend):
 
         dtype = np.dtype(staged.dtype)
         index_dtype = overflow_index_dtype(chunks)
-        grid = tuple(-(-s // c) for s, c in zip(staged.shape, chunks, strict=True))
+        grid = grid_counts(staged.shape, chunks)
         with hdf5_for_writing(target) as f, WritebackAhead(target) as writeback:
             f.attrs.update(
                 {
