@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from tests.conftest import sparse_counts, stage_array
 
 from cubebench.backends import BACKENDS, WriteSettings, get_backend
-from cubebench.backends.base import drop_page_cache, stored_bytes
 from cubebench.backends.hdf5_filter import DATA_PATH
 from cubebench.codecs import CODECS
 from cubebench.errors import BackendError, CodecUnavailableError
+from cubebench.fileio import drop_page_cache, stored_bytes
 from cubebench.staging import source_checksums
 
 SHAPE = (5, 4, 24, 20)  # edge chunks on every axis for (2, 3, 16, 16)
@@ -231,7 +231,7 @@ def test_writeback_ahead_flushes_while_writing_and_reports_a_failed_flush(
     import errno
     import os
 
-    from cubebench.backends.base import WritebackAhead
+    from cubebench.fileio import WritebackAhead
 
     real = os.fdatasync
     flushed: list[int] = []

@@ -259,7 +259,7 @@ def test_zarr_and_hdf5_store_the_same_compression(tmp_path, codec_id, dtype):
         f.create_dataset("x", data=data, chunks=CHUNKS, **usable(spec.hdf5_filter, dtype))
         hdf5_size = f["x"].id.get_chunk_info_by_coord((0, 0, 0, 0)).size
     assert close_sizes(len(zarr_chunk), hdf5_size, codec_id), (len(zarr_chunk), hdf5_size)
-    from cubebench.zarr_codec import HDF5ChunkCodec
+    from cubebench.codecs.adapter import HDF5ChunkCodec
 
     if any(isinstance(c, HDF5ChunkCodec) for c in spec.zarr_kwargs(dtype)["compressors"]):
         # The adapter stores exactly the direct path's bytes.
@@ -275,7 +275,7 @@ def test_adapter_store_reads_in_a_fresh_process(tmp_path):
         "configuration": {"codec": "bitshuffle-lz4", "params": {"cname": "lz4"}},
     }
     script = textwrap.dedent(f"""
-        import cubebench.zarr_codec, zarr
+        import cubebench.codecs.adapter, zarr
         print(int(zarr.open_array({str(tmp_path / "a.zarr")!r}, mode="r")[...].astype("int64").sum()))
     """)
     result = subprocess.run(
@@ -286,7 +286,7 @@ def test_adapter_store_reads_in_a_fresh_process(tmp_path):
 
 def test_adapter_decodes_with_the_stored_params(tmp_path):
     # A store keeps decoding as written even if the catalog's parameters change later.
-    from cubebench.zarr_codec import HDF5ChunkCodec
+    from cubebench.codecs.adapter import HDF5ChunkCodec
 
     data = make_cube("uint16")
     codec = HDF5ChunkCodec(codec="szip", params={"method": "nn", "pixels_per_block": 32})
@@ -310,12 +310,13 @@ def test_no_hdf5_filter_is_unavailable():
             spec.hdf5_filter("uint16")
         with pytest.raises(CodecUnavailableError, match=f"^{codec_id}: no HDF5 filter"):
             spec.encoder("uint16")
-        assert spec.availability("uint16") == {
-            "hdf5": "no HDF5 filter for pcodec",
-            "hdf5_direct": "no HDF5 filter for pcodec, so no direct-chunk bytes",
-            "zarr": None,
-            "zarr_direct": "pcodec is a Zarr array-to-bytes serializer: no chunk encoder outside zarr",
-        }
+        from cubebench.backends import availability
+
+        found = availability(spec, "uint16")
+        assert found["hdf5"] == "no HDF5 filter for pcodec"
+        assert found["hdf5_direct"] is not None and "no HDF5 filter for pcodec" in found["hdf5_direct"]
+        assert found["zarr"] is None
+        assert found["zarr_direct"] == "pcodec is a Zarr array-to-bytes serializer: no chunk encoder outside zarr"
 
 
 def test_pcodec_is_a_zarr_serializer():

@@ -273,7 +273,7 @@ HALF_WRITTEN = r"""
 import os, sys
 from pathlib import Path
 import numpy as np
-from cubebench.backends.base import hdf5_for_writing
+from cubebench.fileio import hdf5_for_writing
 target = Path(sys.argv[1]) / "x.h5"
 try:
     with hdf5_for_writing(target) as f:  # 8 MiB into a 3 MiB disk, as the backends write: a block at a time
@@ -395,7 +395,8 @@ def test_source_that_cannot_be_hashed_fails_its_cells_and_the_run_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A pass over the source failing on the workers (an unreadable staged file, say) is a result per cell."""
-    from cubebench import runner, staging
+    from cubebench import staging
+    from cubebench.runner import session
 
     failing_passes: list[tuple[int, ...]] = []
 
@@ -405,7 +406,7 @@ def test_source_that_cannot_be_hashed_fails_its_cells_and_the_run_goes_on(
             client.submit(os.pread, -1, 1, 0, pure=False).result()
         return staging.source_checksums(client, staged, block)
 
-    monkeypatch.setattr(runner, "source_checksums", hash_or_fail)
+    monkeypatch.setattr(session, "source_checksums", hash_or_fail)
     scratch = tmp_path / "scratch"
     exp = experiment(chunks=["balanced", "single_frame"], codecs=["none", "blosc-zstd"], scratch=str(scratch))
     ds = cubebench.run(exp, out=tmp_path / "res", progress=False)

@@ -95,7 +95,7 @@ def test_progress_bar_ends_exactly_full(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """The bar counts estimated seconds; its total once rounded below their sum (tqdm warned, ETA went negative)."""
-    from cubebench.runner import _Session
+    from cubebench.runner.session import Session as _Session
 
     monkeypatch.setattr(_Session, "estimate", lambda self, cell: 0.13)  # 4 x 0.13: 0.52, which rounded to 0.5
     exp = small_experiment(backends=["hdf5"], codecs=["none", "blosc-zstd"], chunks=["real_space", "balanced"])
@@ -162,7 +162,7 @@ def test_every_backend_every_preset_and_a_mib_source(tmp_path: Path) -> None:
 
 def test_uncompressed_npy_source_is_read_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A native C-ordered 4-D .npy is already a staged cube: the run reads it without copying it."""
-    import cubebench.runner
+    import cubebench.runner.session
 
     array = np.random.default_rng(3).poisson(0.5, size=(4, 4, 32, 32)).astype("uint16")
     np.save(tmp_path / "scan.npy", array)
@@ -170,7 +170,7 @@ def test_uncompressed_npy_source_is_read_in_place(tmp_path: Path, monkeypatch: p
     def no_copy(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the .npy source was copied")
 
-    monkeypatch.setattr(cubebench.runner, "stage_cube", no_copy)
+    monkeypatch.setattr(cubebench.runner.session, "stage_cube", no_copy)
     ds = cubebench.run(
         small_experiment(
             datasets=[{"path": str(tmp_path / "scan.npy"), "name": "npy"}],

@@ -16,15 +16,26 @@ import pytest
 from cubebench.cli import main
 from cubebench.errors import ConfigError, ResultsError
 from cubebench.experiment import parse_experiment
-from cubebench.inference import DetectorGeometry, block_quantities, error_metrics, finish_quantities, resolve_targets
-from cubebench.representations import REPRESENTATIONS, form_checksum, get_representation, resolve_representations
-from cubebench.sufficiency_results import (
+from cubebench.sufficiency.representations import (
+    REPRESENTATIONS,
+    form_checksum,
+    get_representation,
+    resolve_representations,
+)
+from cubebench.sufficiency.results import (
     RepresentationResult,
     load_sufficiency,
     records_to_sufficiency,
     save_sufficiency,
 )
-from cubebench.sufficiency_stats import format_answer, principles, smallest_sufficient, sufficiency_front
+from cubebench.sufficiency.stats import format_answer, principles, smallest_sufficient, sufficiency_front
+from cubebench.sufficiency.targets import (
+    DetectorGeometry,
+    block_quantities,
+    error_metrics,
+    finish_quantities,
+    resolve_targets,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 from cubebench.cube import StagedCube
-from cubebench.inference import resolve_targets
-from cubebench.representations import get_representation
-from cubebench.sufficiency import (
+from cubebench.sufficiency.representations import get_representation
+from cubebench.sufficiency.run import (
     expected_checksums,
     read_representation,
     score_representation,
@@ -24,6 +23,7 @@ from cubebench.sufficiency import (
     sufficiency_chunks,
     write_representation,
 )
+from cubebench.sufficiency.targets import resolve_targets
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -20,19 +20,18 @@ __all__ = ["load_experiment", "load_results", "load_sufficiency", "open_cube", "
 
 if TYPE_CHECKING:
     from cubebench.experiment import load_experiment
-    from cubebench.planning import plan
     from cubebench.results import load_results
-    from cubebench.runner import run
+    from cubebench.runner import plan, run
     from cubebench.sources import open_cube
-    from cubebench.sufficiency_results import load_sufficiency
+    from cubebench.sufficiency.results import load_sufficiency
 
 _LAZY = {
     "open_cube": "cubebench.sources",
     "run": "cubebench.runner",
-    "plan": "cubebench.planning",
+    "plan": "cubebench.runner",
     "load_results": "cubebench.results",
     "load_experiment": "cubebench.experiment",
-    "load_sufficiency": "cubebench.sufficiency_results",
+    "load_sufficiency": "cubebench.sufficiency.results",
 }
 
 

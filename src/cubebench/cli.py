@@ -149,7 +149,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from cubebench.planning import plan
+    from cubebench.runner import plan
 
     print(plan(args.experiment, scale=args.scale))
     return 0
@@ -180,11 +180,8 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _codecs(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from cubebench.backends import BACKENDS
+    from cubebench.backends import BACKENDS, availability
     from cubebench.codecs import CODECS
-    from cubebench.errors import CodecUnavailableError
 
     names = list(BACKENDS)
     width = max(len(n) for n in names) + 2
@@ -192,13 +189,10 @@ def _codecs(args: argparse.Namespace) -> int:
     reasons: list[str] = []
     for spec in CODECS.values():
         row = f"{spec.id:<24}"
-        for name in names:
-            try:
-                BACKENDS[name]().check(spec, np.dtype("uint16"))
-                row += f"{'yes':<{width}}"
-            except CodecUnavailableError as exc:
-                row += f"{'no*':<{width}}"
-                reasons.append(f"  {spec.id} / {name}: {exc}")
+        for name, why in availability(spec).items():
+            row += f"{'yes' if why is None else 'no*':<{width}}"
+            if why is not None:
+                reasons.append(f"  {spec.id} / {name}: {spec.id}: {why}")
         print(row + spec.description + ("" if spec.study else "  [beyond the study]"))
     if reasons:
         print("\n* unavailable:")
@@ -278,8 +272,8 @@ def _recommend(args: argparse.Namespace) -> int:
 
 
 def _sufficient(args: argparse.Namespace) -> int:
-    from cubebench.sufficiency_results import load_sufficiency
-    from cubebench.sufficiency_stats import format_answer, principles, smallest_sufficient
+    from cubebench.sufficiency.results import load_sufficiency
+    from cubebench.sufficiency.stats import format_answer, principles, smallest_sufficient
 
     ds = load_sufficiency(args.results)
     answer = smallest_sufficient(ds, args.target, args.tolerance, args.metric, args.dataset)

@@ -32,9 +32,11 @@ from cubebench.chunking import resolve_chunks
 from cubebench.codecs import get_codec
 from cubebench.errors import CodecUnavailableError, ConfigError, VerificationError
 from cubebench.experiment import ClusterSpec
+from cubebench.fileio import remove
 from cubebench.parallel import observe
 from cubebench.sources import open_cube
 from cubebench.staging import reusable_npy, source_checksums, stage_cube
+from cubebench.verify import first_mismatch
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -116,13 +118,11 @@ def convert(
             expected, _ = source_checksums(client, staged, block)
             got = backend.read(client, target, chunks, settings).checksums
             bar.done_phase()
-        bad = sorted(i for i in expected if got.get(i) != expected[i])
-        if bad or set(got) != set(expected):
-            raise VerificationError(
-                f"{target}: {len(bad)} of {len(expected)} chunks differ from the source (first {bad[:1]}); removed it"
-            )
+        mismatch = first_mismatch(expected, got)
+        if mismatch:
+            raise VerificationError(f"{target}: {mismatch}; removed it")
     except BaseException:
-        _remove(target)
+        remove(target)
         raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -207,14 +207,6 @@ def _client(cluster: Client | ClusterSpec | None) -> Iterator[Client]:
 
     with open_client(cluster or ClusterSpec()) as client:
         yield client
-
-
-def _remove(target: Path) -> None:
-    if target.is_dir():
-        shutil.rmtree(target, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            target.unlink()
 
 
 class _Progress:

@@ -18,7 +18,7 @@ import yaml
 from cubebench.chunking import CHUNK_STRATEGIES, chunk_name
 from cubebench.errors import ConfigError
 from cubebench.patterns import PATTERNS
-from cubebench.sufficiency_config import SufficiencyOptions, parse_sufficiency
+from cubebench.sufficiency.config import SufficiencyOptions, parse_sufficiency
 
 if TYPE_CHECKING:
     import os
@@ -121,7 +121,7 @@ class Experiment:
     layout: str = "auto"
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     zarr: ZarrSettings = field(default_factory=ZarrSettings)
-    #: Inference sufficiency (:mod:`cubebench.sufficiency_config`): representations to score, targets, options.
+    #: Inference sufficiency (:mod:`cubebench.sufficiency.config`): representations to score, targets, options.
     representations: tuple[str, ...] = ()
     targets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     sufficiency: SufficiencyOptions = field(default_factory=SufficiencyOptions)

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from cubebench.analysis import CubeStats, blocks_partial, combine_partials, stats_from_partial
-from cubebench.backends.base import fsync_tree
 from cubebench.cube import (
     Block,
     Cube,
@@ -30,6 +29,7 @@ from cubebench.cube import (
     npy_map,
 )
 from cubebench.errors import ConfigError, CubebenchError
+from cubebench.fileio import fsync_tree
 from cubebench.lazy_dask import import_dask_array
 from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches, scan_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile

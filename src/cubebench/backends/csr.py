@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.backends._frames import block_checksums, frame_tiles, require_codec, require_dtype, tile_shape
-from cubebench.backends.base import Backend, ReadBack, WritebackAhead, WriteSettings, fsync_tree, hdf5_for_writing
+from cubebench.backends.base import Backend, ReadBack, WriteSettings
 from cubebench.cube import Block, StagedCube
+from cubebench.fileio import WritebackAhead, fsync_tree, hdf5_for_writing
 from cubebench.parallel import BATCH_BYTES, run_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
 

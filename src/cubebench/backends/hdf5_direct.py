@@ -17,17 +17,15 @@ from cubebench.backends.base import (
     Backend,
     Location,
     ReadBack,
-    WritebackAhead,
     WriteSettings,
     encoder_for,
-    fsync_tree,
-    hdf5_for_writing,
     padded,
     read_stored_chunk,
     stored_buffer,
 )
 from cubebench.backends.hdf5_filter import DATA_PATH, create_emd_dataset
 from cubebench.cube import Block, StagedCube, checksum, thread_buffer
+from cubebench.fileio import WritebackAhead, fsync_tree, hdf5_for_writing
 from cubebench.parallel import BATCH_BYTES, STREAM_BATCH_BYTES, batches, run_batches, scan_batches
 from cubebench.patterns import (
     PatternResult,

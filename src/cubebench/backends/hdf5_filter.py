@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cubebench.backends.base import Backend, ReadBack, WritebackAhead, WriteSettings, fsync_tree, hdf5_for_writing
+from cubebench.backends.base import Backend, ReadBack, WriteSettings
 from cubebench.cube import StagedCube, block_grid, checksum
+from cubebench.fileio import WritebackAhead, fsync_tree, hdf5_for_writing
 from cubebench.patterns import PatternResult, Selection, TilePart, combine, reduce_tile, scan_tiles
 
 if TYPE_CHECKING:

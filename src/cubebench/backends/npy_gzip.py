@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.backends._frames import require_codec, require_dtype
-from cubebench.backends.base import Backend, ReadBack, WritebackAhead, WriteSettings, fsync_tree
+from cubebench.backends.base import Backend, ReadBack, WriteSettings
 from cubebench.cube import Block, StagedCube, block_grid, checksum_stream
+from cubebench.fileio import WritebackAhead, fsync_tree
 from cubebench.parallel import BATCH_BYTES, run_ordered
 from cubebench.patterns import PatternResult, Selection, TilePart, combine, reduce_tile
 

@@ -23,16 +23,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.backends._frames import require_codec, require_dtype
-from cubebench.backends.base import (
-    Backend,
-    ReadBack,
-    WritebackAhead,
-    WriteSettings,
-    fsync_tree,
-    hdf5_for_writing,
-    padded,
-)
+from cubebench.backends.base import Backend, ReadBack, WriteSettings, padded
 from cubebench.cube import Block, StagedCube, checksum, grid_counts
+from cubebench.fileio import WritebackAhead, fsync_tree, hdf5_for_writing
 from cubebench.parallel import BATCH_BYTES, batches, run_batches
 from cubebench.patterns import (
     PatternResult,

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cubebench.backends.base import Backend, ReadBack, WriteSettings, fsync_tree, sync_soon, wait_synced
+from cubebench.backends.base import Backend, ReadBack, WriteSettings
 from cubebench.cube import Block, StagedCube, block_shape, checksum, largest_block_bytes, thread_buffer
+from cubebench.fileio import fsync_tree, sync_soon, wait_synced
 from cubebench.parallel import BATCH_BYTES, run_batches, scan_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
 
@@ -140,7 +141,7 @@ def fill_store(client: Client, target: Path, task: Any, work: list[Any], *args: 
 def _open(path: str, mode: str, write_empty_chunks: bool = True) -> Any:
     import zarr
 
-    import cubebench.zarr_codec  # noqa: F401  (registers cubebench's chunk codec in this process)
+    import cubebench.codecs.adapter  # noqa: F401  (registers cubebench's chunk codec in this process)
 
     return zarr.open_array(path, mode=mode).with_config({"write_empty_chunks": write_empty_chunks})
 

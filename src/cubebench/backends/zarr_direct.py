@@ -32,12 +32,12 @@ from cubebench.backends.base import (
     read_exactly,
     read_stored_chunk,
     stored_buffer,
-    sync_soon,
 )
 from cubebench.backends.zarr_ import ZarrBackend, create_store, fill_store
 from cubebench.codecs import ChunkEncoder, stores_raw
 from cubebench.cube import Block, StagedCube, block_grid, checksum, thread_buffer
 from cubebench.errors import BackendError, CodecUnavailableError
+from cubebench.fileio import sync_soon
 from cubebench.parallel import BATCH_BYTES, run_batches, scan_batches
 from cubebench.patterns import (
     PatternResult,

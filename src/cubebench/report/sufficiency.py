@@ -1,6 +1,6 @@
 """The report's inference-sufficiency section: stored bytes against inference error, and the five principles.
 
-Reads only the sufficiency Dataset (:mod:`cubebench.sufficiency_results`). :func:`sufficiency_figure` plots, per
+Reads only the sufficiency Dataset (:mod:`cubebench.sufficiency.results`). :func:`sufficiency_figure` plots, per
 target, every verified representation's stored bytes against its error with the Pareto front (nothing smaller
 and more faithful) and the tolerance; :func:`sufficiency_blocks` writes that figure and a table and returns the
 index-page blocks, including the study's five principles walked for the question the experiment asked
@@ -22,8 +22,8 @@ from cubebench.report.figures import new_figure, save_figure
 from cubebench.report.format import Table, write_table
 from cubebench.report.palette import codec_color
 from cubebench.stats import human_bytes
-from cubebench.sufficiency_results import find_sufficiency
-from cubebench.sufficiency_stats import (
+from cubebench.sufficiency.results import find_sufficiency
+from cubebench.sufficiency.stats import (
     principles,
     smallest_sufficient,
     standings,

@@ -26,7 +26,6 @@ import contextlib
 import datetime as dt
 import json
 import math
-import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -34,10 +33,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cubebench.backends.base import drop_page_cache, fsync_tree, hdf5_for_writing, stored_bytes
 from cubebench.cube import Block, StagedCube
 from cubebench.errors import CodecUnavailableError, one_line
-from cubebench.inference import (
+from cubebench.fileio import drop_page_cache, fsync_tree, hdf5_for_writing, remove, stored_bytes
+from cubebench.jsonlog import read_json, write_json
+from cubebench.parallel import batches, run_batches
+from cubebench.staging import stage_cube
+from cubebench.sufficiency.representations import DEFAULT_STORAGE_CODEC, Form, Layout, form_checksum, get_representation
+from cubebench.sufficiency.results import (
+    LOG_FILE,
+    TARGETS_FILE,
+    RepresentationResult,
+    SufficiencyLog,
+    records_to_sufficiency,
+    save_sufficiency,
+)
+from cubebench.sufficiency.targets import (
     METRICS,
     DetectorGeometry,
     Target,
@@ -46,18 +57,7 @@ from cubebench.inference import (
     finish_quantities,
     resolve_targets,
 )
-from cubebench.jsonlog import read_json, write_json
-from cubebench.parallel import batches, run_batches
-from cubebench.representations import DEFAULT_STORAGE_CODEC, Form, Layout, form_checksum, get_representation
-from cubebench.staging import stage_cube
-from cubebench.sufficiency_results import (
-    LOG_FILE,
-    TARGETS_FILE,
-    RepresentationResult,
-    SufficiencyLog,
-    records_to_sufficiency,
-    save_sufficiency,
-)
+from cubebench.verify import first_mismatch
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -344,23 +344,6 @@ def score(values: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray])
 # One representation, one run
 
 
-def _remove(target: Path) -> None:
-    if target.is_dir():
-        shutil.rmtree(target, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            target.unlink()
-
-
-def _first_mismatch(expected: dict[ChunkIndex, int], got: dict[ChunkIndex, int]) -> str:
-    if set(expected) != set(got):
-        return f"{len(set(expected) - set(got))} chunks missing from the read-back"
-    bad = [index for index in expected if expected[index] != got[index]]
-    if bad:
-        return f"{len(bad)} of {len(expected)} stored chunks differ from the representation's transform, first {bad[0]}"
-    return ""
-
-
 @dataclass
 class _Context:
     """What every run of one dataset shares."""
@@ -415,7 +398,7 @@ def measure(
         back = read_representation(ctx.client, target, layout, staged.shape)
         read_seconds = time.perf_counter() - start
         result = replace(result, stored_bytes=size, n_chunks=len(expected[rep_id]))
-        mismatch = _first_mismatch(expected[rep_id], back)
+        mismatch = first_mismatch(expected[rep_id], back, "the representation's transform")
         if mismatch:
             return replace(result, status="unverified", reason=mismatch)
         result = replace(result, status="ok", verified=True, write_seconds=write_seconds, read_seconds=read_seconds)
@@ -430,7 +413,7 @@ def measure(
     except Exception as exc:  # a failing representation is a result, not a crash
         return replace(result, status="failed", reason=one_line(exc), verified=False)
     finally:
-        _remove(target)
+        remove(target)
     return result
 
 

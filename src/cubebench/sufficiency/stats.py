@@ -10,7 +10,7 @@ produced, and any promised error bound held) are candidates.
 
 Examples
 --------
->>> from cubebench.sufficiency_results import load_sufficiency     # doctest: +SKIP
+>>> from cubebench.sufficiency.results import load_sufficiency     # doctest: +SKIP
 >>> answer = smallest_sufficient(load_sufficiency("results/sufficiency"), "bf", 0.01)  # doctest: +SKIP
 >>> print(format_answer(answer))                                   # doctest: +SKIP
 """

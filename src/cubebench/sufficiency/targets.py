@@ -1,6 +1,7 @@
 """Inference targets: the quantities scientists compute from a 4D-STEM cube, and how far a representation moves them.
 
-A representation (see :mod:`cubebench.representations`) is judged by the science it still supports, not by its
+A representation (see :mod:`cubebench.sufficiency.representations`) is judged by the science it still supports,
+not by its
 bytes alone. Four targets are computed frame by frame, out-of-core, on the source and on every representation:
 
 - ``bf``: virtual bright-field image, the sum over a detector disk ``inner <= r <= outer`` (inner 0);

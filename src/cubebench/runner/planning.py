@@ -1,8 +1,8 @@
 """What an experiment will take before it runs: its cells, their estimated time, and the disk they need.
 
 No cluster starts and nothing is staged. Each source is opened lazily and a few frames spread over its scan are
-read (:func:`cubebench.estimate.sample_blocks`); each codec encodes and decodes them once in-process; every cell
-gets the estimate the runner makes before it runs it (:func:`cubebench.estimate.estimate_cell_seconds`: the
+read (:func:`cubebench.runner.estimate.sample_blocks`); each codec encodes and decodes them once in-process; every cell
+gets the estimate the runner makes before it runs it (:func:`cubebench.runner.estimate.estimate_cell_seconds`: the
 cluster's worker threads for the parallel backends, one core for the HDF5 filter path). For a full-size matrix
 this says up front whether it takes minutes or a weekend, which cells ``max_cell_seconds`` would skip, and how
 much room ``staging`` and ``scratch`` need. An estimate, not a measurement: the codec speeds come from one pass
@@ -21,8 +21,9 @@ import numpy as np
 from cubebench.backends import WriteSettings, get_backend
 from cubebench.chunking import chunk_name, resolve_chunks
 from cubebench.codecs import get_codec
-from cubebench.estimate import measure_speed, sample_blocks, stack_frames
-from cubebench.runner import cell_seconds, coerce_experiment, layout_pays, not_run, open_sources, rescale
+from cubebench.runner.cells import cell_seconds, layout_pays, not_run, rescale
+from cubebench.runner.estimate import measure_speed, sample_blocks, stack_frames
+from cubebench.runner.execute import coerce_experiment, open_sources
 
 if TYPE_CHECKING:
     import os

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cubebench.errors import ConfigError
-from cubebench.inference import METRICS, TARGETS, parse_targets
-from cubebench.representations import DEFAULT_STORAGE_CODEC, resolve_representations
+from cubebench.sufficiency.representations import DEFAULT_STORAGE_CODEC, resolve_representations
+from cubebench.sufficiency.targets import METRICS, TARGETS, parse_targets
 
 __all__ = ["SUFFICIENCY_KEYS", "SufficiencyOptions", "parse_sufficiency"]
 

@@ -1,17 +1,18 @@
 """A Zarr v3 bytes-to-bytes codec that stores the HDF5 filter's own chunk bytes.
 
 For codec families without a standard Zarr v3 codec (lzf, szip, lz4, bitshuffle-*, blosc2-*), the catalog's
-Zarr face is :class:`HDF5ChunkCodec`: it encodes each Zarr chunk with the same :class:`~cubebench.codecs.ChunkEncoder`
-that the direct HDF5 path uses, so a Zarr chunk holds exactly the bytes HDF5 would hold, and "same compression"
-holds by construction.
+Zarr face is :class:`HDF5ChunkCodec`: it encodes each Zarr chunk with the same
+:class:`~cubebench.codecs.spec.ChunkEncoder` that the direct HDF5 path uses, so a Zarr chunk holds exactly the
+bytes HDF5 would hold, and "same compression" holds by construction.
 
 Its metadata is ``{"name": "cubebench.hdf5_chunk", "configuration": {"codec": "<id>", "params": {...}}}``;
 the stored parameters (not today's catalog) decide how a store decodes. Importing this module registers the codec
 with zarr, so any process that opens such a store (a Dask worker too) must import it first::
 
-    import cubebench.zarr_codec  # noqa: F401  (registers "cubebench.hdf5_chunk")
+    import cubebench.codecs.adapter  # noqa: F401  (registers "cubebench.hdf5_chunk")
 
-(An entry point in the ``zarr.codecs`` group would make that automatic.)
+The ``zarr.codecs`` entry point ``cubebench.hdf5_chunk`` (pyproject.toml) makes that automatic wherever cubebench
+is installed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from zarr.abc.codec import BytesBytesCodec
 from zarr.core.common import JSON, parse_named_configuration
 from zarr.registry import register_codec
 
-from cubebench.codecs import ChunkEncoder, get_codec
+from cubebench.codecs.catalog import get_codec
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
     from zarr.core.array_spec import ArraySpec
     from zarr.core.buffer import Buffer
+
+    from cubebench.codecs.spec import ChunkEncoder
 
 __all__ = ["CODEC_NAME", "HDF5ChunkCodec"]
 

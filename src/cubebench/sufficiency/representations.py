@@ -54,7 +54,7 @@ import numpy as np
 from cubebench.codecs import CODECS, get_codec
 from cubebench.cube import checksum_stream
 from cubebench.errors import CodecUnavailableError, ConfigError
-from cubebench.inference import DetectorGeometry
+from cubebench.sufficiency.targets import DetectorGeometry
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

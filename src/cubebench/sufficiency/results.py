@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.errors import ResultsError
-from cubebench.inference import METRICS, TARGETS
 from cubebench.jsonlog import JsonLinesLog, save_dataset
+from cubebench.sufficiency.targets import METRICS, TARGETS
 
 if TYPE_CHECKING:
     import os
@@ -70,7 +70,7 @@ CSV_FILE = "sufficiency.csv"
 TARGETS_FILE = "sufficiency_targets.json"
 
 DIMS = ("dataset", "representation", "run")
-#: The metrics, in the Dataset's order (see :data:`cubebench.inference.METRICS`).
+#: The metrics, in the Dataset's order (see :data:`cubebench.sufficiency.targets.METRICS`).
 METRIC_NAMES = ("rel_l2", "max_abs", "psnr")
 
 GIB = float(2**30)

@@ -1,0 +1,41 @@
+"""The quick experiment stores exactly what it stored before the package redesign (issue 19).
+
+``tests/data/quick_reference.csv`` was written by the flat-module layout (commit 3081149) from one run of the
+quick matrix (4 backends x 13 codecs x 3 chunkings on the 8 MiB preset): each cell's status, stored bytes,
+ratio and chunk count. A refactor that changes none of them changed no stored byte.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pytest
+
+import cubebench
+from cubebench.experiment import default_experiment_path, load_experiment
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+REFERENCE = "tests/data/quick_reference.csv"
+
+
+@pytest.mark.slow
+def test_quick_experiment_stores_what_it_stored_before(tmp_path: Path) -> None:
+    from pathlib import Path
+
+    exp = load_experiment(default_experiment_path()).to_dict()
+    ds = cubebench.run(dict(exp, runs=1, warmup=False), out=tmp_path / "quick", progress=False)
+    got = ds[["status", "stored_bytes", "ratio", "n_chunks", "verified"]].isel(run=0).to_dataframe().reset_index()
+    expected = pd.read_csv(Path(__file__).parent.parent / REFERENCE)
+    keys = ["dataset", "backend", "codec", "chunk"]
+    merged = expected.merge(got, on=keys, suffixes=("_before", "_now"), how="outer", indicator=True)
+    assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"][keys]
+    assert (merged["status_before"] == merged["status_now"]).all()
+    assert (merged["stored_bytes_before"] == merged["stored_bytes_now"]).all(), merged[
+        merged["stored_bytes_before"] != merged["stored_bytes_now"]
+    ][[*keys, "stored_bytes_before", "stored_bytes_now"]]
+    assert (merged["n_chunks_before"] == merged["n_chunks_now"]).all()
+    assert merged["verified_now"].all()
+    assert ((merged["ratio_before"] - merged["ratio_now"]).abs() <= 1e-5 * merged["ratio_before"]).all()
