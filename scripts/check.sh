@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every check CI runs: lint, format, types, architecture contracts, then the whole test suite with coverage.
+# Every check CI runs: lint, format, types, architecture contracts, the docs build, then the whole test suite
+# with coverage.
 # Pass extra pytest arguments through, e.g. `bash scripts/check.sh -m "not slow"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,4 +8,5 @@ echo "== ruff lint";        ruff check src tests benchmarks
 echo "== ruff format";      ruff format --check src tests benchmarks
 echo "== mypy (strict)";    mypy
 echo "== import contracts"; lint-imports
+echo "== docs (strict)"; mkdocs build --strict -q -d "$(mktemp -d)"
 echo "== pytest";           python -m pytest --cov=cubebench --cov-report=term:skip-covered --cov-fail-under=85 "$@"
