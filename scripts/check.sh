@@ -8,5 +8,5 @@ echo "== ruff lint";        ruff check src tests benchmarks
 echo "== ruff format";      ruff format --check src tests benchmarks
 echo "== mypy (strict)";    mypy
 echo "== import contracts"; lint-imports
-echo "== docs (strict)"; mkdocs build --strict -q -d "$(mktemp -d)"
+echo "== docs (strict)"; NO_MKDOCS_2_WARNING=1 mkdocs build --strict -q -d "$(mktemp -d)"
 echo "== pytest";           python -m pytest --cov=cubebench --cov-report=term:skip-covered --cov-fail-under=85 "$@"

@@ -12,8 +12,9 @@ import zarr
 from tests.conftest import sparse_counts
 
 from cubebench.backends.hdf5_filter import DATA_PATH
+from cubebench.chunking import parse_chunk
 from cubebench.cli import main
-from cubebench.convert import convert, generate, parse_chunk
+from cubebench.convert import convert, generate
 from cubebench.errors import CodecUnavailableError, ConfigError, VerificationError
 from cubebench.sources import open_cube
 
@@ -136,7 +137,7 @@ def test_failed_verification_removes_dest(
 
     monkeypatch.setattr(ZarrDirectBackend, "read", lambda self, *args: ReadBack({(0, 0, 0, 0): 1}))
     path, _ = npy
-    with pytest.raises(VerificationError, match=r"differ from the source"):
+    with pytest.raises(VerificationError, match=r"3 chunks missing from the read-back"):
         convert(path, tmp_path / "bad.zarr", codec="none", cluster=client, progress=False)  # type: ignore[arg-type]
     assert not (tmp_path / "bad.zarr").exists()
 

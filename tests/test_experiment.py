@@ -9,7 +9,7 @@ import yaml
 
 from cubebench.chunking import resolve_chunks
 from cubebench.errors import CodecUnavailableError, ConfigError
-from cubebench.experiment import BACKEND_NAMES, default_experiment_path, load_experiment, parse_experiment
+from cubebench.experiment import default_experiment_path, load_experiment, parse_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,10 +39,15 @@ def test_defaults_and_round_trip() -> None:
     assert again == exp
 
 
-def test_backend_names_match_registry() -> None:
+def test_experiment_validates_backends_against_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registering a backend is all it takes for experiments to accept its id (no copy of the ids elsewhere)."""
     from cubebench.backends import BACKENDS
 
-    assert set(BACKEND_NAMES) == set(BACKENDS)
+    raw = {"datasets": ["4d_diff"], "backends": ["brand_new"]}
+    with pytest.raises(ConfigError, match="unknown backend 'brand_new'"):
+        parse_experiment(raw)
+    monkeypatch.setitem(BACKENDS, "brand_new", BACKENDS["zarr"])
+    assert parse_experiment(raw).backends == ("brand_new",)
 
 
 @pytest.mark.parametrize(

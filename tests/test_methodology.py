@@ -106,13 +106,13 @@ def test_provenance_records_machine_method_and_cluster(tmp_path: Path) -> None:
 def test_thread_workers_store_and_verify_the_same_bytes_as_worker_processes(tmp_path: Path) -> None:
     """``processes: false``: the workers are threads of this process, every backend's cells are still verified,
     the stored bytes equal a run on worker processes, and this process's environment is given back afterwards."""
+    from cubebench.backends import BACKENDS
     from cubebench.cluster import MALLOC_ENVIRONMENT, tune_malloc_here
-    from cubebench.experiment import BACKEND_NAMES
 
     exp = {
         "name": "threads",
         "datasets": [{"preset": "4d_diff", "scale": 0.03125}],
-        "backends": list(BACKEND_NAMES),
+        "backends": list(BACKENDS),
         "codecs": ["blosc-lz4", "gzip-1"],
         "chunks": ["real_space", "single_frame"],
         "runs": 1,

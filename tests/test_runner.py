@@ -133,7 +133,7 @@ def test_every_backend_every_preset_and_a_mib_source(tmp_path: Path) -> None:
     """The whole matrix end to end: all backends, all five presets (scaled) and a .mib file, each cell verified."""
     from tests.test_sources import write_mib
 
-    from cubebench.experiment import BACKEND_NAMES
+    from cubebench.backends import BACKENDS
     from cubebench.sources import list_presets
 
     frames = np.random.default_rng(1).poisson(0.4, size=(16, 32, 32)).astype("uint16")
@@ -143,7 +143,7 @@ def test_every_backend_every_preset_and_a_mib_source(tmp_path: Path) -> None:
     ds = cubebench.run(
         small_experiment(
             datasets=datasets,
-            backends=list(BACKEND_NAMES),
+            backends=list(BACKENDS),
             codecs=["none", "gzip-1", "blosc-zstd"],
             chunks=["balanced"],
             runs=1,
@@ -154,7 +154,7 @@ def test_every_backend_every_preset_and_a_mib_source(tmp_path: Path) -> None:
     status = ds["status"].values
     assert set(np.unique(status)) <= {"ok", "unavailable"}, ds["reason"].values[status != "ok"]
     assert (ds["verified"].values == (status == "ok")).all()
-    for backend in BACKEND_NAMES:  # every backend ran something on every dataset
+    for backend in BACKENDS:  # every backend ran something on every dataset
         assert (ds["status"].sel(backend=backend) == "ok").any("codec").all()
     unavailable = ds["reason"].values[status == "unavailable"]
     assert all(reason for reason in unavailable)

@@ -23,6 +23,7 @@ import numpy as np
 
 from cubebench.errors import CubebenchError
 from cubebench.lazy_dask import import_dask_array
+from cubebench.stats import binary_entropy
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -185,13 +186,6 @@ def _combine(max_distinct: int, *parts: _Partial) -> _Partial:
 # --------------------------------------------------------------------------------------------------------------
 # Public
 # --------------------------------------------------------------------------------------------------------------
-
-
-def binary_entropy(p: float) -> float:
-    """``H2(p) = -p log2 p - (1-p) log2 (1-p)`` in bits (0 at p = 0 or 1)."""
-    if p <= 0.0 or p >= 1.0:
-        return 0.0
-    return -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
 
 
 def entropy_bits(counts: np.ndarray) -> float:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Any
 
 from cubebench.errors import ConfigError
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
 
 #: The study's three strategies, as functions of the cube's shape ``(sy, sx, dy, dx)``.
 CHUNK_STRATEGIES: dict[str, str] = {
@@ -15,6 +13,36 @@ CHUNK_STRATEGIES: dict[str, str] = {
     "balanced": "(16, 16, det_y/2, det_x/2): a compromise between scan and detector access",
     "single_frame": "(1, 1, det_y, det_x): one diffraction pattern per chunk",
 }
+
+
+def parse_chunk(chunk: Any) -> str | tuple[int, ...]:
+    """The one parser of a chunking as users give it: a strategy name, ``"SY,SX,DY,DX"``, or 4 positive integers.
+
+    Experiments, the CLI (``--chunk``, ``--chunks``) and the Python API all pass through it.
+
+    Examples
+    --------
+    >>> parse_chunk("balanced"), parse_chunk("32,32,128,128"), parse_chunk([1, 1, 256, 256])
+    ('balanced', (32, 32, 128, 128), (1, 1, 256, 256))
+    """
+    if isinstance(chunk, str):
+        if "," not in chunk:
+            if chunk not in CHUNK_STRATEGIES:
+                valid = ", ".join(CHUNK_STRATEGIES)
+                raise ConfigError(f"unknown chunk strategy {chunk!r}; valid: {valid}, or [y, x, dy, dx]")
+            return chunk
+        try:
+            chunk = [int(c) for c in chunk.split(",")]
+        except ValueError:
+            raise ConfigError(f"chunk {chunk!r} must be a strategy name or 4 comma-separated integers") from None
+    if not isinstance(chunk, Sequence):
+        raise ConfigError(f"chunk {chunk!r} must be a strategy name or a list of 4 integers")
+    items = list(chunk)
+    if len(items) != 4 or not all(isinstance(c, int) and not isinstance(c, bool) for c in items):
+        raise ConfigError(f"chunk {items!r} must be a list of 4 integers")
+    if any(c <= 0 for c in items):
+        raise ConfigError(f"chunk {items!r} must have only positive entries")
+    return tuple(items)
 
 
 def chunk_name(chunk: str | Sequence[int]) -> str:
@@ -45,24 +73,11 @@ def resolve_chunks(chunk: str | Sequence[int], shape: Sequence[int]) -> tuple[in
     if len(shape) != 4:
         raise ConfigError(f"chunking needs a 4-D shape, got {shape}")
     dy, dx = shape[2], shape[3]
-    wanted: tuple[int, ...]
-    if isinstance(chunk, str):
-        if chunk == "real_space":
-            wanted = (32, 32, dy, dx)
-        elif chunk == "balanced":
-            wanted = (16, 16, max(1, dy // 2), max(1, dx // 2))
-        elif chunk == "single_frame":
-            wanted = (1, 1, dy, dx)
-        else:
-            valid = ", ".join(CHUNK_STRATEGIES)
-            raise ConfigError(f"unknown chunk strategy {chunk!r}; valid: {valid}, or a list of 4 positive ints")
-    else:
-        try:
-            wanted = tuple(int(c) for c in chunk)
-        except (TypeError, ValueError):
-            raise ConfigError(f"chunk {chunk!r} must be a strategy name or a list of 4 positive ints") from None
-        if len(wanted) != 4 or any(isinstance(c, bool) for c in chunk):
-            raise ConfigError(f"chunk {list(chunk)!r} must have 4 entries (scan_y, scan_x, det_y, det_x)")
-        if any(c <= 0 for c in wanted):
-            raise ConfigError(f"chunk {list(chunk)!r} must have only positive entries")
+    parsed = parse_chunk(chunk)
+    strategies = {
+        "real_space": (32, 32, dy, dx),
+        "balanced": (16, 16, max(1, dy // 2), max(1, dx // 2)),
+        "single_frame": (1, 1, dy, dx),
+    }
+    wanted = strategies[parsed] if isinstance(parsed, str) else parsed
     return tuple(min(c, s) for c, s in zip(wanted, shape, strict=True))

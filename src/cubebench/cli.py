@@ -244,19 +244,14 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from cubebench.errors import ConfigError, ResultsError
-    from cubebench.results import load_results, merge_machines, save_results
+    from cubebench.errors import ResultsError
+    from cubebench.results import load_results, machine_names, merge_machines, save_results
 
     out = Path(args.out)
     if out.exists():
         raise ResultsError(f"{out} already exists; merge into a new folder")
     datasets = [load_results(path) for path in args.results]
-    hosts = [str(ds.attrs.get("host") or Path(path).name) for ds, path in zip(datasets, args.results, strict=True)]
-    names = args.names or hosts
-    if len(names) != len(datasets):
-        raise ConfigError(f"--names gives {len(names)} names for {len(datasets)} results")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"machine names must differ, got {' '.join(names)}; name them with --names")
+    names = machine_names(datasets, args.results, args.names)
     save_results(merge_machines(datasets, names), out)
     print(f"merged {len(names)} machines ({', '.join(names)}) into {out}; next: cubebench report {out}")
     return 0

@@ -100,7 +100,7 @@ def convert(
     candidates = _check_dest(target)
     spec = get_codec(codec)
     cube = open_cube(source)
-    chunks = resolve_chunks(parse_chunk(chunk), cube.info.shape)
+    chunks = resolve_chunks(chunk, cube.info.shape)
     dtype = np.dtype(cube.info.dtype)
     backend = _writer(candidates, spec, dtype)
     settings = WriteSettings()
@@ -149,18 +149,6 @@ def generate(
     if seed is not None:
         source["seed"] = seed
     return convert(source, dest, codec=codec, chunk=chunk, cluster=cluster, progress=progress)
-
-
-def parse_chunk(chunk: str | Sequence[int]) -> str | tuple[int, ...]:
-    """A strategy name, or ``"SY,SX,DY,DX"`` / a sequence of 4 integers as a tuple."""
-    if isinstance(chunk, str):
-        if "," not in chunk:
-            return chunk
-        try:
-            return tuple(int(c) for c in chunk.split(","))
-        except ValueError:
-            raise ConfigError(f"chunk {chunk!r} must be a strategy name or 4 comma-separated integers") from None
-    return tuple(int(c) for c in chunk)
 
 
 def _writer(candidates: tuple[str, ...], spec: CodecSpec, dtype: np.dtype[Any]) -> Backend:

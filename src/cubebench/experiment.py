@@ -15,30 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from cubebench.chunking import CHUNK_STRATEGIES, chunk_name
+from cubebench.backends import BACKENDS
+from cubebench.chunking import chunk_name, parse_chunk
 from cubebench.errors import ConfigError
 from cubebench.patterns import PATTERNS
+from cubebench.sources import SOURCE_KEYS
 from cubebench.sufficiency.config import SufficiencyOptions, parse_sufficiency
 
 if TYPE_CHECKING:
     import os
 
-#: Storage backends an experiment may name (implementations live in ``cubebench.backends``).
-BACKEND_NAMES = ("hdf5", "hdf5_direct", "zarr", "zarr_direct", "csr", "uint8_overflow", "npy_gzip")
-
-DATASET_KEYS = (
-    "preset",
-    "scale",
-    "seed",
-    "zero_fraction",
-    "dose",
-    "shape",
-    "dtype",
-    "path",
-    "dataset",
-    "scan_shape",
-    "name",
-)
 JOBQUEUE_KINDS = ("slurm", "pbs")
 CACHE_MODES = ("warm", "cold")
 #: How cells read the staged source (see :attr:`Experiment.layout`).
@@ -204,7 +190,7 @@ def parse_experiment(raw: Mapping[str, Any], origin: str = "experiment") -> Expe
     if not isinstance(name, str) or not name or any(c in name for c in "/\\"):
         raise ConfigError(f"{origin}: 'name' must be a non-empty string without slashes, got {name!r}")
     datasets = _parse_datasets(raw.get("datasets"), origin)
-    backends = _parse_names(raw.get("backends", ["hdf5", "zarr"]), "backends", BACKEND_NAMES, origin)
+    backends = _parse_names(raw.get("backends", ["hdf5", "zarr"]), "backends", tuple(BACKENDS), origin)
     codecs = _parse_codecs(raw.get("codecs", "study"), origin)
     chunks = _parse_chunks(raw.get("chunks", ["real_space", "balanced", "single_frame"]), origin)
     runs = _positive_int(raw.get("runs", 3), "runs", origin)
@@ -273,7 +259,7 @@ def _parse_datasets(value: Any, origin: str) -> tuple[Mapping[str, Any], ...]:
             entry = {"path": entry} if any(c in entry for c in "/.\\") else {"preset": entry}
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{where} must be a mapping with 'preset' or 'path', got {entry!r}")
-        _check_keys(entry, DATASET_KEYS, where)
+        _check_keys(entry, SOURCE_KEYS, where)
         if ("preset" in entry) == ("path" in entry):
             raise ConfigError(f"{where} needs exactly one of 'preset' or 'path'")
         out.append(dict(entry))
@@ -308,19 +294,10 @@ def _parse_chunks(value: Any, origin: str) -> tuple[str | tuple[int, ...], ...]:
         raise ConfigError(f"{origin}: 'chunks' must be a non-empty list, got {value!r}")
     out: list[str | tuple[int, ...]] = []
     for item in value:
-        if isinstance(item, str):
-            if item not in CHUNK_STRATEGIES:
-                valid = ", ".join(CHUNK_STRATEGIES)
-                raise ConfigError(f"{origin}: unknown chunk strategy {item!r}; valid: {valid}, or [y, x, dy, dx]")
-            out.append(item)
-        elif isinstance(item, list):
-            if len(item) != 4 or not all(isinstance(c, int) and not isinstance(c, bool) for c in item):
-                raise ConfigError(f"{origin}: chunk {item!r} must be a list of 4 integers")
-            if any(c <= 0 for c in item):
-                raise ConfigError(f"{origin}: chunk {item!r} must have only positive entries")
-            out.append(tuple(item))
-        else:
-            raise ConfigError(f"{origin}: chunk {item!r} must be a strategy name or a list of 4 integers")
+        try:
+            out.append(parse_chunk(item))
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
     labels = [chunk_name(c) for c in out]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{origin}: 'chunks' lists a chunking twice: {value!r}")

@@ -115,3 +115,24 @@ def save_dataset(ds: Any, folder: Path, nc_name: str, csv_name: str, frame: Any,
     except OSError as exc:
         raise ResultsError(f"cannot write {what} to {folder}: {exc.strerror or exc}") from None
     return folder / nc_name
+
+
+def load_dataset(target: Path, what: str, schema_version: int, required: str | None = None) -> Any:
+    """Open the netCDF results file ``target`` into memory: the one loader of every results kind.
+
+    ``what`` names the kind in the one-line errors; a file written by a newer schema than ``schema_version``,
+    or (with ``required``) one without that variable, is a :class:`~cubebench.errors.ResultsError`.
+    """
+    import xarray as xr
+
+    try:  # phony_dims named: an HDF5 file that is not netCDF (a data file given by mistake) opens without a warning
+        with xr.open_dataset(target, engine="h5netcdf", phony_dims="access") as ds:
+            loaded = ds.load()
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"cannot read {what} {target}: {exc}") from None
+    if required is not None and required not in loaded.data_vars:
+        raise ResultsError(f"{target} is not a cubebench {what} file (it has no {required!r} variable)")
+    version = int(loaded.attrs.get("schema_version", 0))
+    if version > schema_version:
+        raise ResultsError(f"{target} has {what} schema {version}; this cubebench reads up to {schema_version}")
+    return loaded

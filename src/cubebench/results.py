@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cubebench.errors import ResultsError
-from cubebench.jsonlog import JsonLinesLog, save_dataset
+from cubebench.errors import ConfigError, ResultsError
+from cubebench.jsonlog import JsonLinesLog, load_dataset, save_dataset
 
 if TYPE_CHECKING:
     import os
@@ -301,23 +301,31 @@ def to_frame(ds: xr.Dataset) -> Any:
 
 def load_results(path: str | os.PathLike[str]) -> xr.Dataset:
     """Open a results Dataset from a results folder or its ``results.nc`` file (loaded into memory)."""
-    import xarray as xr
-
     path = Path(path)
     target = path / DATASET_FILE if path.is_dir() else path
     if not target.exists():
         raise ResultsError(f"no results at {path}: expected a results folder or a {DATASET_FILE} file")
-    try:  # phony_dims named: an HDF5 file that is not netCDF (a data file given by mistake) opens without a warning
-        with xr.open_dataset(target, engine="h5netcdf", phony_dims="access") as ds:
-            loaded = ds.load()
-    except (OSError, ValueError) as exc:
-        raise ResultsError(f"cannot read results file {target}: {exc}") from None
-    if "status" not in loaded.data_vars:
-        raise ResultsError(f"{target} is not a cubebench results file (it has no 'status' variable)")
-    version = int(loaded.attrs.get("schema_version", 0))
-    if version > SCHEMA_VERSION:
-        raise ResultsError(f"{target} has results schema {version}; this cubebench reads up to {SCHEMA_VERSION}")
+    loaded: xr.Dataset = load_dataset(target, "results", SCHEMA_VERSION, required="status")
     return loaded
+
+
+def machine_names(
+    datasets: Sequence[xr.Dataset], paths: Sequence[str | os.PathLike[str]], names: Sequence[str] | None = None
+) -> list[str]:
+    """The names of the machines whose ``datasets`` (read from ``paths``) are merged: ``names``, or each run's host.
+
+    Raises :class:`~cubebench.errors.ConfigError` when the count differs from the datasets' or two names are equal.
+    """
+    found = (
+        list(names)
+        if names
+        else [str(ds.attrs.get("host") or Path(p).name) for ds, p in zip(datasets, paths, strict=True)]
+    )
+    if len(found) != len(datasets):
+        raise ConfigError(f"--names gives {len(found)} names for {len(datasets)} results")
+    if len(set(found)) != len(found):
+        raise ConfigError(f"machine names must differ, got {' '.join(found)}; name them with --names")
+    return found
 
 
 def merge_machines(datasets: Iterable[xr.Dataset], names: Sequence[str]) -> xr.Dataset:

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cubebench.errors import ConfigError, DatasetError
+from cubebench.sources import hdf5_, mib, npy, zarr_  # noqa: F401  (each registers its file kind)
 from cubebench.sources._common import check_scan_shape
 from cubebench.sources.presets import PRESETS, SYNTHETIC_KEYS, Preset, get_preset, list_presets, open_synthetic
+from cubebench.sources.registry import FILE_KINDS, FileKind, find_kind
 from cubebench.sources.synthetic import SyntheticParams, generate_block
 
 if TYPE_CHECKING:
@@ -32,10 +34,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FILE_KEYS",
+    "FILE_KINDS",
     "PRESETS",
     "SOURCE_KEYS",
+    "FileKind",
     "Preset",
     "SyntheticParams",
+    "find_kind",
     "generate_block",
     "get_preset",
     "list_presets",
@@ -46,8 +51,6 @@ __all__ = [
 FILE_KEYS = ("path", "dataset", "scan_shape", "name")
 #: Every key a dataset spec may have.
 SOURCE_KEYS = tuple(dict.fromkeys((*SYNTHETIC_KEYS, *FILE_KEYS)))
-
-_HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".emd", ".nxs")
 
 
 def open_cube(source: str | os.PathLike[str] | Mapping[str, Any]) -> Cube:
@@ -114,49 +117,23 @@ def _open_path(spec: Mapping[str, Any]) -> Cube:
         raise DatasetError(f"{where}: cannot read the file (permission denied)")
     if not (path.is_file() or path.is_dir()):  # reading a FIFO would block forever
         raise DatasetError(f"{where}: not a regular file or directory (a FIFO, socket or device)")
-    suffix = path.suffix.lower()
     if path.is_dir():
-        from cubebench.sources.zarr_ import looks_like_zarr, open_zarr
-
-        if not looks_like_zarr(path):
-            raise DatasetError(f"{where}: directory is not a Zarr store (no zarr.json, .zarray or .zgroup)")
-        return open_zarr(path, dataset, scan_shape, name)
-    if suffix == ".zarr":
-        raise DatasetError(f"{where}: a .zarr store must be a directory")
-    kind = _sniff(path)
-    if suffix in _HDF5_SUFFIXES or (kind == "hdf5" and suffix not in (".npy", ".mib")):
-        from cubebench.sources.hdf5_ import open_hdf5
-
-        return open_hdf5(path, dataset, scan_shape, name)
-    if dataset is not None:
+        stores = [kind for kind in FILE_KINDS.values() if kind.directory]
+        found = next((kind for kind in stores if kind.sniff(path)), None)
+        if found is None:
+            raise DatasetError(f"{where}: directory is not a {' or '.join(kind.label for kind in stores)}")
+    else:
+        try:
+            found = find_kind(path)
+        except OSError as exc:
+            raise DatasetError(f"{where}: cannot read the file ({exc.strerror or exc})") from None
+        if found is not None and found.directory:
+            raise DatasetError(f"{where}: a {path.suffix} store must be a directory")
+        if found is None:
+            supported = ", ".join(kind.label for kind in FILE_KINDS.values())
+            raise DatasetError(
+                f"{where}: unknown file type {path.suffix or '(no extension)'!r}; supported: {supported}"
+            )
+    if dataset is not None and not found.takes_dataset:
         raise ConfigError(f"{where}: `dataset` applies to HDF5 files and Zarr groups only")
-    if suffix == ".npy" or (kind == "npy" and suffix != ".mib"):
-        from cubebench.sources.npy import open_npy
-
-        return open_npy(path, scan_shape, name)
-    if suffix == ".mib" or kind == "mib":
-        from cubebench.sources.mib import open_mib
-
-        return open_mib(path, scan_shape, name)
-    raise DatasetError(
-        f"{where}: unknown file type {suffix or '(no extension)'!r}; supported: HDF5 ({' '.join(_HDF5_SUFFIXES)}), "
-        f"Zarr (directory or .zarr), .npy, .mib"
-    )
-
-
-def _sniff(path: Path) -> str | None:
-    """File kind from its first bytes (HDF5 also at user-block offsets), or None."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    if head.startswith(b"\x93NUMPY"):
-        return "npy"
-    if head.startswith(b"MQ1,"):
-        return "mib"
-    from cubebench.sources.hdf5_ import has_hdf5_signature
-
-    if has_hdf5_signature(path):
-        return "hdf5"
-    return None
+    return found.opener(path, dataset, scan_shape, name)

@@ -28,6 +28,7 @@ from cubebench.sources._common import (
     frames_to_cube,
     native,
 )
+from cubebench.sources.registry import FileKind, register_kind
 
 #: Where EMD 1.0 keeps its first data cube (the study's files).
 EMD_PATH = "version_1/data/datacubes/datacube_000/data"
@@ -216,3 +217,19 @@ def _token(reader: HDF5Reader) -> str:
 
     st = os.stat(reader.path)
     return tokenize(reader, st.st_mtime_ns, st.st_size)
+
+
+def _sniff_hdf5(path: Path) -> bool:
+    return has_hdf5_signature(path)
+
+
+KIND = register_kind(
+    FileKind(
+        "hdf5",
+        "HDF5 (.h5 .hdf5 .hdf .he5 .emd .nxs)",
+        (".h5", ".hdf5", ".hdf", ".he5", ".emd", ".nxs"),
+        _sniff_hdf5,
+        open_hdf5,
+        takes_dataset=True,
+    )
+)

@@ -19,6 +19,7 @@ import numpy as np
 from cubebench.cube import Cube, DatasetInfo
 from cubebench.errors import DatasetError
 from cubebench.sources._common import check_dtype, dask_chunks, first_line, frame_chunks, to_native
+from cubebench.sources.registry import FileKind, register_kind
 
 MIB_MAGIC = b"MQ1,"
 _DTYPES = {"U08": ">u1", "U16": ">u2", "U32": ">u4"}
@@ -143,3 +144,15 @@ def open_mib(path: str | os.PathLike[str], scan_shape: tuple[int, int] | None = 
         },
     )
     return Cube(data=data, info=info)
+
+
+def _sniff_mib(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(len(MIB_MAGIC)) == MIB_MAGIC
+
+
+def _open(path: Path, dataset: str | None, scan_shape: tuple[int, int] | None, name: str | None) -> Cube:
+    return open_mib(path, scan_shape, name)
+
+
+KIND = register_kind(FileKind("mib", "Quantum Detectors .mib", (".mib",), _sniff_mib, _open))

@@ -22,6 +22,7 @@ from cubebench.sources._common import (
     frames_to_cube,
     native,
 )
+from cubebench.sources.registry import FileKind, register_kind
 
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -93,3 +94,15 @@ def open_npy(path: str | os.PathLike[str], scan_shape: tuple[int, int] | None = 
         name=name or path.stem, shape=shape4, dtype=dt.name, source=str(path.resolve()), kind="npy", attrs=attrs
     )
     return Cube(data=data, info=info)
+
+
+def _sniff_npy(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(len(NPY_MAGIC)) == NPY_MAGIC
+
+
+def _open(path: Path, dataset: str | None, scan_shape: tuple[int, int] | None, name: str | None) -> Cube:
+    return open_npy(path, scan_shape, name)
+
+
+KIND = register_kind(FileKind("npy", "NumPy .npy", (".npy",), _sniff_npy, _open))

@@ -20,6 +20,7 @@ from cubebench.sources._common import (
     frames_to_cube,
     to_native,
 )
+from cubebench.sources.registry import FileKind, register_kind
 
 if TYPE_CHECKING:
     import os
@@ -128,3 +129,16 @@ def open_zarr(
         attrs=attrs,
     )
     return Cube(data=data, info=info)
+
+
+KIND = register_kind(
+    FileKind(
+        "zarr",
+        "Zarr store (a directory with zarr.json, .zarray or .zgroup)",
+        (".zarr",),
+        looks_like_zarr,
+        open_zarr,
+        directory=True,
+        takes_dataset=True,
+    )
+)

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.errors import ResultsError
-from cubebench.jsonlog import JsonLinesLog, save_dataset
+from cubebench.jsonlog import JsonLinesLog, load_dataset, save_dataset
 from cubebench.sufficiency.targets import METRICS, TARGETS
 
 if TYPE_CHECKING:
@@ -292,20 +292,11 @@ def find_sufficiency(path: str | os.PathLike[str]) -> xr.Dataset | None:
 
 def load_sufficiency(path: str | os.PathLike[str]) -> xr.Dataset:
     """Open the sufficiency Dataset from a results folder, its ``sufficiency.nc``, or the ``results.nc`` beside it."""
-    import xarray as xr
-
     target = _target_file(path)
     if not target.exists():
         raise ResultsError(
             f"no inference-sufficiency results at {path}: run an experiment with 'representations:' "
             f"(e.g. configs/sufficiency.yaml)"
         )
-    try:
-        with xr.open_dataset(target, engine="h5netcdf", phony_dims="access") as ds:
-            loaded = ds.load()
-    except (OSError, ValueError) as exc:
-        raise ResultsError(f"cannot read sufficiency results {target}: {exc}") from None
-    version = int(loaded.attrs.get("schema_version", 0))
-    if version > SCHEMA_VERSION:
-        raise ResultsError(f"{target} has sufficiency schema {version}; this cubebench reads up to {SCHEMA_VERSION}")
+    loaded: xr.Dataset = load_dataset(target, "sufficiency results", SCHEMA_VERSION)
     return loaded

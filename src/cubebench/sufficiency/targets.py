@@ -1,8 +1,8 @@
 """Inference targets: the quantities scientists compute from a 4D-STEM cube, and how far a representation moves them.
 
 A representation (see :mod:`cubebench.sufficiency.representations`) is judged by the science it still supports,
-not by its
-bytes alone. Four targets are computed frame by frame, out-of-core, on the source and on every representation:
+not by its bytes alone. Four targets are computed frame by frame, out-of-core, on the source and on every
+representation:
 
 - ``bf``: virtual bright-field image, the sum over a detector disk ``inner <= r <= outer`` (inner 0);
 - ``adf``: annular dark-field image, the sum over an annulus ``inner <= r <= outer``;
