@@ -23,8 +23,8 @@ import cubebench
 from cubebench.backends import BACKENDS
 from cubebench.backends.zarr_ import ZarrBackend
 from cubebench.cli import main
+from cubebench.recommend import USES, recommend
 from cubebench.results import LOG_FILE, load_results
-from cubebench.stats import USES, recommend
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

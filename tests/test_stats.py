@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
+from cubebench import recommend as recommend_module
 from cubebench import stats
 from cubebench.errors import ResultsError
 from cubebench.results import GIB, merge_machines, records_to_dataset
@@ -226,7 +227,7 @@ def test_pareto_front_known_set() -> None:
 
 
 def test_recommend_storage_write_read(ds: xr.Dataset) -> None:
-    storage = stats.recommend(ds, "storage")
+    storage = recommend_module.recommend(ds, "storage")
     assert (storage.codec, storage.backend, storage.chunk) == ("blosc-zlib", "zarr", "real_space")
     expected = math.exp(
         np.mean([math.log(F.expected_ratio(d, "zarr", "blosc-zlib", "real_space")) for d in F.DATASETS])
@@ -237,15 +238,15 @@ def test_recommend_storage_write_read(ds: xr.Dataset) -> None:
     assert storage.per_dataset[0].ratio == pytest.approx(
         F.expected_ratio("4d_eels", "zarr", "blosc-zlib", "real_space"), rel=1e-5
     )
-    write = stats.recommend(ds, "write")
+    write = recommend_module.recommend(ds, "write")
     assert (write.codec, write.backend, write.chunk) == ("blosc-lz4", "hdf5_direct", "real_space")
-    read = stats.recommend(ds, "read")
+    read = recommend_module.recommend(ds, "read")
     assert (read.codec, read.backend, read.chunk) == ("blosc-lz4", "hdf5_direct", "real_space")
     assert read.read_GiBps > read.alternatives[0].read_GiBps
 
 
 def test_recommend_balanced_score_by_hand(ds: xr.Dataset) -> None:
-    rec = stats.recommend(ds, "balanced")
+    rec = recommend_module.recommend(ds, "balanced")
     assert (rec.codec, rec.backend, rec.chunk) == ("blosc-lz4", "hdf5_direct", "real_space")
     # it is the fastest writer and reader everywhere (normalized 1, 1); its ratio relative to the best
     # eligible ratio (blosc-zlib on zarr, real_space) is the same on every dataset:
@@ -255,7 +256,7 @@ def test_recommend_balanced_score_by_hand(ds: xr.Dataset) -> None:
 
 
 def test_recommend_ignores_unverified_and_failed(ds: xr.Dataset) -> None:
-    rec = stats.recommend(ds, "write")
+    rec = recommend_module.recommend(ds, "write")
     assert rec.n_excluded == 36 + 3 + 3  # failed szip on zarr, unverified, ok-but-not-verified
     assert rec.n_cells == int(stats.ok_mask(ds.drop_sel(codec="none"), require_verified=True).sum())
     for trap in (F.UNVERIFIED_CELL, F.OK_NOT_VERIFIED_CELL):
@@ -264,7 +265,7 @@ def test_recommend_ignores_unverified_and_failed(ds: xr.Dataset) -> None:
     trusted = ds.copy(deep=True)
     key = dict(zip(("dataset", "backend", "codec", "chunk"), F.OK_NOT_VERIFIED_CELL, strict=True))
     trusted["verified"].loc[key] = True
-    assert (stats.recommend(trusted, "write").codec, stats.recommend(trusted, "write").chunk) == (
+    assert (recommend_module.recommend(trusted, "write").codec, recommend_module.recommend(trusted, "write").chunk) == (
         "bitshuffle-lz4",
         "single_frame",
     )
@@ -273,46 +274,46 @@ def test_recommend_ignores_unverified_and_failed(ds: xr.Dataset) -> None:
         if c.key[:4] == F.UNVERIFIED_CELL:
             c.status, c.verified = "ok", True
     fixed = records_to_dataset(cells, F.dataset_info())
-    assert stats.recommend(fixed, "write").backend == "zarr"
+    assert recommend_module.recommend(fixed, "write").backend == "zarr"
 
 
 def test_recommend_needs_coverage_of_every_dataset(ds: xr.Dataset) -> None:
-    ranked = stats.rank(ds, "storage", codecs=["gzip-9"])
+    ranked = recommend_module.rank(ds, "storage", codecs=["gzip-9"])
     combos = {(c.backend, c.chunk) for c in ranked}
     assert ("hdf5", "single_frame") not in combos  # skipped on 4d_diff
     assert len(combos) == 8 and all(c.n_datasets == 4 for c in ranked)
 
 
 def test_recommend_filters_and_options(ds: xr.Dataset) -> None:
-    assert stats.recommend(ds, "storage", backends=["hdf5"]).backend == "hdf5"
-    assert stats.recommend(ds, "write", codecs=["gzip-1", "gzip-9"]).codec == "gzip-1"
-    one = stats.recommend(ds, "storage", datasets=["3d_eels"])
+    assert recommend_module.recommend(ds, "storage", backends=["hdf5"]).backend == "hdf5"
+    assert recommend_module.recommend(ds, "write", codecs=["gzip-1", "gzip-9"]).codec == "gzip-1"
+    one = recommend_module.recommend(ds, "storage", datasets=["3d_eels"])
     assert len(one.per_dataset) == 1 and "on 1 dataset" in one.text
-    assert stats.recommend(ds, "write", include_uncompressed=True).codec == "none"
+    assert recommend_module.recommend(ds, "write", include_uncompressed=True).codec == "none"
     with pytest.raises(ResultsError, match=r"unknown use"):
-        stats.recommend(ds, "fastest")
+        recommend_module.recommend(ds, "fastest")
     with pytest.raises(ResultsError, match=r"no backend nope"):
-        stats.recommend(ds, "storage", backends=["nope"])
+        recommend_module.recommend(ds, "storage", backends=["nope"])
 
 
 def test_recommend_with_nothing_valid(ds: xr.Dataset) -> None:
     broken = ds.copy(deep=True)
     broken["status"][:] = "failed"
     with pytest.raises(ResultsError, match=r"no verified ok cells"):
-        stats.recommend(broken, "storage")
+        recommend_module.recommend(broken, "storage")
 
 
 def test_recommend_refuses_several_machines_and_squeezes_one() -> None:
     small = F.make_minimal_results()
     merged = merge_machines([small, small], ["a", "b"])
     with pytest.raises(ResultsError, match=r"machine"):
-        stats.recommend(merged, "storage")
+        recommend_module.recommend(merged, "storage")
     single = merge_machines([small], ["a"])
-    assert stats.recommend(single, "storage").codec == stats.recommend(small, "storage").codec
+    assert recommend_module.recommend(single, "storage").codec == recommend_module.recommend(small, "storage").codec
 
 
 def test_recommendation_text_carries_numbers_and_the_studys_point(ds: xr.Dataset) -> None:
-    rec = stats.recommend(ds, "storage")
+    rec = recommend_module.recommend(ds, "storage")
     assert f"ratio {rec.ratio:.2f}" in rec.text and f"ratio {rec.ratio:.2f}" in rec.headline
     assert "dominant workflow constraint" in rec.text
     assert "storage footprint" in rec.text and "time-to-first-analysis" in rec.text
@@ -320,7 +321,7 @@ def test_recommendation_text_carries_numbers_and_the_studys_point(ds: xr.Dataset
     assert "Uncompressed" in rec.text and "Chunking is secondary" in rec.text
     with pytest.raises(dataclasses.FrozenInstanceError):
         rec.codec = "gzip-9"  # type: ignore[misc]
-    text = stats.format_recommendation(rec)
+    text = recommend_module.format_recommendation(rec)
     assert text.startswith("Recommended for storage: blosc-zlib on zarr, real_space chunks")
     for name in F.DATASETS:
         assert name in text
@@ -334,3 +335,11 @@ def test_core_results_and_human_bytes() -> None:
     assert stats.human_bytes(1536) == "1.5 KiB"
     assert stats.human_bytes(float("nan")) == "-"
     assert stats.human_bytes(12) == "12 B"
+
+
+def test_recommendation_api_is_still_reachable_from_stats() -> None:
+    """Code written before recommendations moved to cubebench.recommend keeps working."""
+    assert stats.recommend is recommend_module.recommend
+    assert stats.USES is recommend_module.USES
+    with pytest.raises(AttributeError):
+        _ = stats.no_such_name

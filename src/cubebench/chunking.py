@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cubebench.errors import ConfigError
@@ -81,3 +82,37 @@ def resolve_chunks(chunk: str | Sequence[int], shape: Sequence[int]) -> tuple[in
     }
     wanted = strategies[parsed] if isinstance(parsed, str) else parsed
     return tuple(min(c, s) for c, s in zip(wanted, shape, strict=True))
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """A chunking resolved once for one cube and one storage path, and passed down as it is.
+
+    Parameters
+    ----------
+    label
+        The results coordinate: the strategy name, or ``"c32x32x128x128"``.
+    shape
+        The chunk shape, clipped to the cube.
+    block
+        The unit a task writes and a checksum covers: the chunk, or the shard that groups chunks.
+
+    Examples
+    --------
+    >>> Chunking.resolve("balanced", (64, 64, 256, 256))
+    Chunking(label='balanced', shape=(16, 16, 128, 128), block=(16, 16, 128, 128))
+    """
+
+    label: str
+    shape: tuple[int, ...]
+    block: tuple[int, ...]
+
+    @classmethod
+    def resolve(cls, chunk: Any, cube_shape: Sequence[int]) -> Chunking:
+        """Parse ``chunk`` (see :func:`parse_chunk`) and resolve it for ``cube_shape``; block = chunk."""
+        shape = resolve_chunks(chunk, cube_shape)
+        return cls(chunk_name(parse_chunk(chunk)), shape, shape)
+
+    def stored_as(self, block: tuple[int, ...]) -> Chunking:
+        """This chunking as a storage path stores it, in blocks (shards) of ``block``."""
+        return replace(self, block=tuple(block))

@@ -258,8 +258,8 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _recommend(args: argparse.Namespace) -> int:
+    from cubebench.recommend import format_recommendation, recommend
     from cubebench.results import load_results
-    from cubebench.stats import format_recommendation, recommend
 
     ds = load_results(args.results)
     print(format_recommendation(recommend(ds, args.use)))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cubebench.errors import ResultsError
+from cubebench.recommend import CONSTRAINT_NOTE, USES, format_recommendation, recommend
 from cubebench.report import index as page
 from cubebench.report.figures import all_figures, save_figure
 from cubebench.report.format import Table, write_table
@@ -24,16 +25,7 @@ from cubebench.report.select import dataset_names
 from cubebench.report.study import load_study
 from cubebench.report.sufficiency import sufficiency_blocks, sufficiency_for
 from cubebench.report.tables import all_tables
-from cubebench.stats import (
-    CONSTRAINT_NOTE,
-    RESULT_DIMS,
-    USES,
-    core_results,
-    format_recommendation,
-    ok_mask,
-    recommend,
-    summarize_runs,
-)
+from cubebench.stats import RESULT_DIMS, core_results, ok_mask, summarize_runs
 
 if TYPE_CHECKING:
     import os

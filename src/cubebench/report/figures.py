@@ -21,6 +21,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter
 
 from cubebench.errors import ResultsError
+from cubebench.recommend import rank
 from cubebench.report.palette import backend_hatch, backend_marker, chunk_hatch, codec_color
 from cubebench.report.select import (
     bits_per_value,
@@ -32,7 +33,7 @@ from cubebench.report.select import (
     summary_frame,
     zero_fractions,
 )
-from cubebench.stats import core_results, entropy_bound, fit_power_law, pareto_front, rank, shannon_bound
+from cubebench.stats import core_results, entropy_bound, fit_power_law, pareto_front, shannon_bound
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

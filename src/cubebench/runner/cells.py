@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cubebench.chunking import chunk_name, resolve_chunks
+from cubebench.chunking import Chunking, chunk_name
 from cubebench.cube import grid_counts
 from cubebench.errors import (
     CodecUnavailableError,
@@ -91,20 +91,26 @@ def not_run(
     return None
 
 
+def chunking_for(
+    backend: Backend, chunk: str | tuple[int, ...], shape: tuple[int, ...], settings: WriteSettings
+) -> Chunking:
+    """``chunk`` resolved for a cube of ``shape`` as ``backend`` stores it (with ``settings``: shards or not)."""
+    resolved = Chunking.resolve(chunk, shape)
+    return resolved.stored_as(backend.storage_block(resolved.shape, settings))
+
+
 def cell_seconds(
     backend: Backend,
-    chunk: str | tuple[int, ...],
+    chunking: Chunking,
     shape: tuple[int, ...],
     nbytes: int,
     speed: CodecSpeed | None,
     threads: int,
-    settings: WriteSettings,
 ) -> float:
     """The estimate of one run of a cell: its bytes at ``speed`` on the threads ``backend`` uses (one for the HDF5
     filter path), plus what its stored chunks cost (:func:`cubebench.runner.estimate.estimate_cell_seconds`)."""
-    block = backend.storage_block(resolve_chunks(chunk, shape), settings)
     parallel = threads if backend.parallel else 1
-    chunks = math.prod(grid_counts(shape, block))
+    chunks = math.prod(grid_counts(shape, chunking.block))
     return estimate_cell_seconds(nbytes, speed, parallel, chunks, backend.chunk_seconds)
 
 

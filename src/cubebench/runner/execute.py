@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cubebench.backends import get_backend
-from cubebench.chunking import resolve_chunks
+from cubebench.chunking import Chunking
 from cubebench.cluster import cluster_description, open_client
 from cubebench.codecs import get_codec
 from cubebench.errors import (
@@ -102,9 +102,9 @@ def run(
     cubes = open_sources(exp)
     codecs = {cid: get_codec(cid) for cid in exp.codecs}
     backends = {name: get_backend(name) for name in exp.backends}
-    for cube in cubes.values():
+    for cube in cubes.values():  # every chunking must fit every cube before anything runs
         for chunk in exp.chunks:
-            resolve_chunks(chunk, cube.info.shape)
+            Chunking.resolve(chunk, cube.info.shape)
     again = retry_statuses(retry, resume)
     fresh = not folder.exists()
     log = prepare_output(folder, resume)

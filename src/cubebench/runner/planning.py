@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.backends import WriteSettings, get_backend
-from cubebench.chunking import chunk_name, resolve_chunks
+from cubebench.chunking import chunk_name
 from cubebench.codecs import get_codec
-from cubebench.runner.cells import cell_seconds, layout_pays, not_run, rescale
+from cubebench.runner.cells import cell_seconds, chunking_for, layout_pays, not_run, rescale
 from cubebench.runner.estimate import measure_speed, sample_blocks, stack_frames
 from cubebench.runner.execute import coerce_experiment, open_sources
 
@@ -123,13 +123,13 @@ def plan(
         for backend_name, backend in backends.items():
             for cid, codec in codecs.items():
                 for chunk in exp.chunks:
-                    label = chunk_name(chunk)
-                    shape, nbytes = cube.info.shape, cube.info.nbytes
-                    seconds = cell_seconds(backend, chunk, shape, nbytes, speeds[cid], threads, settings)
+                    chunking = chunking_for(backend, chunk, cube.info.shape, settings)
+                    label, shape, nbytes = chunking.label, cube.info.shape, cube.info.nbytes
+                    seconds = cell_seconds(backend, chunking, shape, nbytes, speeds[cid], threads)
                     verdict = not_run(exp, backend, codec, cube.info.dtype, label, seconds)
                     status, reason = verdict or ("run", "")
                     cells.append(PlannedCell(name, backend_name, cid, label, seconds, status, reason))
-                    block = backend.storage_block(resolve_chunks(chunk, cube.info.shape), settings)
+                    block = chunking.block
                     cells_reading = exp.runs * reads[(name, label)]
                     if (
                         status == "run"

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.backends import Backend, PatternRead, WriteSettings
-from cubebench.chunking import chunk_name, resolve_chunks
 from cubebench.cluster import reset_worker_peaks, worker_peaks_outside
 from cubebench.cube import Cube, StagedCube
 from cubebench.errors import (
@@ -29,7 +28,7 @@ from cubebench.errors import (
 from cubebench.fileio import drop_page_cache, remove, stored_bytes
 from cubebench.memory import PeakMemory
 from cubebench.results import CellResult, ResultsLog
-from cubebench.runner.cells import Cell, cell_seconds, layout_pays, not_run
+from cubebench.runner.cells import Cell, cell_seconds, chunking_for, layout_pays, not_run
 from cubebench.runner.estimate import CodecSpeed, measure_speed, sample_frames
 from cubebench.runner.workspace import STOP
 from cubebench.staging import (
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
 
     from distributed import Client
 
+    from cubebench.chunking import Chunking
     from cubebench.codecs import CodecSpec
     from cubebench.experiment import Experiment
 
@@ -68,6 +68,7 @@ class Session:
         self.codecs, self.backends, self.cluster_info = codecs, backends, cluster_info
         self.staged: dict[str, StagedCube] = {}
         self.layouts: dict[tuple[Path, tuple[int, ...]], StagedCube] = {}
+        self.chunkings: dict[tuple[str, str, str], Chunking] = {}
         #: Cells of the plan whose write reads the staged blocks, per (dataset, chunk): what a copy would serve.
         self.block_reads: Counter[tuple[str, str | tuple[int, ...]]] = Counter()
         self.source: dict[tuple[str, tuple[int, ...]], tuple[dict[tuple[int, ...], int], float]] = {}
@@ -183,19 +184,26 @@ class Session:
         if key not in self.speeds:
             self.speeds[key] = measure_speed(self.codecs[cell.codec], sample_frames(staged))
         backend = self.backends[cell.backend]
-        return cell_seconds(
-            backend, cell.chunk, staged.shape, staged.nbytes, self.speeds[key], self.threads, self.settings
-        )
+        chunking = self.chunking(cell, staged.shape)
+        return cell_seconds(backend, chunking, staged.shape, staged.nbytes, self.speeds[key], self.threads)
+
+    def chunking(self, cell: Cell, shape: tuple[int, ...]) -> Chunking:
+        """``cell``'s chunking, resolved once per dataset, backend and chunking for the whole run."""
+        key = (cell.dataset, cell.backend, cell.key[3])
+        if key not in self.chunkings:
+            self.chunkings[key] = chunking_for(self.backends[cell.backend], cell.chunk, shape, self.settings)
+        return self.chunkings[key]
 
     def run_cell(self, cell: Cell, staged: StagedCube, estimate: float = float("nan")) -> CellResult:
         """Write, size, read and verify one cell; never raises for a codec or I/O failure."""
         backend, codec = self.backends[cell.backend], self.codecs[cell.codec]
-        chunks = resolve_chunks(cell.chunk, staged.shape)
+        chunking = self.chunking(cell, staged.shape)
+        chunks = chunking.shape
         result = CellResult(
             dataset=cell.dataset,
             backend=cell.backend,
             codec=cell.codec,
-            chunk=chunk_name(cell.chunk),
+            chunk=chunking.label,
             run=cell.run,
             chunk_shape="x".join(str(c) for c in chunks),
             source_bytes=staged.nbytes,
@@ -212,7 +220,7 @@ class Session:
         verdict = not_run(self.exp, backend, codec, staged.dtype, result.chunk, estimate)
         if verdict is not None:
             return replace(result, status=verdict[0], reason=verdict[1])
-        block = backend.storage_block(chunks, self.settings)
+        block = chunking.block
         source_key = (cell.dataset, block)
         if source_key not in self.source and source_key not in self.source_failed:
             try:
