@@ -7,6 +7,7 @@ are small, so the whole file runs in seconds after the server's start.
 from __future__ import annotations
 
 import ast
+import asyncio
 import doctest
 import os
 import time
@@ -20,10 +21,13 @@ from zarr.codecs import BloscCodec
 
 from cubebench.errors import ConfigError
 from cubebench.storage import (
+    CountingStore,
     LocalStorage,
     RequestCounter,
+    RequestCounts,
     S3Storage,
     StorageError,
+    added_latency,
     check_reachable,
     client,
     counters,
@@ -211,6 +215,49 @@ def test_counting_store_counts_local_and_s3_alike(run: S3Storage, tmp_path: Path
     assert (lr.gets, lr.bytes_in) == (sr.gets, sr.bytes_in) and lr.gets >= 5
     usage = folder_usage(tmp_path / "cube.zarr")
     assert (usage.objects_written, usage.bytes_out) == (lw.objects_written, lw.bytes_out)
+
+
+def test_counting_store_counts_every_kind_of_request(run: S3Storage, tmp_path: Path) -> None:
+    from zarr.abc.store import RangeByteRequest
+    from zarr.core.buffer import default_buffer_prototype
+
+    proto = default_buffer_prototype()
+
+    async def exercise(store: CountingStore) -> None:
+        await store.set("g/a", proto.buffer.from_bytes(b"0123456789"))
+        await store.set_if_not_exists("g/b", proto.buffer.from_bytes(b"abc"))
+        await store._set_many([("g/c", proto.buffer.from_bytes(b"xy"))])
+        assert await store.exists("g/a")
+        parts = await store.get_partial_values(proto, [("g/a", RangeByteRequest(2, 5)), ("g/b", None)])
+        assert [p.to_bytes() for p in parts if p is not None] == [b"234", b"abc"]
+        got = [(k, v.to_bytes() if v else None) async for k, v in store._get_many([("g/c", proto, None)])]
+        assert got == [("g/c", b"xy")]
+        assert sorted([k async for k in store.list()]) == ["g/a", "g/b", "g/c"]
+        assert [k async for k in store.list_dir("g")] != []
+        await store.delete("g/c")
+        await store.delete_dir("g")
+        assert [k async for k in store.list_prefix("g")] == []
+
+    seen = []
+    for storage, path in [(LocalStorage(), tmp_path / "raw"), (run, "raw")]:
+        counter = RequestCounter()
+        store = zarr_store(storage, path, counter)
+        assert isinstance(store, CountingStore) and "CountingStore" in repr(store)
+        asyncio.run(exercise(store))
+        assert isinstance(store.with_read_only(True), CountingStore)
+        seen.append(counter.snapshot())
+    assert seen[0] == seen[1]
+    assert seen[0] == RequestCounts(
+        gets=3, puts=3, lists=4, deletes=3, heads=1, bytes_in=8, bytes_out=15, objects_written=3
+    )
+
+
+def test_latency_model_rejects_impossible_links() -> None:
+    assert added_latency(10, 0, rtt_ms=5, bandwidth=1, concurrency=3) == pytest.approx(0.02)  # 4 rounds
+    for bad in [dict(requests=-1), dict(rtt_ms=-1), dict(bandwidth=0), dict(concurrency=0)]:
+        kwargs = {"requests": 1, "nbytes": 1, "rtt_ms": 1.0, "bandwidth": 1.0, "concurrency": 1, **bad}
+        with pytest.raises(ConfigError, match=next(iter(bad)).split("_")[0]):
+            added_latency(**kwargs)  # type: ignore[arg-type]
 
 
 # -- errors ----------------------------------------------------------------------------------------------------------
