@@ -37,6 +37,10 @@ class ResultsError(CubebenchError):
     """A results store cannot be written or read."""
 
 
+class StorageError(CubebenchError):
+    """Storage cannot be used: a server that does not start, an endpoint that does not answer, a request refused."""
+
+
 class VerificationError(CubebenchError):
     """Data read back differs from the source: the codec path is not lossless."""
 
