@@ -40,6 +40,7 @@ __all__ = [
     "get_preset",
     "list_presets",
     "open_cube",
+    "source_kind",
 ]
 
 #: Keys of a file dataset spec.
@@ -142,6 +143,28 @@ def _open_path(spec: Mapping[str, Any]) -> Cube:
         f"{where}: unknown file type {suffix or '(no extension)'!r}; supported: HDF5 ({' '.join(_HDF5_SUFFIXES)}), "
         f"Zarr (directory or .zarr), .npy, .mib"
     )
+
+
+def source_kind(path: str | os.PathLike[str]) -> str | None:
+    """What :func:`open_cube` would open ``path`` as: ``hdf5``, ``zarr``, ``npy`` or ``mib``; None if nothing.
+
+    Decided as :func:`open_cube` decides, by suffix and signature (a file that does not exist yet counts by its
+    suffix); never raises. Nothing beyond the first bytes is read.
+    """
+    p = Path(os.fspath(path)).expanduser()
+    suffix = p.suffix.lower()
+    if p.is_dir():
+        from cubebench.sources.zarr_ import looks_like_zarr
+
+        return "zarr" if looks_like_zarr(p) else None
+    by_suffix = {".npy": "npy", ".mib": "mib", ".zarr": "zarr", **dict.fromkeys(_HDF5_SUFFIXES, "hdf5")}
+    if not p.is_file():
+        return by_suffix.get(suffix)
+    try:
+        kind = _sniff(p)
+    except (DatasetError, OSError):
+        kind = None
+    return by_suffix.get(suffix) or kind
 
 
 def _sniff(path: Path) -> str | None:
