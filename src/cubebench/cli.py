@@ -172,16 +172,19 @@ def quick_note(ds: Any) -> str:
     """What the built-in quick experiment's figures mean, and the commands that benchmark real-sized data."""
     import numpy as np
 
-    mib = float(np.nanmax(ds["dataset_nbytes"].values)) / 2**20
-    ok = ds["status"] == "ok"
-    speeds = np.concatenate([ds[v].where(ok).values.ravel() for v in ("write_GiBps", "read_GiBps")])
-    speeds = speeds[np.isfinite(speeds)]
-    span = f"{np.percentile(speeds, 10):.2g}-{np.percentile(speeds, 90):.2g} GiB/s" if speeds.size else "-"
+    def finite(name: str) -> Any:
+        values = np.asarray(ds[name].where(ds["status"] == "ok").values, dtype=float).ravel()
+        return values[np.isfinite(values)]
+
+    sizes, speeds = finite("source_bytes"), np.concatenate([finite("write_GiBps"), finite("read_GiBps")])
+    size = f" of {sizes.max() / 2**20:.3g} MiB" if sizes.size else ""
+    span = f"{np.percentile(speeds, 10):.2g}-{np.percentile(speeds, 90):.2g} GiB/s here; " if speeds.size else ""
     return (
-        f"These figures come from a {mib:.3g} MiB synthetic cube, where fixed per-cell costs dominate ({span} here; "
-        f"the codecs themselves run at GB/s).\n"
-        f"Your own data: cubebench run scan.emd [--codecs ID... --backends ...] (.mib: --scan-shape SY SX); "
-        f"a larger cube: cubebench generate 4d_diff big.h5 --scale 0.125, then cubebench plan big.h5"
+        f"These figures come from a synthetic cube{size}, where fixed per-cell costs dominate ({span}the codecs "
+        f"themselves run at GB/s).\n"
+        "Your own file: cubebench run scan.emd [--codecs ID... --backends NAME...] (.mib: --scan-shape SY SX)\n"
+        "A larger cube: cubebench generate 4d_diff big.h5 --scale 0.125 && cubebench plan big.h5 && "
+        "cubebench run big.h5"
     )
 
 
