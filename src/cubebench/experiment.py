@@ -269,7 +269,11 @@ def experiment_for_source(
     if dataset is not None:
         entry["dataset"] = dataset
     if scan_shape is not None:
-        entry["scan_shape"] = [int(v) for v in scan_shape]
+        try:
+            entry["scan_shape"] = [int(v) for v in scan_shape]
+        except (TypeError, ValueError):
+            where = os.fspath(path)
+            raise ConfigError(f"{where}: scan_shape must be two positive integers, got {scan_shape!r}") from None
     stem = Path(os.fspath(path)).stem
     exp = replace(base, name=stem or "data", datasets=_parse_datasets([entry], os.fspath(path)))
     return override_experiment(exp, **overrides)
