@@ -175,7 +175,7 @@ def test_yaml_that_is_not_a_mapping(tmp_path: Path, earlier: Path, capsys: pytes
 
 def test_experiment_path_is_a_directory(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["run", str(files / "dir.h5"), "--out", str(files / "never"), "--no-progress"])
-    check(code, capsys.readouterr().err, "dir.h5", "Is a directory")
+    check(code, capsys.readouterr().err, "dir.h5", "a directory that is not a Zarr store")
     assert not (files / "never").exists()
 
 

@@ -6,6 +6,7 @@ The public API::
     cube = cubebench.open_cube({"preset": "4d_diff", "scale": 0.0625})   # lazy
     print(cubebench.plan("configs/paper.yaml"))                     # cells, estimated time and disk, not run
     ds = cubebench.run("configs/quick.yaml", out="results/quick")     # an xarray.Dataset
+    ds = cubebench.run("scan.emd", codecs=["blosc-zstd"], runs=1)     # the quick matrix on a data file
     ds = cubebench.load_results("results/quick")
     sds = cubebench.load_sufficiency("results/sufficiency")         # inference errors of representations
 """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -22,7 +23,15 @@ from cubebench.errors import (
     ConfigError,
     ResultsError,
 )
-from cubebench.experiment import Experiment, default_experiment_path, load_experiment, parse_experiment
+from cubebench.experiment import (
+    Experiment,
+    check_no_source_options,
+    default_experiment_path,
+    experiment_from_path,
+    load_experiment,
+    override_experiment,
+    parse_experiment,
+)
 from cubebench.jsonlog import read_json, write_json
 from cubebench.results import records_to_dataset, save_results
 from cubebench.runner.cells import plan_cells, rescale
@@ -43,7 +52,7 @@ from cubebench.staging import (
 from cubebench.sufficiency.run import finish_sufficiency, run_sufficiency
 
 if TYPE_CHECKING:
-    import os
+    from collections.abc import Sequence
 
     import xarray as xr
 
@@ -55,15 +64,26 @@ DATASETS_FILE = "datasets.json"
 EXPERIMENT_FILE = "experiment.json"
 
 
-def coerce_experiment(experiment: Experiment | Mapping[str, Any] | str | os.PathLike[str] | None) -> Experiment:
-    """Accept an Experiment, a mapping, a YAML path, or None (the shipped quick experiment)."""
+def coerce_experiment(
+    experiment: Experiment | Mapping[str, Any] | str | os.PathLike[str] | None,
+    *,
+    dataset: str | None = None,
+    scan_shape: Sequence[int] | None = None,
+    **overrides: Any,
+) -> Experiment:
+    """Accept an Experiment, a mapping, a YAML path, a data file or store (the quick experiment's matrix on it), or
+    None (the shipped quick experiment); ``overrides`` (codecs, backends, chunks, runs) replace its values and
+    ``dataset``/``scan_shape`` describe a data file (see :func:`cubebench.experiment.experiment_from_path`)."""
+    if isinstance(experiment, (str, os.PathLike)):
+        return experiment_from_path(experiment, dataset=dataset, scan_shape=scan_shape, **overrides)
+    check_no_source_options("the quick experiment" if experiment is None else "the experiment", dataset, scan_shape)
     if experiment is None:
-        return load_experiment(default_experiment_path())
-    if isinstance(experiment, Experiment):
-        return experiment
-    if isinstance(experiment, Mapping):
-        return parse_experiment(experiment)
-    return load_experiment(experiment)
+        exp = load_experiment(default_experiment_path())
+    elif isinstance(experiment, Mapping):
+        exp = parse_experiment(experiment)
+    else:
+        exp = experiment
+    return override_experiment(exp, **overrides)
 
 
 def run(
@@ -74,13 +94,21 @@ def run(
     retry: Iterable[str] = (),
     progress: bool = True,
     scale: float | None = None,
+    codecs: str | Sequence[str] | None = None,
+    backends: str | Sequence[str] | None = None,
+    chunks: str | Sequence[str | Sequence[int]] | None = None,
+    runs: int | None = None,
+    dataset: str | None = None,
+    scan_shape: Sequence[int] | None = None,
 ) -> xr.Dataset:
     """Run an experiment and return its results Dataset (also saved in ``out``).
 
     Parameters
     ----------
     experiment
-        An :class:`Experiment`, a mapping shaped like the YAML, a YAML path, or None for the quick experiment.
+        An :class:`Experiment`, a mapping shaped like the YAML, a YAML path, a data file or store (EMD/HDF5, Zarr,
+        ``.npy``, ``.mib``: the quick experiment's matrix on it, results in ``results/<file stem>``), or None for
+        the quick experiment.
     out
         Results folder (default ``results/<name>``); holds ``cells.jsonl`` (the log), ``results.nc``,
         ``results.csv``.
@@ -94,14 +122,20 @@ def run(
         Show a progress bar with an ETA on stderr.
     scale
         Multiply every preset's ``scale`` by this factor (shrinks the scans of a full-size experiment).
+    codecs, backends, chunks, runs
+        Replace the experiment's values (validated as in the YAML; chunks may be ``"sy,sx,dy,dx"`` strings).
+    dataset, scan_shape
+        For a data file: the array's in-file path (HDF5/Zarr), the scan shape of a frame stack (``.mib``).
     """
-    exp = coerce_experiment(experiment)
+    exp = coerce_experiment(
+        experiment, codecs=codecs, backends=backends, chunks=chunks, runs=runs, dataset=dataset, scan_shape=scan_shape
+    )
     if scale is not None:
         exp = rescale(exp, scale)
     folder = Path(out) if out is not None else Path("results") / exp.name
     cubes = open_sources(exp)
-    codecs = {cid: get_codec(cid) for cid in exp.codecs}
-    backends = {name: get_backend(name) for name in exp.backends}
+    specs = {cid: get_codec(cid) for cid in exp.codecs}
+    stores = {name: get_backend(name) for name in exp.backends}
     for cube in cubes.values():  # every chunking must fit every cube before anything runs
         for chunk in exp.chunks:
             Chunking.resolve(chunk, cube.info.shape)
@@ -122,7 +156,7 @@ def run(
     try:
         with sigterm_as_interrupt(), open_client(exp.cluster, exp.zarr.concurrency) as client:
             cluster_info = {**cluster_description(client, exp.cluster), "nodes": node_facts(client)}
-            session = Session(client, exp, scratch, codecs, backends, cluster_info, staging)
+            session = Session(client, exp, scratch, specs, stores, cluster_info, staging)
             started = True
             needed = {cell.dataset for cell in todo} | {name for name in cubes if name not in info}
             for name in cubes:  # a source that fails only when read is a bad input too: nothing written before

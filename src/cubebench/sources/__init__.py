@@ -45,6 +45,7 @@ __all__ = [
     "get_preset",
     "list_presets",
     "open_cube",
+    "source_kind",
 ]
 
 #: Keys of a file dataset spec.
@@ -137,3 +138,19 @@ def _open_path(spec: Mapping[str, Any]) -> Cube:
     if dataset is not None and not found.takes_dataset:
         raise ConfigError(f"{where}: `dataset` applies to HDF5 files and Zarr groups only")
     return found.opener(path, dataset, scan_shape, name)
+
+
+def source_kind(path: str | os.PathLike[str]) -> str | None:
+    """What :func:`open_cube` would open ``path`` as: a :data:`FILE_KINDS` id (``hdf5``, ``zarr``, ...), or None.
+
+    Decided as :func:`open_cube` decides, by suffix and signature (a file that does not exist yet counts by its
+    suffix); never raises. Nothing beyond the first bytes is read.
+    """
+    p = Path(os.fspath(path)).expanduser()
+    try:
+        if p.is_dir():
+            return next((kind.name for kind in FILE_KINDS.values() if kind.directory and kind.sniff(p)), None)
+        found = find_kind(p)
+    except OSError:
+        return None
+    return found.name if found is not None else None
