@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers the filters for plain h5py reads)
@@ -16,7 +17,7 @@ import zarr
 from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
-from tests.conftest import sparse_counts, stage_array
+from tests.helpers import sparse_counts, stage_array
 
 from cubebench.backends import BACKENDS, WriteSettings, get_backend
 from cubebench.backends.base import drop_page_cache, stored_bytes
@@ -24,6 +25,9 @@ from cubebench.backends.hdf5_filter import DATA_PATH
 from cubebench.codecs import CODECS
 from cubebench.errors import BackendError, CodecUnavailableError
 from cubebench.staging import source_checksums
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 SHAPE = (5, 4, 24, 20)  # edge chunks on every axis for (2, 3, 16, 16)
 CHUNKS = (2, 3, 16, 16)
@@ -50,17 +54,17 @@ CASES = [
 
 
 @pytest.mark.parametrize(("backend_name", "codec_id", "dtype"), CASES)
-def test_round_trip_verified(client: object, tmp_path: Path, backend_name: str, codec_id: str, dtype: str) -> None:
+def test_round_trip_verified(client: Client, tmp_path: Path, backend_name: str, codec_id: str, dtype: str) -> None:
     array = sparse_counts(SHAPE, dtype=dtype)
     staged = stage_array(array, tmp_path)
     backend = get_backend(backend_name)
     settings = WriteSettings()
     target = tmp_path / f"out{backend.suffix}"
-    backend.write(client, staged, CODECS[codec_id], CHUNKS, target, settings)  # type: ignore[arg-type]
+    backend.write(client, staged, CODECS[codec_id], CHUNKS, target, settings)
     assert stored_bytes(target) > 0
     drop_page_cache(target)
-    back = backend.read(client, target, CHUNKS, settings)  # type: ignore[arg-type]
-    expected, _ = source_checksums(client, staged, backend.storage_block(CHUNKS, settings))  # type: ignore[arg-type]
+    back = backend.read(client, target, CHUNKS, settings)
+    expected, _ = source_checksums(client, staged, backend.storage_block(CHUNKS, settings))
     assert back.checksums == expected
     if not backend.chunked:  # the study's own formats, checked with plain tools in tests/test_custom_backends.py
         return
@@ -78,7 +82,7 @@ ZARR_BACKENDS = ["zarr", "zarr_direct"]
 
 @pytest.mark.parametrize("name", ZARR_BACKENDS)
 @pytest.mark.parametrize("write_empty", [True, False])
-def test_sharded_zarr_round_trip(client: object, tmp_path: Path, name: str, write_empty: bool) -> None:
+def test_sharded_zarr_round_trip(client: Client, tmp_path: Path, name: str, write_empty: bool) -> None:
     array = sparse_counts((5, 4, 16, 16))  # an edge shard, with inner chunks outside the array
     array[:2, :2] = 0  # a whole shard equal to the fill value
     array[4, 0, 3, 3] = 9
@@ -86,30 +90,30 @@ def test_sharded_zarr_round_trip(client: object, tmp_path: Path, name: str, writ
     backend = get_backend(name)
     settings = WriteSettings(shards=True, write_empty_chunks=write_empty)
     target = tmp_path / "s.zarr"
-    backend.write(client, staged, CODECS["blosc-zstd"], (2, 2, 16, 16), target, settings)  # type: ignore[arg-type]
+    backend.write(client, staged, CODECS["blosc-zstd"], (2, 2, 16, 16), target, settings)
     stored = zarr.open_array(str(target), mode="r")
     assert stored.chunks == (1, 1, 16, 16) and stored.shards == (2, 2, 16, 16)
     np.testing.assert_array_equal(stored[...], array)  # plain zarr reads every shard
     assert (target / "c/0/0/0/0").exists() == write_empty
-    back = backend.read(client, target, (2, 2, 16, 16), settings)  # type: ignore[arg-type]
-    expected, _ = source_checksums(client, staged, (2, 2, 16, 16))  # type: ignore[arg-type]
+    back = backend.read(client, target, (2, 2, 16, 16), settings)
+    expected, _ = source_checksums(client, staged, (2, 2, 16, 16))
     assert back.checksums == expected
 
 
 @pytest.mark.parametrize("shards", [False, True])
 @pytest.mark.parametrize("codec_id", ["none", "gzip-1", "blosc-zstd", "bitshuffle-lz4"])
-def test_zarr_direct_matches_zarr_python(client: object, tmp_path: Path, codec_id: str, shards: bool) -> None:
+def test_zarr_direct_matches_zarr_python(client: Client, tmp_path: Path, codec_id: str, shards: bool) -> None:
     """Either writer's store reads through the other reader, and both store the same bytes give or take framing."""
     array = sparse_counts(SHAPE)
     staged = stage_array(array, tmp_path)
     settings = WriteSettings(shards=shards)
     chunks = (2, 2, 24, 20) if shards else CHUNKS
-    expected, _ = source_checksums(client, staged, chunks)  # type: ignore[arg-type]
+    expected, _ = source_checksums(client, staged, chunks)
     sizes = {}
     for writer, reader in (("zarr", "zarr_direct"), ("zarr_direct", "zarr")):
         target = tmp_path / f"{writer}.zarr"
-        get_backend(writer).write(client, staged, CODECS[codec_id], chunks, target, settings)  # type: ignore[arg-type]
-        back = get_backend(reader).read(client, target, chunks, settings)  # type: ignore[arg-type]
+        get_backend(writer).write(client, staged, CODECS[codec_id], chunks, target, settings)
+        back = get_backend(reader).read(client, target, chunks, settings)
         assert back.checksums == expected, (writer, reader)
         sizes[writer] = stored_bytes(target)
     assert abs(sizes["zarr_direct"] - sizes["zarr"]) <= 0.02 * sizes["zarr"] + 64 * len(expected)
@@ -155,7 +159,7 @@ def test_zarr_direct_shards_are_what_zarr_reads(
 
 
 @pytest.mark.parametrize("shards", [False, True])
-def test_zarr_direct_keeps_negative_zero_chunks(client: object, tmp_path: Path, shards: bool) -> None:
+def test_zarr_direct_keeps_negative_zero_chunks(client: Client, tmp_path: Path, shards: bool) -> None:
     """A chunk of -0.0 equals the fill value as a number but not as bytes: it is stored, so the read is lossless."""
     array = np.zeros((2, 2, 8, 8), dtype="float32")
     array[0, 0] = -0.0
@@ -164,45 +168,45 @@ def test_zarr_direct_keeps_negative_zero_chunks(client: object, tmp_path: Path, 
     backend = get_backend("zarr_direct")
     settings = WriteSettings(write_empty_chunks=False, shards=shards)
     target = tmp_path / "z.zarr"
-    backend.write(client, staged, CODECS["blosc-zstd"], (1, 1, 8, 8), target, settings)  # type: ignore[arg-type]
-    back = backend.read(client, target, (1, 1, 8, 8), settings)  # type: ignore[arg-type]
-    expected, _ = source_checksums(client, staged, backend.storage_block((1, 1, 8, 8), settings))  # type: ignore[arg-type]
+    backend.write(client, staged, CODECS["blosc-zstd"], (1, 1, 8, 8), target, settings)
+    back = backend.read(client, target, (1, 1, 8, 8), settings)
+    expected, _ = source_checksums(client, staged, backend.storage_block((1, 1, 8, 8), settings))
     assert back.checksums == expected
     if not shards:
         assert sorted(p.relative_to(target).as_posix() for p in target.rglob("c/*/*/*/*")) == ["c/0/0/0/0", "c/1/1/0/0"]
 
 
 def test_zarr_direct_refuses_foreign_stores_and_big_endian_hosts(
-    client: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     foreign = tmp_path / "plain.zarr"
     zarr.create_array(store=str(foreign), shape=(2, 2, 4, 4), chunks=(1, 1, 4, 4), dtype="uint16")
     with pytest.raises(BackendError, match=r"plain.zarr: not a cubebench Zarr store \(no 'cubebench_codec'"):
-        get_backend("zarr_direct").read(client, foreign, (1, 1, 4, 4), WriteSettings())  # type: ignore[arg-type]
+        get_backend("zarr_direct").read(client, foreign, (1, 1, 4, 4), WriteSettings())
     monkeypatch.setattr("sys.byteorder", "big")
     with pytest.raises(CodecUnavailableError, match=r"^blosc-lz4: zarr_direct writes little-endian chunks"):
         get_backend("zarr_direct").check(CODECS["blosc-lz4"], np.dtype("uint16"))
 
 
-def test_zarr_direct_refuses_a_damaged_shard(client: object, tmp_path: Path) -> None:
+def test_zarr_direct_refuses_a_damaged_shard(client: Client, tmp_path: Path) -> None:
     staged = stage_array(sparse_counts((2, 2, 16, 16)), tmp_path)
     backend = get_backend("zarr_direct")
     settings = WriteSettings(shards=True)
     target = tmp_path / "s.zarr"
-    backend.write(client, staged, CODECS["blosc-lz4"], (2, 2, 16, 16), target, settings)  # type: ignore[arg-type]
+    backend.write(client, staged, CODECS["blosc-lz4"], (2, 2, 16, 16), target, settings)
     shard = target / "c/0/0/0/0"
     data = bytearray(shard.read_bytes())
     data[-10] ^= 0xFF  # inside the index
     shard.write_bytes(bytes(data))
     with pytest.raises(OSError, match=r"c/0/0/0/0: the shard index fails its CRC-32C check"):
-        backend.read(client, target, (2, 2, 16, 16), settings)  # type: ignore[arg-type]
+        backend.read(client, target, (2, 2, 16, 16), settings)
     shard.write_bytes(bytes(data[:8]))
     with pytest.raises(OSError, match=r"c/0/0/0/0: 8 bytes, too short for a shard index of 4 chunks"):
-        backend.read(client, target, (2, 2, 16, 16), settings)  # type: ignore[arg-type]
+        backend.read(client, target, (2, 2, 16, 16), settings)
 
 
 @pytest.mark.parametrize("name", ZARR_BACKENDS)
-def test_write_empty_chunks_is_honoured(client: object, tmp_path: Path, name: str) -> None:
+def test_write_empty_chunks_is_honoured(client: Client, tmp_path: Path, name: str) -> None:
     array = np.zeros((4, 4, 16, 16), dtype="uint16")
     array[0, 0, 0, 0] = 7
     staged = stage_array(array, tmp_path)
@@ -211,11 +215,11 @@ def test_write_empty_chunks_is_honoured(client: object, tmp_path: Path, name: st
     for flag in (True, False):
         target = tmp_path / f"e{flag}.zarr"
         settings = WriteSettings(write_empty_chunks=flag)
-        backend.write(client, staged, CODECS["none"], (1, 1, 16, 16), target, settings)  # type: ignore[arg-type]
+        backend.write(client, staged, CODECS["none"], (1, 1, 16, 16), target, settings)
         sizes[flag] = stored_bytes(target)
         # chunks never stored read back as the fill value, not as what the reused read buffer held before
-        expected, _ = source_checksums(client, staged, (1, 1, 16, 16))  # type: ignore[arg-type]
-        assert backend.read(client, target, (1, 1, 16, 16), settings).checksums == expected  # type: ignore[arg-type]
+        expected, _ = source_checksums(client, staged, (1, 1, 16, 16))
+        assert backend.read(client, target, (1, 1, 16, 16), settings).checksums == expected
     assert sizes[False] < sizes[True]
 
 
