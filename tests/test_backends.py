@@ -1,13 +1,16 @@
-"""Every backend x available codec round-trips on a real cluster, and the stored files are ordinary files.
+"""Every backend keeps the contract of tests/contracts.py (one subclass each); then tests of one backend's specifics.
 
-One shared base of tests, run for each backend (the ``StoreTests`` pattern of zarr-python).
+A new backend subclasses :class:`tests.contracts.BackendContract` here, naming its id, a codec it refuses and
+how its files read back plainly, and gets the whole suite: round trips on every codec it runs, access patterns,
+empty chunks, durability, refusals and bounded memory.
 """
 
 from __future__ import annotations
 
+import gzip
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers the filters for plain h5py reads)
@@ -17,10 +20,12 @@ import zarr
 from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
+from tests import contracts
+from tests.contracts import BackendContract
 from tests.helpers import sparse_counts, stage_array
 
-from cubebench.backends import BACKENDS, WriteSettings, get_backend
-from cubebench.backends.base import drop_page_cache, stored_bytes
+from cubebench.backends import WriteSettings, get_backend
+from cubebench.backends.base import stored_bytes
 from cubebench.backends.hdf5_filter import DATA_PATH
 from cubebench.codecs import CODECS
 from cubebench.errors import BackendError, CodecUnavailableError
@@ -29,52 +34,106 @@ from cubebench.staging import source_checksums
 if TYPE_CHECKING:
     from distributed import Client
 
-SHAPE = (5, 4, 24, 20)  # edge chunks on every axis for (2, 3, 16, 16)
-CHUNKS = (2, 3, 16, 16)
+SHAPE, CHUNKS = contracts.SHAPE, contracts.CHUNKS
 
 
-def available(backend_name: str, dtype: str) -> list[str]:
-    backend = get_backend(backend_name)
-    out = []
-    for cid, spec in CODECS.items():
-        try:
-            backend.check(spec, np.dtype(dtype))
-        except CodecUnavailableError:
-            continue
-        out.append(cid)
-    return out
+class HDF5Plain:
+    """HDF5 files: the cube is an ordinary chunked dataset for plain h5py (filters registered by hdf5plugin)."""
+
+    def read_back_plainly(
+        self, path: Path, shape: tuple[int, ...], dtype: np.dtype[Any], chunks: tuple[int, ...]
+    ) -> np.ndarray:
+        with h5py.File(path, "r") as f:
+            assert f[DATA_PATH].chunks == chunks
+            return np.asarray(f[DATA_PATH][...])
 
 
-CASES = [
-    (backend, codec, dtype)
-    for dtype in ("uint16", "float32")
-    for backend in BACKENDS
-    for codec in available(backend, dtype)
-]
+class ZarrPlain:
+    """Zarr stores: plain zarr-python reads every chunk."""
+
+    def read_back_plainly(
+        self, path: Path, shape: tuple[int, ...], dtype: np.dtype[Any], chunks: tuple[int, ...]
+    ) -> np.ndarray:
+        stored = zarr.open_array(str(path), mode="r")
+        assert stored.chunks == chunks
+        return np.asarray(stored[...])
 
 
-@pytest.mark.parametrize(("backend_name", "codec_id", "dtype"), CASES)
-def test_round_trip_verified(client: Client, tmp_path: Path, backend_name: str, codec_id: str, dtype: str) -> None:
-    array = sparse_counts(SHAPE, dtype=dtype)
-    staged = stage_array(array, tmp_path)
-    backend = get_backend(backend_name)
-    settings = WriteSettings()
-    target = tmp_path / f"out{backend.suffix}"
-    backend.write(client, staged, CODECS[codec_id], CHUNKS, target, settings)
-    assert stored_bytes(target) > 0
-    drop_page_cache(target)
-    back = backend.read(client, target, CHUNKS, settings)
-    expected, _ = source_checksums(client, staged, backend.storage_block(CHUNKS, settings))
-    assert back.checksums == expected
-    if not backend.chunked:  # the study's own formats, checked with plain tools in tests/test_custom_backends.py
-        return
-    # the stored file is an ordinary file for plain h5py / zarr
-    if backend.suffix == ".h5":
-        with h5py.File(target, "r") as f:
-            np.testing.assert_array_equal(f[DATA_PATH][...], array)
-            assert f[DATA_PATH].chunks == CHUNKS
-    else:
-        np.testing.assert_array_equal(zarr.open_array(str(target), mode="r")[...], array)
+class TestHDF5(HDF5Plain, BackendContract):
+    backend = "hdf5"
+    codec_it_cannot_run = ("pcodec", "uint16", r"^pcodec: no HDF5 filter for pcodec$")
+
+
+class TestHDF5Direct(HDF5Plain, BackendContract):
+    backend = "hdf5_direct"
+    codec_it_cannot_run = ("pcodec", "uint16", r"^pcodec: no HDF5 filter for pcodec$")
+
+
+class TestZarr(ZarrPlain, BackendContract):
+    backend = "zarr"
+    codec_it_cannot_run = ("pcodec", "uint8", r"pcodec does not take uint8")
+
+
+class TestZarrDirect(ZarrPlain, BackendContract):
+    backend = "zarr_direct"
+    codec_it_cannot_run = ("pcodec", "uint16", r"no chunk encoder outside zarr")
+
+
+class TestCSR(BackendContract):
+    """Plain reading as the module docstring says: h5py, and a SciPy CSR matrix per frame."""
+
+    backend = "csr"
+    codec_it_cannot_run = ("gzip-9", "uint16", r"csr stores raw CSR arrays; only codec 'none' applies")
+
+    def read_back_plainly(
+        self, path: Path, shape: tuple[int, ...], dtype: np.dtype[Any], chunks: tuple[int, ...]
+    ) -> np.ndarray:
+        from scipy.sparse import csr_matrix
+
+        out = np.zeros(shape, dtype)
+        with h5py.File(path, "r") as f:
+            assert f.attrs["cubebench_format"] == "csr" and f.attrs["cubebench_format_version"] == 1
+            data, indices, indptr, offsets = f["data"][()], f["indices"][()], f["indptr"][()], f["offsets"][()]
+        for iy, ix in np.ndindex(*shape[:2]):
+            o, n = offsets[iy, ix], indptr[iy, ix, -1]
+            out[iy, ix] = csr_matrix((data[o : o + n], indices[o : o + n], indptr[iy, ix]), shape=shape[2:]).toarray()
+        return out
+
+
+class TestUint8Overflow(BackendContract):
+    """Plain reading as the module docstring says: h5py, the uint8 array, then each block's overflow entries."""
+
+    backend = "uint8_overflow"
+    codec_it_cannot_run = ("blosc-zstd", "uint16", r"only codec 'none' applies")
+
+    def read_back_plainly(
+        self, path: Path, shape: tuple[int, ...], dtype: np.dtype[Any], chunks: tuple[int, ...]
+    ) -> np.ndarray:
+        with h5py.File(path, "r") as f:
+            assert f.attrs["cubebench_format"] == "uint8_overflow" and f["data"].chunks == chunks
+            out = f["data"][()].astype(dtype)
+            index, value = f["overflow_index"][()], f["overflow_value"][()]
+            starts, counts = f["overflow_start"][()], f["overflow_count"][()]
+        for grid in np.ndindex(*starts.shape):
+            block = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(grid, chunks, shape, strict=True))
+            entries = slice(starts[grid], starts[grid] + counts[grid])
+            piece = out[block].copy()
+            piece.reshape(-1)[index[entries]] = value[entries]
+            out[block] = piece
+        return np.asarray(out)
+
+
+class TestNpyGzip(BackendContract):
+    """Plain reading: gzip + numpy.load."""
+
+    backend = "npy_gzip"
+    codec_it_cannot_run = ("none", "uint16", r"^none: npy_gzip gzips the whole .npy; only codecs gzip-1")
+
+    def read_back_plainly(
+        self, path: Path, shape: tuple[int, ...], dtype: np.dtype[Any], chunks: tuple[int, ...]
+    ) -> np.ndarray:
+        with gzip.open(path) as f:
+            return np.asarray(np.load(f))
 
 
 ZARR_BACKENDS = ["zarr", "zarr_direct"]

@@ -1,7 +1,8 @@
-"""The study's own methods as backends (csr, uint8_overflow, npy_gzip), and access-pattern reads on every backend.
+"""The study's own methods as backends (csr, uint8_overflow, npy_gzip): their formats' specifics, and patterns.
 
-The shared round trip of tests/test_backends.py covers all backends; here, each custom format is checked with
-plain tools (h5py + scipy, numpy + gzip), and every backend's pattern reads are checked against NumPy.
+The contract of tests/contracts.py (round trips, pattern reads against NumPy, plain reads) runs for every backend
+in tests/test_backends.py; here, each custom format's details are checked with plain tools (h5py + scipy, numpy +
+gzip), and the runner's handling of unchunked backends and access patterns.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import h5py
 import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
+from tests.contracts import PATTERN_SHAPE, reference
 from tests.helpers import experiment, sparse_counts, stage_array
 
 from cubebench.backends import BACKENDS, WriteSettings, get_backend, npy_gzip
@@ -21,7 +23,7 @@ from cubebench.backends.uint8_overflow import split
 from cubebench.codecs import CODECS
 from cubebench.errors import CodecUnavailableError, ConfigError
 from cubebench.parallel import run_ordered
-from cubebench.patterns import PATTERNS, combine, reduce_tile, scan_tiles, selection
+from cubebench.patterns import PATTERNS, selection
 from cubebench.staging import source_checksums, source_pattern
 
 if TYPE_CHECKING:
@@ -150,27 +152,6 @@ def test_run_ordered_keeps_order(client: Client) -> None:
 
 # --- access patterns -------------------------------------------------------------------------------------------
 
-PATTERN_SHAPE = (40, 36, 16, 12)
-
-
-def first_codec(name: str, dtype: str) -> str:
-    backend = get_backend(name)
-    for cid in ("blosc-zstd", "gzip-1", "none"):
-        try:
-            backend.check(CODECS[cid], np.dtype(dtype))
-            return cid
-        except CodecUnavailableError:
-            continue
-    raise AssertionError(name)
-
-
-def reference(array: np.ndarray, pattern: str) -> tuple[int, np.ndarray | None]:
-    sel = selection(pattern, array.shape)
-    tiles = scan_tiles(sel, (7, 5))
-    parts = [reduce_tile(sel, ys.start, xs.start, array[ys, xs, sel.det[0], sel.det[1]]) for ys, xs in tiles]
-    result = combine(sel, parts)
-    return result.checksum, result.image
-
 
 def test_pattern_selections() -> None:
     frame = selection("frame", PATTERN_SHAPE)
@@ -183,37 +164,6 @@ def test_pattern_selections() -> None:
     assert vd.mask is not None and vd.mask.shape == (16, 16) and vd.mask[8, 8] and not vd.mask[0, 0]
     with pytest.raises(ConfigError, match=r"'diagonal'"):
         selection("diagonal", PATTERN_SHAPE)
-
-
-@pytest.mark.parametrize(
-    ("dtype", "chunks"),
-    [("uint16", (8, 8, 8, 8)), ("float32", (8, 8, 8, 8)), ("uint16", (1, 1, 16, 12)), ("uint16", (32, 32, 16, 12))],
-)
-@pytest.mark.parametrize("name", list(BACKENDS))
-def test_pattern_reads_match_numpy(
-    client: Client, tmp_path: Path, name: str, dtype: str, chunks: tuple[int, ...]
-) -> None:
-    array = sparse_counts(PATTERN_SHAPE, dtype=dtype, seed=3)
-    if dtype == "float32":
-        array /= 4
-    staged = stage_array(array, tmp_path)
-    backend = get_backend(name)
-    target = tmp_path / f"p{backend.suffix}"
-    backend.write(client, staged, CODECS[first_codec(name, dtype)], chunks, target, WriteSettings())
-    for pattern in PATTERNS:
-        got = backend.read_pattern(client, target, pattern, chunks, WriteSettings())
-        checksum, image = reference(array, pattern)
-        assert got.pattern == pattern and got.seconds > 0
-        assert got.checksum == checksum, pattern
-        assert got.checksum == source_pattern(client, staged, pattern).checksum
-        if pattern == "virtual_detector":
-            sel = selection(pattern, array.shape)
-            assert got.image is not None and image is not None
-            np.testing.assert_array_equal(got.image, image)
-            direct = array[:, :, sel.det[0], sel.det[1]][..., sel.mask].sum(axis=-1, dtype=np.float64)
-            np.testing.assert_allclose(got.image, direct)
-        else:
-            assert got.image is None
 
 
 @pytest.mark.parametrize("name", ["zarr", "zarr_direct"])
