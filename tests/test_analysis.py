@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask.array as da
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.conftest import stage_array
+from tests.helpers import stage_array
 
 from cubebench import analysis
 from cubebench.analysis import CubeStats, array_stats, binary_entropy, cube_stats
@@ -20,6 +20,9 @@ from cubebench.cube import Cube, DatasetInfo
 from cubebench.errors import DatasetError
 from cubebench.sources import open_cube
 from cubebench.staging import staged_stats
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 
 def numpy_reference(x: np.ndarray) -> dict[str, Any]:
@@ -167,11 +170,11 @@ def test_binary_entropy() -> None:
     seed=st.integers(0, 2**16),
 )
 def test_staged_stats_on_the_cluster_equal_the_dask_pass(
-    client: object, tmp_path_factory: object, dtype: str, shape: tuple[int, ...], seed: int
+    client: Client, tmp_path_factory: object, dtype: str, shape: tuple[int, ...], seed: int
 ) -> None:
     """The runner's one-pass statistics over the staged file agree with array_stats on the same data."""
     rng = np.random.default_rng(seed)
     array = (rng.poisson(0.7, size=shape) * rng.integers(-2, 3, size=shape)).astype(dtype)
     staged = stage_array(array, Path(tmp_path_factory.mktemp("stats")))  # type: ignore[attr-defined]
-    got = staged_stats(client, staged)  # type: ignore[arg-type]
+    got = staged_stats(client, staged)
     assert got == array_stats(array)

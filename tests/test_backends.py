@@ -1,12 +1,16 @@
-"""Every backend x available codec round-trips on a real cluster, and the stored files are ordinary files.
+"""Every backend keeps the contract of tests/contracts.py (one subclass each); then tests of one backend's specifics.
 
-One shared base of tests, run for each backend (the ``StoreTests`` pattern of zarr-python).
+A new backend subclasses :class:`tests.contracts.BackendContract` here, naming its id, a codec it refuses and
+how its files read back plainly, and gets the whole suite: round trips on every codec it runs, access patterns,
+empty chunks, durability, refusals and bounded memory.
 """
 
 from __future__ import annotations
 
+import gzip
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers the filters for plain h5py reads)
@@ -16,61 +20,120 @@ import zarr
 from hypothesis import HealthCheck, given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
-from tests.conftest import sparse_counts, stage_array
+from tests import contracts
+from tests.contracts import BackendContract
+from tests.helpers import sparse_counts, stage_array
 
-from cubebench.backends import BACKENDS, WriteSettings, get_backend
+from cubebench.backends import WriteSettings, get_backend
 from cubebench.backends.hdf5_filter import DATA_PATH
 from cubebench.codecs import CODECS
 from cubebench.errors import BackendError, CodecUnavailableError
-from cubebench.fileio import drop_page_cache, stored_bytes
+from cubebench.fileio import stored_bytes
 from cubebench.staging import source_checksums
 
-SHAPE = (5, 4, 24, 20)  # edge chunks on every axis for (2, 3, 16, 16)
-CHUNKS = (2, 3, 16, 16)
+if TYPE_CHECKING:
+    from distributed import Client
+
+SHAPE, CHUNKS = contracts.SHAPE, contracts.CHUNKS
 
 
-def available(backend_name: str, dtype: str) -> list[str]:
-    backend = get_backend(backend_name)
-    out = []
-    for cid, spec in CODECS.items():
-        try:
-            backend.check(spec, np.dtype(dtype))
-        except CodecUnavailableError:
-            continue
-        out.append(cid)
-    return out
+class HDF5Plain:
+    """HDF5 files: the cube is an ordinary chunked dataset for plain h5py (filters registered by hdf5plugin)."""
+
+    def read_back_plainly(
+        self, path: Path, shape: tuple[int, ...], dtype: np.dtype[Any], chunks: tuple[int, ...]
+    ) -> np.ndarray:
+        with h5py.File(path, "r") as f:
+            assert f[DATA_PATH].chunks == chunks
+            return np.asarray(f[DATA_PATH][...])
 
 
-CASES = [
-    (backend, codec, dtype)
-    for dtype in ("uint16", "float32")
-    for backend in BACKENDS
-    for codec in available(backend, dtype)
-]
+class ZarrPlain:
+    """Zarr stores: plain zarr-python reads every chunk."""
+
+    def read_back_plainly(
+        self, path: Path, shape: tuple[int, ...], dtype: np.dtype[Any], chunks: tuple[int, ...]
+    ) -> np.ndarray:
+        stored = zarr.open_array(str(path), mode="r")
+        assert stored.chunks == chunks
+        return np.asarray(stored[...])
 
 
-@pytest.mark.parametrize(("backend_name", "codec_id", "dtype"), CASES)
-def test_round_trip_verified(client: object, tmp_path: Path, backend_name: str, codec_id: str, dtype: str) -> None:
-    array = sparse_counts(SHAPE, dtype=dtype)
-    staged = stage_array(array, tmp_path)
-    backend = get_backend(backend_name)
-    settings = WriteSettings()
-    target = tmp_path / f"out{backend.suffix}"
-    backend.write(client, staged, CODECS[codec_id], CHUNKS, target, settings)  # type: ignore[arg-type]
-    assert stored_bytes(target) > 0
-    drop_page_cache(target)
-    back = backend.read(client, target, CHUNKS, settings)  # type: ignore[arg-type]
-    expected, _ = source_checksums(client, staged, backend.storage_block(CHUNKS, settings))  # type: ignore[arg-type]
-    assert back.checksums == expected
-    if not backend.chunked:  # the study's own formats, checked with plain tools in tests/test_custom_backends.py
-        return
-    # the stored file is an ordinary file for plain h5py / zarr
-    if backend.suffix == ".h5":
-        with h5py.File(target, "r") as f:
-            np.testing.assert_array_equal(f[DATA_PATH][...], array)
-            assert f[DATA_PATH].chunks == CHUNKS
-    else:
-        np.testing.assert_array_equal(zarr.open_array(str(target), mode="r")[...], array)
+class TestHDF5(HDF5Plain, BackendContract):
+    backend = "hdf5"
+    codec_it_cannot_run = ("pcodec", "uint16", r"^pcodec: no HDF5 filter for pcodec$")
+
+
+class TestHDF5Direct(HDF5Plain, BackendContract):
+    backend = "hdf5_direct"
+    codec_it_cannot_run = ("pcodec", "uint16", r"^pcodec: no HDF5 filter for pcodec$")
+
+
+class TestZarr(ZarrPlain, BackendContract):
+    backend = "zarr"
+    codec_it_cannot_run = ("pcodec", "uint8", r"pcodec does not take uint8")
+
+
+class TestZarrDirect(ZarrPlain, BackendContract):
+    backend = "zarr_direct"
+    codec_it_cannot_run = ("pcodec", "uint16", r"no chunk encoder outside zarr")
+
+
+class TestCSR(BackendContract):
+    """Plain reading as the module docstring says: h5py, and a SciPy CSR matrix per frame."""
+
+    backend = "csr"
+    codec_it_cannot_run = ("gzip-9", "uint16", r"csr stores raw CSR arrays; only codec 'none' applies")
+
+    def read_back_plainly(
+        self, path: Path, shape: tuple[int, ...], dtype: np.dtype[Any], chunks: tuple[int, ...]
+    ) -> np.ndarray:
+        from scipy.sparse import csr_matrix
+
+        out = np.zeros(shape, dtype)
+        with h5py.File(path, "r") as f:
+            assert f.attrs["cubebench_format"] == "csr" and f.attrs["cubebench_format_version"] == 1
+            data, indices, indptr, offsets = f["data"][()], f["indices"][()], f["indptr"][()], f["offsets"][()]
+        for iy, ix in np.ndindex(*shape[:2]):
+            o, n = offsets[iy, ix], indptr[iy, ix, -1]
+            out[iy, ix] = csr_matrix((data[o : o + n], indices[o : o + n], indptr[iy, ix]), shape=shape[2:]).toarray()
+        return out
+
+
+class TestUint8Overflow(BackendContract):
+    """Plain reading as the module docstring says: h5py, the uint8 array, then each block's overflow entries."""
+
+    backend = "uint8_overflow"
+    codec_it_cannot_run = ("blosc-zstd", "uint16", r"only codec 'none' applies")
+
+    def read_back_plainly(
+        self, path: Path, shape: tuple[int, ...], dtype: np.dtype[Any], chunks: tuple[int, ...]
+    ) -> np.ndarray:
+        with h5py.File(path, "r") as f:
+            assert f.attrs["cubebench_format"] == "uint8_overflow" and f["data"].chunks == chunks
+            out = f["data"][()].astype(dtype)
+            index, value = f["overflow_index"][()], f["overflow_value"][()]
+            starts, counts = f["overflow_start"][()], f["overflow_count"][()]
+        for grid in np.ndindex(*starts.shape):
+            block = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(grid, chunks, shape, strict=True))
+            entries = slice(starts[grid], starts[grid] + counts[grid])
+            piece = out[block].copy()
+            piece.reshape(-1)[index[entries]] = value[entries]
+            out[block] = piece
+        return np.asarray(out)
+
+
+class TestNpyGzip(BackendContract):
+    """Plain reading: gzip + numpy.load."""
+
+    backend = "npy_gzip"
+    codec_it_cannot_run = ("none", "uint16", r"^none: npy_gzip gzips the whole .npy; only codecs gzip-1")
+
+    def read_back_plainly(
+        self, path: Path, shape: tuple[int, ...], dtype: np.dtype[Any], chunks: tuple[int, ...]
+    ) -> np.ndarray:
+        with gzip.open(path) as f:
+            return np.asarray(np.load(f))
 
 
 ZARR_BACKENDS = ["zarr", "zarr_direct"]
@@ -78,7 +141,7 @@ ZARR_BACKENDS = ["zarr", "zarr_direct"]
 
 @pytest.mark.parametrize("name", ZARR_BACKENDS)
 @pytest.mark.parametrize("write_empty", [True, False])
-def test_sharded_zarr_round_trip(client: object, tmp_path: Path, name: str, write_empty: bool) -> None:
+def test_sharded_zarr_round_trip(client: Client, tmp_path: Path, name: str, write_empty: bool) -> None:
     array = sparse_counts((5, 4, 16, 16))  # an edge shard, with inner chunks outside the array
     array[:2, :2] = 0  # a whole shard equal to the fill value
     array[4, 0, 3, 3] = 9
@@ -86,30 +149,30 @@ def test_sharded_zarr_round_trip(client: object, tmp_path: Path, name: str, writ
     backend = get_backend(name)
     settings = WriteSettings(shards=True, write_empty_chunks=write_empty)
     target = tmp_path / "s.zarr"
-    backend.write(client, staged, CODECS["blosc-zstd"], (2, 2, 16, 16), target, settings)  # type: ignore[arg-type]
+    backend.write(client, staged, CODECS["blosc-zstd"], (2, 2, 16, 16), target, settings)
     stored = zarr.open_array(str(target), mode="r")
     assert stored.chunks == (1, 1, 16, 16) and stored.shards == (2, 2, 16, 16)
     np.testing.assert_array_equal(stored[...], array)  # plain zarr reads every shard
     assert (target / "c/0/0/0/0").exists() == write_empty
-    back = backend.read(client, target, (2, 2, 16, 16), settings)  # type: ignore[arg-type]
-    expected, _ = source_checksums(client, staged, (2, 2, 16, 16))  # type: ignore[arg-type]
+    back = backend.read(client, target, (2, 2, 16, 16), settings)
+    expected, _ = source_checksums(client, staged, (2, 2, 16, 16))
     assert back.checksums == expected
 
 
 @pytest.mark.parametrize("shards", [False, True])
 @pytest.mark.parametrize("codec_id", ["none", "gzip-1", "blosc-zstd", "bitshuffle-lz4"])
-def test_zarr_direct_matches_zarr_python(client: object, tmp_path: Path, codec_id: str, shards: bool) -> None:
+def test_zarr_direct_matches_zarr_python(client: Client, tmp_path: Path, codec_id: str, shards: bool) -> None:
     """Either writer's store reads through the other reader, and both store the same bytes give or take framing."""
     array = sparse_counts(SHAPE)
     staged = stage_array(array, tmp_path)
     settings = WriteSettings(shards=shards)
     chunks = (2, 2, 24, 20) if shards else CHUNKS
-    expected, _ = source_checksums(client, staged, chunks)  # type: ignore[arg-type]
+    expected, _ = source_checksums(client, staged, chunks)
     sizes = {}
     for writer, reader in (("zarr", "zarr_direct"), ("zarr_direct", "zarr")):
         target = tmp_path / f"{writer}.zarr"
-        get_backend(writer).write(client, staged, CODECS[codec_id], chunks, target, settings)  # type: ignore[arg-type]
-        back = get_backend(reader).read(client, target, chunks, settings)  # type: ignore[arg-type]
+        get_backend(writer).write(client, staged, CODECS[codec_id], chunks, target, settings)
+        back = get_backend(reader).read(client, target, chunks, settings)
         assert back.checksums == expected, (writer, reader)
         sizes[writer] = stored_bytes(target)
     assert abs(sizes["zarr_direct"] - sizes["zarr"]) <= 0.02 * sizes["zarr"] + 64 * len(expected)
@@ -155,7 +218,7 @@ def test_zarr_direct_shards_are_what_zarr_reads(
 
 
 @pytest.mark.parametrize("shards", [False, True])
-def test_zarr_direct_keeps_negative_zero_chunks(client: object, tmp_path: Path, shards: bool) -> None:
+def test_zarr_direct_keeps_negative_zero_chunks(client: Client, tmp_path: Path, shards: bool) -> None:
     """A chunk of -0.0 equals the fill value as a number but not as bytes: it is stored, so the read is lossless."""
     array = np.zeros((2, 2, 8, 8), dtype="float32")
     array[0, 0] = -0.0
@@ -164,45 +227,45 @@ def test_zarr_direct_keeps_negative_zero_chunks(client: object, tmp_path: Path, 
     backend = get_backend("zarr_direct")
     settings = WriteSettings(write_empty_chunks=False, shards=shards)
     target = tmp_path / "z.zarr"
-    backend.write(client, staged, CODECS["blosc-zstd"], (1, 1, 8, 8), target, settings)  # type: ignore[arg-type]
-    back = backend.read(client, target, (1, 1, 8, 8), settings)  # type: ignore[arg-type]
-    expected, _ = source_checksums(client, staged, backend.storage_block((1, 1, 8, 8), settings))  # type: ignore[arg-type]
+    backend.write(client, staged, CODECS["blosc-zstd"], (1, 1, 8, 8), target, settings)
+    back = backend.read(client, target, (1, 1, 8, 8), settings)
+    expected, _ = source_checksums(client, staged, backend.storage_block((1, 1, 8, 8), settings))
     assert back.checksums == expected
     if not shards:
         assert sorted(p.relative_to(target).as_posix() for p in target.rglob("c/*/*/*/*")) == ["c/0/0/0/0", "c/1/1/0/0"]
 
 
 def test_zarr_direct_refuses_foreign_stores_and_big_endian_hosts(
-    client: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     foreign = tmp_path / "plain.zarr"
     zarr.create_array(store=str(foreign), shape=(2, 2, 4, 4), chunks=(1, 1, 4, 4), dtype="uint16")
     with pytest.raises(BackendError, match=r"plain.zarr: not a cubebench Zarr store \(no 'cubebench_codec'"):
-        get_backend("zarr_direct").read(client, foreign, (1, 1, 4, 4), WriteSettings())  # type: ignore[arg-type]
+        get_backend("zarr_direct").read(client, foreign, (1, 1, 4, 4), WriteSettings())
     monkeypatch.setattr("sys.byteorder", "big")
     with pytest.raises(CodecUnavailableError, match=r"^blosc-lz4: zarr_direct writes little-endian chunks"):
         get_backend("zarr_direct").check(CODECS["blosc-lz4"], np.dtype("uint16"))
 
 
-def test_zarr_direct_refuses_a_damaged_shard(client: object, tmp_path: Path) -> None:
+def test_zarr_direct_refuses_a_damaged_shard(client: Client, tmp_path: Path) -> None:
     staged = stage_array(sparse_counts((2, 2, 16, 16)), tmp_path)
     backend = get_backend("zarr_direct")
     settings = WriteSettings(shards=True)
     target = tmp_path / "s.zarr"
-    backend.write(client, staged, CODECS["blosc-lz4"], (2, 2, 16, 16), target, settings)  # type: ignore[arg-type]
+    backend.write(client, staged, CODECS["blosc-lz4"], (2, 2, 16, 16), target, settings)
     shard = target / "c/0/0/0/0"
     data = bytearray(shard.read_bytes())
     data[-10] ^= 0xFF  # inside the index
     shard.write_bytes(bytes(data))
     with pytest.raises(OSError, match=r"c/0/0/0/0: the shard index fails its CRC-32C check"):
-        backend.read(client, target, (2, 2, 16, 16), settings)  # type: ignore[arg-type]
+        backend.read(client, target, (2, 2, 16, 16), settings)
     shard.write_bytes(bytes(data[:8]))
     with pytest.raises(OSError, match=r"c/0/0/0/0: 8 bytes, too short for a shard index of 4 chunks"):
-        backend.read(client, target, (2, 2, 16, 16), settings)  # type: ignore[arg-type]
+        backend.read(client, target, (2, 2, 16, 16), settings)
 
 
 @pytest.mark.parametrize("name", ZARR_BACKENDS)
-def test_write_empty_chunks_is_honoured(client: object, tmp_path: Path, name: str) -> None:
+def test_write_empty_chunks_is_honoured(client: Client, tmp_path: Path, name: str) -> None:
     array = np.zeros((4, 4, 16, 16), dtype="uint16")
     array[0, 0, 0, 0] = 7
     staged = stage_array(array, tmp_path)
@@ -211,11 +274,11 @@ def test_write_empty_chunks_is_honoured(client: object, tmp_path: Path, name: st
     for flag in (True, False):
         target = tmp_path / f"e{flag}.zarr"
         settings = WriteSettings(write_empty_chunks=flag)
-        backend.write(client, staged, CODECS["none"], (1, 1, 16, 16), target, settings)  # type: ignore[arg-type]
+        backend.write(client, staged, CODECS["none"], (1, 1, 16, 16), target, settings)
         sizes[flag] = stored_bytes(target)
         # chunks never stored read back as the fill value, not as what the reused read buffer held before
-        expected, _ = source_checksums(client, staged, (1, 1, 16, 16))  # type: ignore[arg-type]
-        assert backend.read(client, target, (1, 1, 16, 16), settings).checksums == expected  # type: ignore[arg-type]
+        expected, _ = source_checksums(client, staged, (1, 1, 16, 16))
+        assert backend.read(client, target, (1, 1, 16, 16), settings).checksums == expected
     assert sizes[False] < sizes[True]
 
 

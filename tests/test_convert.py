@@ -9,7 +9,7 @@ import hdf5plugin  # noqa: F401  (registers the filters for plain h5py reads)
 import numpy as np
 import pytest
 import zarr
-from tests.conftest import sparse_counts
+from tests.helpers import sparse_counts
 
 from cubebench.backends.hdf5_filter import DATA_PATH
 from cubebench.chunking import parse_chunk
@@ -20,6 +20,8 @@ from cubebench.sources import open_cube
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from distributed import Client
 
 
 @pytest.fixture
@@ -32,7 +34,7 @@ def npy(tmp_path: Path) -> tuple[Path, np.ndarray]:
 
 @pytest.mark.parametrize("suffix", [".h5", ".emd", ".zarr"])
 def test_convert_npy_reads_back_with_plain_libraries(
-    client: object, tmp_path: Path, npy: tuple[Path, np.ndarray], suffix: str
+    client: Client, tmp_path: Path, npy: tuple[Path, np.ndarray], suffix: str
 ) -> None:
     path, array = npy
     dest = convert(
@@ -40,7 +42,7 @@ def test_convert_npy_reads_back_with_plain_libraries(
         tmp_path / f"out{suffix}",
         codec="blosc-zstd",
         chunk="4,4,16,16",
-        cluster=client,  # type: ignore[arg-type]
+        cluster=client,
         progress=suffix == ".h5",
     )
     if suffix == ".zarr":
@@ -54,7 +56,7 @@ def test_convert_npy_reads_back_with_plain_libraries(
     assert not list(tmp_path.glob(".cubebench-convert-*"))  # scratch removed
 
 
-def test_convert_stages_a_fortran_npy(client: object, tmp_path: Path) -> None:
+def test_convert_stages_a_fortran_npy(client: Client, tmp_path: Path) -> None:
     array = np.asfortranarray(sparse_counts((4, 4, 8, 8), dtype="float32"))
     np.save(tmp_path / "f.npy", array)
     dest = convert(
@@ -62,14 +64,14 @@ def test_convert_stages_a_fortran_npy(client: object, tmp_path: Path) -> None:
         tmp_path / "f.h5",
         codec="gzip-1",
         chunk="balanced",
-        cluster=client,  # type: ignore[arg-type]
+        cluster=client,
         progress=False,
     )
     with h5py.File(dest, "r") as f:
         np.testing.assert_array_equal(f[DATA_PATH][...], array)
 
 
-def test_generate_preset_round_trips(client: object, tmp_path: Path) -> None:
+def test_generate_preset_round_trips(client: Client, tmp_path: Path) -> None:
     dest = generate(
         "4d_diff",
         tmp_path / "g.zarr",
@@ -79,7 +81,7 @@ def test_generate_preset_round_trips(client: object, tmp_path: Path) -> None:
         chunk="single_frame",
         cluster=client,
         progress=False,
-    )  # type: ignore[arg-type]
+    )
     expected = open_cube({"preset": "4d_diff", "scale": 1 / 64, "seed": 2}).data.compute()
     stored = zarr.open_array(str(dest), mode="r")
     assert stored.shape == (4, 4, 256, 256) and stored.chunks == (1, 1, 256, 256)
@@ -103,10 +105,10 @@ def test_dest_is_never_overwritten(
         convert(path, tmp_path / "missing" / "out.h5")
 
 
-def test_unavailable_codec_and_bad_chunk(client: object, tmp_path: Path, npy: tuple[Path, np.ndarray]) -> None:
+def test_unavailable_codec_and_bad_chunk(client: Client, tmp_path: Path, npy: tuple[Path, np.ndarray]) -> None:
     path, _ = npy
     with pytest.raises(CodecUnavailableError, match=r"pcodec"):
-        convert(path, tmp_path / "p.h5", codec="pcodec", cluster=client)  # type: ignore[arg-type]
+        convert(path, tmp_path / "p.h5", codec="pcodec", cluster=client)
     with pytest.raises(ConfigError, match=r"4 comma-separated"):
         parse_chunk("4,x,1,1")
     assert parse_chunk("1,2,3,4") == (1, 2, 3, 4) and parse_chunk("balanced") == "balanced"
@@ -114,7 +116,7 @@ def test_unavailable_codec_and_bad_chunk(client: object, tmp_path: Path, npy: tu
 
 
 def test_zarr_destination_falls_back_to_zarr_python_for_pcodec(
-    client: object, tmp_path: Path, npy: tuple[Path, np.ndarray]
+    client: Client, tmp_path: Path, npy: tuple[Path, np.ndarray]
 ) -> None:
     """``.zarr`` is written by ``zarr_direct``; a codec only zarr-python writes (pcodec) goes through ``zarr``."""
     from cubebench.backends import availability
@@ -123,14 +125,14 @@ def test_zarr_destination_falls_back_to_zarr_python_for_pcodec(
     path, array = npy
     if availability(get_codec("pcodec"), array.dtype)["zarr"] is not None:
         pytest.skip("pcodec is not installed")
-    dest = convert(path, tmp_path / "p.zarr", codec="pcodec", cluster=client, progress=False)  # type: ignore[arg-type]
+    dest = convert(path, tmp_path / "p.zarr", codec="pcodec", cluster=client, progress=False)
     stored = zarr.open_array(str(dest), mode="r")
     np.testing.assert_array_equal(stored[...], array)
     assert stored.metadata.to_dict()["codecs"][0]["name"] == "numcodecs.pcodec"
 
 
 def test_failed_verification_removes_dest(
-    client: object, tmp_path: Path, npy: tuple[Path, np.ndarray], monkeypatch: pytest.MonkeyPatch
+    client: Client, tmp_path: Path, npy: tuple[Path, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from cubebench.backends import ReadBack
     from cubebench.backends.zarr_direct import ZarrDirectBackend
@@ -138,7 +140,7 @@ def test_failed_verification_removes_dest(
     monkeypatch.setattr(ZarrDirectBackend, "read", lambda self, *args: ReadBack({(0, 0, 0, 0): 1}))
     path, _ = npy
     with pytest.raises(VerificationError, match=r"3 chunks missing from the read-back"):
-        convert(path, tmp_path / "bad.zarr", codec="none", cluster=client, progress=False)  # type: ignore[arg-type]
+        convert(path, tmp_path / "bad.zarr", codec="none", cluster=client, progress=False)
     assert not (tmp_path / "bad.zarr").exists()
 
 

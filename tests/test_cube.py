@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.conftest import stage_array
+from tests.helpers import stage_array
 
 from cubebench.cube import StagedCube, block_grid, checksum, checksum_stream, is_contiguous
 from cubebench.parallel import batches
 from cubebench.staging import needs_layout, stage_layout
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 dims = st.tuples(*(st.integers(1, 6) for _ in range(4)))
 
@@ -79,14 +83,14 @@ def test_contiguity_agrees_with_numpy(shape: tuple[int, ...], start: tuple[int, 
 @settings(max_examples=25, deadline=None)
 @given(shape=dims, chunks=dims, seed=st.integers(0, 2**16))
 def test_chunk_major_layout_yields_every_block_exactly(
-    client: object, tmp_path_factory: object, shape: tuple[int, ...], chunks: tuple[int, ...], seed: int
+    client: Client, tmp_path_factory: object, shape: tuple[int, ...], chunks: tuple[int, ...], seed: int
 ) -> None:
     """stage_layout on a real cluster, then iter_blocks: views for layout blocks, copies for the rest."""
     folder = Path(tmp_path_factory.mktemp("layout"))  # type: ignore[attr-defined]
     array = np.random.default_rng(seed).integers(0, 4096, size=shape).astype("<u2")
     staged = stage_array(array, folder)
     chunks = tuple(min(c, s) for c, s in zip(chunks, shape, strict=True))
-    chunked = stage_layout(client, staged, chunks, folder)  # type: ignore[arg-type]
+    chunked = stage_layout(client, staged, chunks, folder)
     assert chunked.layout is not None and chunked.layout.stat().st_size >= array.nbytes
     blocks = [block for _, block in block_grid(shape, chunks)]
     for block, got in zip(blocks, chunked.iter_blocks(blocks), strict=True):
@@ -158,14 +162,14 @@ def test_npy_maps_open_from_many_threads_at_once(tmp_path: Path) -> None:
     assert firsts == list(range(64)) * 4
 
 
-def test_scan_batches_are_few_but_keep_every_worker_thread_busy(client: object) -> None:
+def test_scan_batches_are_few_but_keep_every_worker_thread_busy(client: Client) -> None:
     from cubebench.parallel import SCAN_BATCH_BYTES, scan_batches
 
     mib = 2**20
-    threads = sum(client.nthreads().values())  # type: ignore[attr-defined]
-    small = scan_batches(client, (64, 64, 256, 256), (16, 16, 128, 256), 2)  # type: ignore[arg-type]
+    threads = sum(client.nthreads().values())
+    small = scan_batches(client, (64, 64, 256, 256), (16, 16, 128, 256), 2)
     assert len(small) == 2 * threads  # 1 GiB in 16 MiB chunks: two batches per thread, not 128 MiB ones
-    big = scan_batches(client, (512, 256, 256, 256), (16, 16, 128, 256), 2)  # type: ignore[arg-type]
+    big = scan_batches(client, (512, 256, 256, 256), (16, 16, 128, 256), 2)
     assert max(len(group) for group in big) * 16 * mib <= SCAN_BATCH_BYTES
     assert sum(len(group) for group in big) == 32 * 16 * 2
-    assert len(scan_batches(client, (1, 1, 256, 256), (1, 1, 256, 256), 2)) == 1  # type: ignore[arg-type]
+    assert len(scan_batches(client, (1, 1, 256, 256), (1, 1, 256, 256), 2)) == 1

@@ -1,7 +1,8 @@
-"""The study's own methods as backends (csr, uint8_overflow, npy_gzip), and access-pattern reads on every backend.
+"""The study's own methods as backends (csr, uint8_overflow, npy_gzip): their formats' specifics, and patterns.
 
-The shared round trip of tests/test_backends.py covers all backends; here, each custom format is checked with
-plain tools (h5py + scipy, numpy + gzip), and every backend's pattern reads are checked against NumPy.
+The contract of tests/contracts.py (round trips, pattern reads against NumPy, plain reads) runs for every backend
+in tests/test_backends.py; here, each custom format's details are checked with plain tools (h5py + scipy, numpy +
+gzip), and the runner's handling of unchunked backends and access patterns.
 """
 
 from __future__ import annotations
@@ -14,38 +15,41 @@ import h5py
 import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
-from tests.conftest import sparse_counts, stage_array
+from tests.contracts import PATTERN_SHAPE, reference
+from tests.helpers import experiment, sparse_counts, stage_array
 
 from cubebench.backends import BACKENDS, WriteSettings, get_backend, npy_gzip
 from cubebench.backends.uint8_overflow import split
 from cubebench.codecs import CODECS
 from cubebench.errors import CodecUnavailableError, ConfigError
 from cubebench.parallel import run_ordered
-from cubebench.patterns import PATTERNS, combine, reduce_tile, scan_tiles, selection
+from cubebench.patterns import PATTERNS, selection
 from cubebench.staging import source_checksums, source_pattern
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from distributed import Client
 
 SHAPE = (5, 4, 24, 20)
 CHUNKS = (2, 3, 16, 16)
 
 
 def write_and_read(
-    client: object, tmp_path: Path, name: str, codec: str, array: np.ndarray, chunks: tuple[int, ...] = CHUNKS
+    client: Client, tmp_path: Path, name: str, codec: str, array: np.ndarray, chunks: tuple[int, ...] = CHUNKS
 ) -> Path:
     """Write ``array`` with backend ``name``, read it back, and assert every block's hash equals the source's."""
     staged = stage_array(array, tmp_path)
     backend = get_backend(name)
     target = tmp_path / f"out{backend.suffix}"
-    backend.write(client, staged, CODECS[codec], chunks, target, WriteSettings())  # type: ignore[arg-type]
-    back = backend.read(client, target, chunks, WriteSettings())  # type: ignore[arg-type]
-    expected, _ = source_checksums(client, staged, backend.storage_block(chunks, WriteSettings()))  # type: ignore[arg-type]
+    backend.write(client, staged, CODECS[codec], chunks, target, WriteSettings())
+    back = backend.read(client, target, chunks, WriteSettings())
+    expected, _ = source_checksums(client, staged, backend.storage_block(chunks, WriteSettings()))
     assert back.checksums == expected
     return target
 
 
-def test_csr_frames_equal_scipy(client: object, tmp_path: Path) -> None:
+def test_csr_frames_equal_scipy(client: Client, tmp_path: Path) -> None:
     array = sparse_counts(SHAPE, zero_fraction=0.9)
     array[1, 2] = 0  # an empty frame
     target = write_and_read(client, tmp_path, "csr", "none", array)
@@ -63,7 +67,7 @@ def test_csr_frames_equal_scipy(client: object, tmp_path: Path) -> None:
 
 
 def test_csr_partial_reads_span_or_frame_by_frame(
-    client: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from cubebench.backends import csr
 
@@ -77,7 +81,7 @@ def test_csr_partial_reads_span_or_frame_by_frame(
                 np.testing.assert_array_equal(csr.dense_frames(f, *window), array[window])
 
 
-def test_uint8_overflow_is_lossless_on_fractional_floats(client: object, tmp_path: Path) -> None:
+def test_uint8_overflow_is_lossless_on_fractional_floats(client: Client, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     array = (sparse_counts(SHAPE, dtype="float32") / 4).astype("float32")  # binned-like: quarters
     array[0, 0, :3, 0] = [np.nan, -0.0, np.inf]
@@ -105,7 +109,7 @@ def test_uint8_split_rules() -> None:
 
 @pytest.mark.parametrize("slab_bytes", [4 * 24 * 20 * 2 * 2, 24 * 20 * 2 * 3])  # 2 scan rows; 3 frames of a row
 def test_npy_gzip_loads_with_plain_numpy(
-    client: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slab_bytes: int
+    client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slab_bytes: int
 ) -> None:
     monkeypatch.setattr(npy_gzip, "SLAB_BYTES", slab_bytes)
     array = sparse_counts(SHAPE)
@@ -136,38 +140,17 @@ def test_codec_dimension_of_custom_backends() -> None:
     assert [n for n, cls in BACKENDS.items() if not cls.chunked] == ["csr", "uint8_overflow", "npy_gzip"]
 
 
-def test_run_ordered_keeps_order(client: object) -> None:
+def test_run_ordered_keeps_order(client: Client) -> None:
     import time
 
     def slow_first(i: int) -> int:
         time.sleep(0.2 if i == 0 else 0.0)
         return i
 
-    assert list(run_ordered(client, slow_first, range(9), window=3)) == list(range(9))  # type: ignore[arg-type]
+    assert list(run_ordered(client, slow_first, range(9), window=3)) == list(range(9))
 
 
 # --- access patterns -------------------------------------------------------------------------------------------
-
-PATTERN_SHAPE = (40, 36, 16, 12)
-
-
-def first_codec(name: str, dtype: str) -> str:
-    backend = get_backend(name)
-    for cid in ("blosc-zstd", "gzip-1", "none"):
-        try:
-            backend.check(CODECS[cid], np.dtype(dtype))
-            return cid
-        except CodecUnavailableError:
-            continue
-    raise AssertionError(name)
-
-
-def reference(array: np.ndarray, pattern: str) -> tuple[int, np.ndarray | None]:
-    sel = selection(pattern, array.shape)
-    tiles = scan_tiles(sel, (7, 5))
-    parts = [reduce_tile(sel, ys.start, xs.start, array[ys, xs, sel.det[0], sel.det[1]]) for ys, xs in tiles]
-    result = combine(sel, parts)
-    return result.checksum, result.image
 
 
 def test_pattern_selections() -> None:
@@ -183,86 +166,55 @@ def test_pattern_selections() -> None:
         selection("diagonal", PATTERN_SHAPE)
 
 
-@pytest.mark.parametrize(
-    ("dtype", "chunks"),
-    [("uint16", (8, 8, 8, 8)), ("float32", (8, 8, 8, 8)), ("uint16", (1, 1, 16, 12)), ("uint16", (32, 32, 16, 12))],
-)
-@pytest.mark.parametrize("name", list(BACKENDS))
-def test_pattern_reads_match_numpy(
-    client: object, tmp_path: Path, name: str, dtype: str, chunks: tuple[int, ...]
-) -> None:
-    array = sparse_counts(PATTERN_SHAPE, dtype=dtype, seed=3)
-    if dtype == "float32":
-        array /= 4
-    staged = stage_array(array, tmp_path)
-    backend = get_backend(name)
-    target = tmp_path / f"p{backend.suffix}"
-    backend.write(client, staged, CODECS[first_codec(name, dtype)], chunks, target, WriteSettings())  # type: ignore[arg-type]
-    for pattern in PATTERNS:
-        got = backend.read_pattern(client, target, pattern, chunks, WriteSettings())  # type: ignore[arg-type]
-        checksum, image = reference(array, pattern)
-        assert got.pattern == pattern and got.seconds > 0
-        assert got.checksum == checksum, pattern
-        assert got.checksum == source_pattern(client, staged, pattern).checksum  # type: ignore[arg-type]
-        if pattern == "virtual_detector":
-            sel = selection(pattern, array.shape)
-            assert got.image is not None and image is not None
-            np.testing.assert_array_equal(got.image, image)
-            direct = array[:, :, sel.det[0], sel.det[1]][..., sel.mask].sum(axis=-1, dtype=np.float64)
-            np.testing.assert_allclose(got.image, direct)
-        else:
-            assert got.image is None
-
-
 @pytest.mark.parametrize("name", ["zarr", "zarr_direct"])
-def test_sharded_pattern_reads_match_numpy(client: object, tmp_path: Path, name: str) -> None:
+def test_sharded_pattern_reads_match_numpy(client: Client, tmp_path: Path, name: str) -> None:
     array = sparse_counts(PATTERN_SHAPE, seed=5)
     staged = stage_array(array, tmp_path)
     backend = get_backend(name)
     settings = WriteSettings(shards=True)
     target = tmp_path / "p.zarr"
-    backend.write(client, staged, CODECS["blosc-lz4"], (8, 8, 16, 12), target, settings)  # type: ignore[arg-type]
+    backend.write(client, staged, CODECS["blosc-lz4"], (8, 8, 16, 12), target, settings)
     for pattern in PATTERNS:
-        got = backend.read_pattern(client, target, pattern, (8, 8, 16, 12), settings)  # type: ignore[arg-type]
+        got = backend.read_pattern(client, target, pattern, (8, 8, 16, 12), settings)
         assert got.checksum == reference(array, pattern)[0], pattern
 
 
-def test_pattern_checksum_catches_a_wrong_value(client: object, tmp_path: Path) -> None:
+def test_pattern_checksum_catches_a_wrong_value(client: Client, tmp_path: Path) -> None:
     array = sparse_counts(PATTERN_SHAPE, seed=4)
     staged = stage_array(array, tmp_path)
     backend = get_backend("hdf5_direct")
     target = tmp_path / "x.h5"
-    backend.write(client, staged, CODECS["none"], (1, 1, 16, 12), target, WriteSettings())  # type: ignore[arg-type]
+    backend.write(client, staged, CODECS["none"], (1, 1, 16, 12), target, WriteSettings())
     with h5py.File(target, "r+") as f:
         f["version_1/data/datacubes/datacube_000/data"][20, 18, 8, 6] += 1
     for pattern in PATTERNS:
-        got = backend.read_pattern(client, target, pattern, (1, 1, 16, 12), WriteSettings())  # type: ignore[arg-type]
-        assert got.checksum != source_pattern(client, staged, pattern).checksum, pattern  # type: ignore[arg-type]
+        got = backend.read_pattern(client, target, pattern, (1, 1, 16, 12), WriteSettings())
+        assert got.checksum != source_pattern(client, staged, pattern).checksum, pattern
 
 
 # --- the runner: unchunked backends and access patterns -----------------------------------------------------------
 
 
-def runner_experiment(**overrides: object) -> dict[str, object]:
-    raw: dict[str, object] = {
-        "name": "custom",
-        "datasets": [{"preset": "4d_diff", "shape": [8, 8, 32, 32], "name": "tiny"}],
-        "backends": ["hdf5_direct", "csr", "npy_gzip"],
-        "codecs": ["none", "gzip-1"],
-        "chunks": ["single_frame", "balanced"],
-        "runs": 1,
-        "warmup": False,
-        "access_patterns": ["frame", "region", "virtual_detector"],
-        "cluster": {"workers": 2, "threads_per_worker": 1},
-    }
-    raw.update(overrides)
-    return raw
+CUSTOM = {
+    "name": "custom",
+    "datasets": [{"preset": "4d_diff", "shape": [8, 8, 32, 32], "name": "tiny"}],
+    "backends": ["hdf5_direct", "csr", "npy_gzip"],
+    "codecs": ["none", "gzip-1"],
+    "chunks": ["single_frame", "balanced"],
+    "access_patterns": ["frame", "region", "virtual_detector"],
+}
 
 
 def test_runner_unchunked_backends_and_pattern_reads(tmp_path: Path) -> None:
     import cubebench
 
-    ds = cubebench.run(runner_experiment(), out=tmp_path / "res", progress=False)
+    ds = cubebench.run(
+        experiment(
+            CUSTOM,
+        ),
+        out=tmp_path / "res",
+        progress=False,
+    )
     status, reason = ds["status"].sel(dataset="tiny"), ds["reason"].sel(dataset="tiny", run=0)
     ok = {("hdf5_direct", c, k) for c in ("none", "gzip-1") for k in ("single_frame", "balanced")}
     ok |= {("csr", "none", "single_frame"), ("npy_gzip", "gzip-1", "single_frame")}
@@ -289,7 +241,7 @@ def test_runner_marks_a_wrong_pattern_read_unverified(tmp_path: Path, monkeypatc
         return PatternResult("region", 12345)
 
     monkeypatch.setattr(CSRBackend, "pattern_result", wrong)
-    exp = runner_experiment(backends=["csr"], codecs=["none"], chunks=["real_space"], access_patterns=["region"])
+    exp = experiment(CUSTOM, backends=["csr"], codecs=["none"], chunks=["real_space"], access_patterns=["region"])
     ds = cubebench.run(exp, out=tmp_path / "res", progress=False)
     assert str(ds["status"].item()) == "unverified"
     assert str(ds["reason"].item()) == "the region access-pattern read differs from the source"

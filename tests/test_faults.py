@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 import yaml
+from tests.helpers import DIFF, experiment
 
 import cubebench
 from cubebench.backends import BACKENDS
@@ -30,22 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-DIFF = {"preset": "4d_diff", "scale": 0.03125, "name": "diff"}  # 8 x 8 scan of 256 x 256 uint16: 8 MiB
-
-
-def experiment(**overrides: Any) -> dict[str, Any]:
-    raw: dict[str, Any] = {
-        "name": "faults",
-        "datasets": [DIFF],
-        "backends": ["hdf5_direct", "zarr"],
-        "codecs": ["none", "gzip-1", "blosc-zstd"],
-        "chunks": ["balanced"],
-        "runs": 1,
-        "warmup": False,
-        "cluster": {"workers": 2, "threads_per_worker": 1},
-    }
-    raw.update(overrides)
-    return raw
+#: This module's experiments: 8 MiB of 4d_diff (tests.helpers.DIFF) through hdf5_direct and zarr.
+FAULTS = {"name": "faults"}
 
 
 def log_keys(folder: Path) -> list[tuple[Any, ...]]:
@@ -128,7 +115,7 @@ def kill_a_writer(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 def test_worker_killed_mid_cell_is_rerun_and_recorded_once(tmp_path: Path, kill_a_writer: list[str]) -> None:
     out = tmp_path / "res"
     # 32 MiB so that the write tasks are still running when the killer finds them
-    exp = experiment(datasets=[dict(DIFF, scale=0.0625)], backends=["hdf5", "zarr"], codecs=["gzip-1"], runs=2)
+    exp = experiment(FAULTS, datasets=[dict(DIFF, scale=0.0625)], backends=["hdf5", "zarr"], codecs=["gzip-1"], runs=2)
     ds = cubebench.run(exp, out=out, progress=False)
     keys = log_keys(out)
     assert len(keys) == len(set(keys)) == 4  # every cell exactly once
@@ -147,7 +134,7 @@ def test_worker_killed_mid_cell_is_rerun_and_recorded_once(tmp_path: Path, kill_
 
 def test_main_process_sigkilled_then_resume_runs_only_missing(tmp_path: Path) -> None:
     out, scratch = tmp_path / "res", tmp_path / "scratch"
-    exp = experiment(datasets=[dict(DIFF, scale=0.0625)], runs=2, scratch=str(scratch))
+    exp = experiment(FAULTS, datasets=[dict(DIFF, scale=0.0625)], runs=2, scratch=str(scratch))
     total = 2 * 3 * 2
     proc = cli_process(exp, tmp_path, out)
     seen = wait_for_lines(proc, out / LOG_FILE, 2)
@@ -180,7 +167,7 @@ def test_main_process_sigkilled_then_resume_runs_only_missing(tmp_path: Path) ->
 def test_interrupt_keeps_finished_cells_and_cleans_scratch(tmp_path: Path, signum: int, processes: bool) -> None:
     out, scratch = tmp_path / "res", tmp_path / "scratch"
     cluster = {"workers": 2, "threads_per_worker": 1, "processes": processes}
-    exp = experiment(datasets=[dict(DIFF, scale=0.0625)], runs=2, scratch=str(scratch), cluster=cluster)
+    exp = experiment(FAULTS, datasets=[dict(DIFF, scale=0.0625)], runs=2, scratch=str(scratch), cluster=cluster)
     proc = cli_process(exp, tmp_path, out)
     wait_for_lines(proc, out / LOG_FILE, 2)
     start = time.monotonic()
@@ -224,6 +211,7 @@ def test_full_scratch_disk_fails_the_cell_and_the_run_goes_on(tmp_path: Path, ti
     out = tmp_path / "res"
     # 8 MiB uncompressed does not fit in 3 MiB; blosc-zstd (about 9x) does. Staging lives on the normal disk.
     exp = experiment(
+        FAULTS,
         backends=["hdf5", "hdf5_direct", "zarr"],
         codecs=["none", "blosc-zstd"],
         scratch=str(tiny_scratch),
@@ -245,6 +233,7 @@ def test_full_scratch_disk_fails_the_cell_and_the_run_goes_on(tmp_path: Path, ti
 def test_hdf5_writes_on_thread_workers_survive_a_full_scratch_disk(tmp_path: Path, tiny_scratch: Path) -> None:
     """A failed HDF5 write must not leave libhdf5 holding a broken file: at exit it segfaulted the whole run."""
     exp = experiment(
+        FAULTS,
         backends=["hdf5", "hdf5_direct"],
         codecs=["none", "blosc-zstd"],
         scratch=str(tiny_scratch),
@@ -307,7 +296,7 @@ def test_source_with_an_unreadable_chunk_is_one_line_naming_the_file(tmp_path: P
         f.seek(offset)
         f.write(b"\xff" * 64)
     out = tmp_path / "res"
-    exp = experiment(datasets=[{"path": str(source), "dataset": "data", "name": "scan"}], codecs=["blosc-zstd"])
+    exp = experiment(FAULTS, datasets=[{"path": str(source), "dataset": "data", "name": "scan"}], codecs=["blosc-zstd"])
     proc = cli_process(exp, tmp_path, out)
     summary, err = proc.communicate(timeout=300)
     assert proc.returncode == 2, err[-2000:]
@@ -321,7 +310,7 @@ def test_full_staging_disk_is_one_clear_error(
     tmp_path: Path, tiny_scratch: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "exp.yaml"
-    path.write_text(yaml.safe_dump(experiment(codecs=["none"], backends=["zarr"], scratch=str(tiny_scratch))))
+    path.write_text(yaml.safe_dump(experiment(FAULTS, codecs=["none"], backends=["zarr"], scratch=str(tiny_scratch))))
     code = main(["run", str(path), "--out", str(tmp_path / "res"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
@@ -368,7 +357,7 @@ def test_corrupting_codec_path_is_unverified_and_never_recommended(
 ) -> None:
     for cls in (LossyZarr, BitFlipZarr):
         monkeypatch.setitem(BACKENDS, cls.name, cls)
-    exp = experiment(backends=["zarr", "lossy_zarr", "bitflip_zarr"], codecs=["none", "blosc-zstd"], runs=2)
+    exp = experiment(FAULTS, backends=["zarr", "lossy_zarr", "bitflip_zarr"], codecs=["none", "blosc-zstd"], runs=2)
     ds = cubebench.run(exp, out=tmp_path / "res", progress=False)
     good = ds.sel(backend="zarr")
     assert (good["status"] == "ok").all() and good["verified"].all()
@@ -404,7 +393,7 @@ def test_source_that_cannot_be_hashed_fails_its_cells_and_the_run_goes_on(
 
     monkeypatch.setattr(session, "source_checksums", hash_or_fail)
     scratch = tmp_path / "scratch"
-    exp = experiment(chunks=["balanced", "single_frame"], codecs=["none", "blosc-zstd"], scratch=str(scratch))
+    exp = experiment(FAULTS, chunks=["balanced", "single_frame"], codecs=["none", "blosc-zstd"], scratch=str(scratch))
     ds = cubebench.run(exp, out=tmp_path / "res", progress=False)
     good, bad = ds.sel(chunk="balanced"), ds.sel(chunk="single_frame")
     assert (good["status"] == "ok").all() and good["verified"].all()

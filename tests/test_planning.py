@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
+from tests.helpers import DIFF_32MIB, experiment
 
 import cubebench
 from cubebench.cli import main
@@ -13,27 +14,22 @@ from cubebench.cli import main
 if TYPE_CHECKING:
     from pathlib import Path
 
-SMALL = {"preset": "4d_diff", "scale": 0.0625, "name": "diff"}  # 16 x 16 scan of 256 x 256 uint16: 32 MiB
-
-
-def experiment(**overrides: Any) -> dict[str, Any]:
-    raw: dict[str, Any] = {
-        "name": "planned",
-        "datasets": [SMALL],
-        "backends": ["hdf5", "hdf5_direct", "csr"],
-        "codecs": ["none", "gzip-6", "pcodec"],
-        "chunks": ["real_space", "balanced"],
-        "runs": 2,
-    }
-    raw.update(overrides)
-    return raw
+PLANNED = {
+    "name": "planned",
+    "datasets": [DIFF_32MIB],
+    "backends": ["hdf5", "hdf5_direct", "csr"],
+    "codecs": ["none", "gzip-6", "pcodec"],
+    "chunks": ["real_space", "balanced"],
+    "runs": 2,
+    "warmup": True,
+}
 
 
 def test_plan_estimates_every_cell_and_the_disk_without_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    plan = cubebench.plan(experiment(layout="chunked"))
+    plan = cubebench.plan(experiment(PLANNED, layout="chunked"))
     assert len(plan.cells) == 3 * 3 * 2 and plan.runs == 2 and plan.threads == 2
     status = {(c.backend, c.codec, c.chunk): c.status for c in plan.cells}
     assert status["hdf5", "pcodec", "balanced"] == "unavailable"  # no HDF5 filter: as the run would record it
@@ -49,12 +45,12 @@ def test_plan_estimates_every_cell_and_the_disk_without_running(
     assert plan.datasets == {"diff": 32 * 2**20}
     assert plan.staging_bytes == 2 * 32 * 2**20  # the staged cube and the balanced chunking's chunk-major copy
     assert plan.scratch_bytes >= 32 * 2**20  # 'none' stores the cube as it is
-    assert cubebench.plan(experiment(layout="source")).staging_bytes == 32 * 2**20
+    assert cubebench.plan(experiment(PLANNED, layout="source")).staging_bytes == 32 * 2**20
     assert list(tmp_path.iterdir()) == []  # no results folder, no scratch
 
 
 def test_plan_marks_the_cells_over_budget_as_the_run_skips_them() -> None:
-    plan = cubebench.plan(experiment(codecs=["gzip-9", "blosc-lz4"], backends=["hdf5"], max_cell_seconds=0.2))
+    plan = cubebench.plan(experiment(PLANNED, codecs=["gzip-9", "blosc-lz4"], backends=["hdf5"], max_cell_seconds=0.2))
     status = {c.codec: c.status for c in plan.cells}
     assert status["gzip-9"] == "skipped" and status["blosc-lz4"] == "run"
     reasons = [c.reason for c in plan.cells if c.status == "skipped"]
@@ -65,7 +61,7 @@ def test_plan_marks_the_cells_over_budget_as_the_run_skips_them() -> None:
 
 def test_plan_agrees_with_the_estimate_the_run_records(tmp_path: Path) -> None:
     """The same sample, the same formula: within the noise of timing a few MiB once."""
-    exp = experiment(backends=["hdf5_direct"], codecs=["gzip-6"], chunks=["balanced"], runs=1, warmup=False)
+    exp = experiment(PLANNED, backends=["hdf5_direct"], codecs=["gzip-6"], chunks=["balanced"], runs=1, warmup=False)
     planned = cubebench.plan(exp).cells[0].seconds
     ds = cubebench.run(exp, out=tmp_path / "r", progress=False)
     recorded = float(ds["estimate_seconds"].item())
@@ -76,7 +72,13 @@ def test_cli_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import yaml
 
     path = tmp_path / "exp.yaml"
-    path.write_text(yaml.safe_dump(experiment()))
+    path.write_text(
+        yaml.safe_dump(
+            experiment(
+                PLANNED,
+            )
+        )
+    )
     assert main(["plan", str(path), "--scale", "0.5"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("experiment planned: 18 cells (9 run, 9 unavailable) x 2 runs")
@@ -90,7 +92,9 @@ def test_each_stored_chunk_adds_its_backends_cost_to_the_estimate() -> None:
     """Single-frame Zarr cells are the slowest by far (a file per frame): the estimate counts the files."""
     from cubebench.backends import BACKENDS
 
-    plan = cubebench.plan(experiment(backends=["zarr", "hdf5"], codecs=["none"], chunks=["balanced", "single_frame"]))
+    plan = cubebench.plan(
+        experiment(PLANNED, backends=["zarr", "hdf5"], codecs=["none"], chunks=["balanced", "single_frame"])
+    )
     seconds = {(c.backend, c.chunk): c.seconds for c in plan.cells}
     for backend in ("zarr", "hdf5"):  # 16 x 16 frames: 256 chunks against 4 (2 x 2 detector quarters)
         extra = seconds[backend, "single_frame"] - seconds[backend, "balanced"]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
+from tests.helpers import experiment
 
 import cubebench
 from cubebench.errors import ConfigError
@@ -18,23 +19,20 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-def small_experiment(**overrides: Any) -> dict[str, Any]:
-    raw: dict[str, Any] = {
-        "name": "t",
-        "datasets": [{"preset": "4d_diff", "scale": 0.03125, "name": "diff"}],
-        "backends": ["hdf5", "hdf5_direct", "zarr"],
-        "codecs": ["none", "gzip-1", "blosc-zstd", "bitshuffle-lz4"],
-        "chunks": ["real_space", "single_frame"],
-        "runs": 2,
-        "warmup": False,
-        "cluster": {"workers": 2, "threads_per_worker": 1},
-    }
-    raw.update(overrides)
-    return raw
+RUNNER = {
+    "backends": ["hdf5", "hdf5_direct", "zarr"],
+    "codecs": ["none", "gzip-1", "blosc-zstd", "bitshuffle-lz4"],
+    "chunks": ["real_space", "single_frame"],
+    "runs": 2,
+}
 
 
 def test_plan_interleaves_runs() -> None:
-    exp = parse_experiment(small_experiment())
+    exp = parse_experiment(
+        experiment(
+            RUNNER,
+        )
+    )
     cells = plan_cells(exp, ["diff"])
     assert len(cells) == 3 * 4 * 2 * 2
     assert [c.run for c in cells[: len(cells) // 2]] == [0] * (len(cells) // 2)
@@ -42,7 +40,13 @@ def test_plan_interleaves_runs() -> None:
 
 def test_run_writes_verified_dataset(tmp_path: Path) -> None:
     out = tmp_path / "res"
-    ds = cubebench.run(small_experiment(), out=out, progress=False)
+    ds = cubebench.run(
+        experiment(
+            RUNNER,
+        ),
+        out=out,
+        progress=False,
+    )
     assert set(ds.dims) == {"dataset", "backend", "codec", "chunk", "run"}
     assert (ds["status"] == "ok").all(), ds["reason"].values
     assert ds["verified"].all()
@@ -64,7 +68,7 @@ def test_run_writes_verified_dataset(tmp_path: Path) -> None:
 
 
 def test_existing_results_are_never_overwritten_and_resume_runs_only_missing(tmp_path: Path) -> None:
-    exp = small_experiment(backends=["zarr"], codecs=["gzip-1"], chunks=["real_space"], runs=1)
+    exp = experiment(RUNNER, backends=["zarr"], codecs=["gzip-1"], chunks=["real_space"], runs=1)
     out = tmp_path / "res"
     cubebench.run(exp, out=out, progress=False)
     with pytest.raises(ConfigError, match=r"--resume"):
@@ -82,7 +86,7 @@ def test_existing_results_are_never_overwritten_and_resume_runs_only_missing(tmp
 
 def test_unavailable_codec_is_recorded_not_swapped(tmp_path: Path) -> None:
     ds = cubebench.run(
-        small_experiment(backends=["hdf5"], codecs=["pcodec"], chunks=["real_space"], runs=1),
+        experiment(RUNNER, backends=["hdf5"], codecs=["pcodec"], chunks=["real_space"], runs=1),
         out=tmp_path / "r",
         progress=False,
     )
@@ -98,7 +102,7 @@ def test_progress_bar_ends_exactly_full(
     from cubebench.runner.session import Session as _Session
 
     monkeypatch.setattr(_Session, "estimate", lambda self, cell: 0.13)  # 4 x 0.13: 0.52, which rounded to 0.5
-    exp = small_experiment(backends=["hdf5"], codecs=["none", "blosc-zstd"], chunks=["real_space", "balanced"])
+    exp = experiment(RUNNER, backends=["hdf5"], codecs=["none", "blosc-zstd"], chunks=["real_space", "balanced"])
     cubebench.run(dict(exp, runs=1, warmup=False), out=tmp_path / "r", progress=True)
     err = capfd.readouterr().err
     assert "100%" in err and "4/4 " in err
@@ -110,7 +114,7 @@ def test_budget_skips_slow_cells_and_resume_retries_them(tmp_path: Path) -> None
 
     from cubebench.cli import main
 
-    exp = small_experiment(backends=["hdf5"], codecs=["gzip-9", "none"], chunks=["real_space"], runs=1)
+    exp = experiment(RUNNER, backends=["hdf5"], codecs=["gzip-9", "none"], chunks=["real_space"], runs=1)
     ds = cubebench.run(dict(exp, max_cell_seconds=1e-6), out=tmp_path / "r", progress=False)
     status = ds["status"].sel(codec="gzip-9").item()
     assert status == "skipped"
@@ -141,7 +145,8 @@ def test_every_backend_every_preset_and_a_mib_source(tmp_path: Path) -> None:
     datasets: list[dict[str, Any]] = [{"preset": p, "scale": 0.03125, "name": p} for p in list_presets()]
     datasets.append({"path": str(tmp_path / "scan.mib"), "scan_shape": [4, 4], "name": "mib"})
     ds = cubebench.run(
-        small_experiment(
+        experiment(
+            RUNNER,
             datasets=datasets,
             backends=list(BACKENDS),
             codecs=["none", "gzip-1", "blosc-zstd"],
@@ -172,7 +177,8 @@ def test_uncompressed_npy_source_is_read_in_place(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(cubebench.runner.session, "stage_cube", no_copy)
     ds = cubebench.run(
-        small_experiment(
+        experiment(
+            RUNNER,
             datasets=[{"path": str(tmp_path / "scan.npy"), "name": "npy"}],
             backends=["zarr"],
             codecs=["blosc-zstd"],
@@ -191,8 +197,8 @@ def test_chunk_major_layout_changes_timing_source_not_results(tmp_path: Path) ->
     runs = {}
     for layout in ("chunked", "source"):
         runs[layout] = cubebench.run(
-            small_experiment(
-                layout=layout, chunks=["balanced", "single_frame"], codecs=["blosc-zstd"], runs=1, warmup=True
+            experiment(
+                RUNNER, layout=layout, chunks=["balanced", "single_frame"], codecs=["blosc-zstd"], runs=1, warmup=True
             ),
             out=tmp_path / layout,
             progress=False,
@@ -212,10 +218,10 @@ def test_chunk_major_layout_changes_timing_source_not_results(tmp_path: Path) ->
 def test_auto_layout_copies_only_when_enough_cells_read_the_chunking(tmp_path: Path) -> None:
     """``layout: auto``: 3 backends x 1 codec x 1 run = 3 writes do not repay a copy; 3 x 3 = 9 do."""
     few = cubebench.run(
-        small_experiment(chunks=["balanced"], codecs=["blosc-zstd"], runs=1), out=tmp_path / "few", progress=False
+        experiment(RUNNER, chunks=["balanced"], codecs=["blosc-zstd"], runs=1), out=tmp_path / "few", progress=False
     )
     many = cubebench.run(
-        small_experiment(chunks=["balanced"], codecs=["none", "blosc-zstd", "gzip-1"], runs=1),
+        experiment(RUNNER, chunks=["balanced"], codecs=["none", "blosc-zstd", "gzip-1"], runs=1),
         out=tmp_path / "many",
         progress=False,
     )

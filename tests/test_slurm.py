@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 import yaml
+from tests.helpers import experiment
 
 import cubebench
 from cubebench.cli import main
@@ -50,19 +51,7 @@ def slurm() -> None:
         pytest.skip(why)
 
 
-def experiment(cluster: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-    raw: dict[str, Any] = {
-        "name": "hpc",
-        "datasets": [{"preset": "4d_diff", "scale": 0.03125, "name": "diff"}],
-        "backends": ["hdf5_direct", "zarr"],
-        "codecs": ["none", "gzip-1", "blosc-zstd"],
-        "chunks": ["balanced"],
-        "runs": 1,
-        "warmup": False,
-        "cluster": cluster,
-    }
-    raw.update(overrides)
-    return raw
+HPC = {"name": "hpc"}
 
 
 def slurm_cluster(log_directory: Path, **overrides: Any) -> dict[str, Any]:
@@ -93,13 +82,11 @@ def test_slurm_run_matches_local_cluster(slurm: None, tmp_path: Path, monkeypatc
     logs = tmp_path / "logs"
     backends = ["hdf5_direct", "zarr", "zarr_direct"]  # batch-job workers write chunk files of the shared store
     hpc = cubebench.run(
-        experiment(slurm_cluster(logs), scratch=str(tmp_path / "scratch"), backends=backends),
+        experiment(HPC, cluster=slurm_cluster(logs), scratch=str(tmp_path / "scratch"), backends=backends),
         out=tmp_path / "slurm",
         progress=False,
     )
-    local = cubebench.run(
-        experiment({"workers": 2, "threads_per_worker": 1}, backends=backends), out=tmp_path / "local", progress=False
-    )
+    local = cubebench.run(experiment(HPC, backends=backends), out=tmp_path / "local", progress=False)
     for ds in (hpc, local):
         assert (ds["status"] == "ok").all(), ds["reason"].values
         assert ds["verified"].all()
@@ -128,7 +115,7 @@ def test_slurm_run_matches_local_cluster(slurm: None, tmp_path: Path, monkeypatc
 def test_ctrl_c_on_slurm_saves_cells_and_cancels_the_jobs(slurm: None, tmp_path: Path) -> None:
     # importing dask_jobqueue turns SIGINT into a silent sys.exit() (exit code 0): cubebench must undo that
     logs, out = tmp_path / "logs", tmp_path / "res"
-    exp = experiment(slurm_cluster(logs), runs=3, datasets=[{"preset": "4d_diff", "scale": 0.0625}])
+    exp = experiment(HPC, cluster=slurm_cluster(logs), runs=3, datasets=[{"preset": "4d_diff", "scale": 0.0625}])
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
     proc = subprocess.Popen(
         [sys.executable, "-m", "cubebench.cli", "run", str(tmp_path / "exp.yaml"), "--out", str(out), "--no-progress"],
@@ -160,7 +147,7 @@ def test_slurm_rejected_job_fails_fast_with_one_line(
     slurm: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "exp.yaml"
-    path.write_text(yaml.safe_dump(experiment(slurm_cluster(tmp_path / "logs", queue="no_such_queue"))))
+    path.write_text(yaml.safe_dump(experiment(HPC, cluster=slurm_cluster(tmp_path / "logs", queue="no_such_queue"))))
     start = time.monotonic()
     code = main(["run", str(path), "--out", str(tmp_path / "res"), "--no-progress"])
     err = capsys.readouterr().err

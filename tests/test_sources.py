@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 import zarr
+from tests.helpers import sparse_counts
 
 from cubebench.errors import ConfigError, CubebenchError, DatasetError
 from cubebench.sources import SOURCE_KEYS, open_cube
@@ -20,14 +21,6 @@ BIG = 128 * 2**20  # the chunk-size limit these algorithm tests were written for
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-
-def counts(shape: tuple[int, ...], seed: int = 0, dtype: str = "uint16") -> np.ndarray:
-    """Sparse diffraction-like counts."""
-    rng = np.random.default_rng(seed)
-    x = rng.geometric(0.1, size=shape).clip(0, 4095)
-    x[rng.random(shape) < 0.7] = 0
-    return x.astype(dtype)
 
 
 def mib_header(index: int, width: int, height: int, kind: str = "U16") -> bytes:
@@ -73,7 +66,7 @@ class SourceRoundTrip:
     dtype = "uint16"
 
     def expected(self) -> np.ndarray:
-        return counts(self.shape, seed=len(self.kind), dtype=self.dtype)
+        return sparse_counts(self.shape, seed=len(self.kind), dtype=self.dtype, zero_fraction=0.7, p=0.1)
 
     def write(self, tmp_path: Path, array: np.ndarray) -> Any:  # returns the source given to open_cube
         raise NotImplementedError
@@ -260,7 +253,10 @@ class TestMib8Bit(TestMib):
 
 
 def test_hdf5_with_two_4d_datasets_needs_dataset(tmp_path: Path) -> None:
-    a, b = counts((2, 3, 8, 8), 1), counts((2, 2, 4, 4), 2)
+    a, b = (
+        sparse_counts((2, 3, 8, 8), seed=1, zero_fraction=0.7, p=0.1),
+        sparse_counts((2, 2, 4, 4), seed=2, zero_fraction=0.7, p=0.1),
+    )
     path = tmp_path / "two.h5"
     with h5py.File(path, "w") as f:
         f["scans/a"] = a
@@ -278,10 +274,10 @@ def test_hdf5_with_two_4d_datasets_needs_dataset(tmp_path: Path) -> None:
 
 def test_emd_default_wins_over_other_4d_datasets(tmp_path: Path) -> None:
     path = tmp_path / "many.emd"
-    a = counts((2, 2, 8, 8), 3)
+    a = sparse_counts((2, 2, 8, 8), seed=3, zero_fraction=0.7, p=0.1)
     with h5py.File(path, "w") as f:
         f[EMD_PATH] = a
-        f["version_1/data/datacubes/datacube_001/data"] = counts((2, 2, 8, 8), 4)
+        f["version_1/data/datacubes/datacube_001/data"] = sparse_counts((2, 2, 8, 8), seed=4, zero_fraction=0.7, p=0.1)
     cube = open_cube(path)
     assert cube.info.kind == "emd" and cube.info.attrs["dataset"] == "/" + EMD_PATH
     np.testing.assert_array_equal(cube.data.compute(), a)
@@ -330,14 +326,14 @@ def test_frame_chunks_contiguous_prefers_whole_rows() -> None:
 
 
 def test_npy_reader_copies_blocks(tmp_path: Path) -> None:
-    array = counts((4, 4, 8, 8))
+    array = sparse_counts((4, 4, 8, 8), zero_fraction=0.7, p=0.1)
     np.save(tmp_path / "a.npy", array)
     block = open_cube(tmp_path / "a.npy").data.blocks[0, 0, 0, 0].compute(scheduler="sync")
     assert not isinstance(block, np.memmap) and block.base is None
 
 
 def test_open_cube_accepts_path_objects_and_names(tmp_path: Path) -> None:
-    np.save(tmp_path / "cube.npy", counts((2, 2, 4, 4)))
+    np.save(tmp_path / "cube.npy", sparse_counts((2, 2, 4, 4), zero_fraction=0.7, p=0.1))
     cube = open_cube({"path": tmp_path / "cube.npy", "name": "label"})
     assert cube.info.name == "label" and cube.info.source == str((tmp_path / "cube.npy").resolve())
     assert open_cube(tmp_path / "cube.npy").info.name == "cube"
@@ -346,7 +342,7 @@ def test_open_cube_accepts_path_objects_and_names(tmp_path: Path) -> None:
 def test_hdf5_signature_after_user_block(tmp_path: Path) -> None:
     path = tmp_path / "ub.h5"
     with h5py.File(path, "w", userblock_size=512) as f:
-        f["d"] = counts((2, 2, 4, 4))
+        f["d"] = sparse_counts((2, 2, 4, 4), zero_fraction=0.7, p=0.1)
     with open(path, "r+b") as fh:
         fh.write(b"not hdf5 text in the user block")
     assert open_cube(path).data.shape == (2, 2, 4, 4)
@@ -378,7 +374,7 @@ def test_not_a_file_and_not_a_preset() -> None:
 
 
 def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = _h5(tmp_path / "locked.h5", d=counts((2, 2, 4, 4)))
+    path = _h5(tmp_path / "locked.h5", d=sparse_counts((2, 2, 4, 4), zero_fraction=0.7, p=0.1))
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(path) else real(p, mode))
     with pytest.raises(DatasetError) as err:
@@ -396,7 +392,7 @@ def test_not_hdf5(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("keep", [600, 0.5, -40])
 def test_truncated_hdf5(tmp_path: Path, keep: float) -> None:
-    full = _h5(tmp_path / "full.h5", data=counts((4, 4, 16, 16)))
+    full = _h5(tmp_path / "full.h5", data=sparse_counts((4, 4, 16, 16), zero_fraction=0.7, p=0.1))
     raw = full.read_bytes()
     n = int(keep if keep >= 1 else len(raw) * keep) if keep > 0 else len(raw) + int(keep)
     cut = tmp_path / "cut.h5"
@@ -450,7 +446,7 @@ def test_object_npy(tmp_path: Path) -> None:
 
 
 def test_truncated_and_fake_npy(tmp_path: Path) -> None:
-    np.save(tmp_path / "full.npy", counts((4, 4, 8, 8)))
+    np.save(tmp_path / "full.npy", sparse_counts((4, 4, 8, 8), zero_fraction=0.7, p=0.1))
     raw = (tmp_path / "full.npy").read_bytes()
     (tmp_path / "cut.npy").write_bytes(raw[:-100])
     (tmp_path / "fake.npy").write_bytes(b"PK\x03\x04 zip, not npy")
@@ -463,18 +459,18 @@ def test_truncated_and_fake_npy(tmp_path: Path) -> None:
 
 
 def test_3d_with_wrong_scan_shape(tmp_path: Path) -> None:
-    np.save(tmp_path / "f.npy", counts((12, 4, 4)))
+    np.save(tmp_path / "f.npy", sparse_counts((12, 4, 4), zero_fraction=0.7, p=0.1))
     with pytest.raises(DatasetError) as err:
         open_cube({"path": tmp_path / "f.npy", "scan_shape": [5, 5]})
     assert_one_line_error(err.value, "f.npy", "25 frames", "12")
-    np.save(tmp_path / "g.npy", counts((3, 4, 4, 4)))
+    np.save(tmp_path / "g.npy", sparse_counts((3, 4, 4, 4), zero_fraction=0.7, p=0.1))
     with pytest.raises(DatasetError) as err:
         open_cube({"path": tmp_path / "g.npy", "scan_shape": [4, 3]})
     assert_one_line_error(err.value, "g.npy", "scan_shape")
 
 
 def test_truncated_mib(tmp_path: Path) -> None:
-    frames = counts((12, 8, 8))
+    frames = sparse_counts((12, 8, 8), zero_fraction=0.7, p=0.1)
     write_mib(tmp_path / "full.mib", frames)
     raw = (tmp_path / "full.mib").read_bytes()
     frame_bytes = 384 + 8 * 8 * 2
@@ -495,14 +491,14 @@ def test_truncated_mib(tmp_path: Path) -> None:
 
 
 def test_mib_needs_scan_shape(tmp_path: Path) -> None:
-    write_mib(tmp_path / "s.mib", counts((6, 4, 4)))
+    write_mib(tmp_path / "s.mib", sparse_counts((6, 4, 4), zero_fraction=0.7, p=0.1))
     with pytest.raises(DatasetError) as err:
         open_cube(tmp_path / "s.mib")
     assert_one_line_error(err.value, "s.mib", "scan_shape", "6 frames")
 
 
 def test_mib_scan_shape_from_hdr_file(tmp_path: Path) -> None:
-    frames = counts((12, 8, 6))
+    frames = sparse_counts((12, 8, 6), zero_fraction=0.7, p=0.1)
     write_mib(tmp_path / "acq.mib", frames)
     (tmp_path / "acq.hdr").write_text(
         "HDR,\t\nFrames in Acquisition (Number):\t12\nFrames per Trigger (Number):\t4\nEnd\t\n"
@@ -539,10 +535,10 @@ def test_unknown_file_type(tmp_path: Path) -> None:
 
 
 def test_sniffs_format_without_extension(tmp_path: Path) -> None:
-    np.save(tmp_path / "a.npy", counts((2, 2, 4, 4)))
+    np.save(tmp_path / "a.npy", sparse_counts((2, 2, 4, 4), zero_fraction=0.7, p=0.1))
     os.rename(tmp_path / "a.npy", tmp_path / "a.bin")
     assert open_cube(tmp_path / "a.bin").info.kind == "npy"
-    _h5(tmp_path / "b.h5", d=counts((2, 2, 4, 4)))
+    _h5(tmp_path / "b.h5", d=sparse_counts((2, 2, 4, 4), zero_fraction=0.7, p=0.1))
     os.rename(tmp_path / "b.h5", tmp_path / "b.dat")
     assert open_cube(tmp_path / "b.dat").info.kind == "hdf5"
 
@@ -583,7 +579,9 @@ def test_bad_source_type() -> None:
 def test_missing_hdf5_filter_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "z.h5"
     with h5py.File(path, "w") as f:
-        f.create_dataset("d", data=counts((2, 2, 8, 8)), chunks=(1, 1, 8, 8), compression="gzip")
+        f.create_dataset(
+            "d", data=sparse_counts((2, 2, 8, 8), zero_fraction=0.7, p=0.1), chunks=(1, 1, 8, 8), compression="gzip"
+        )
     monkeypatch.setattr(h5py.h5z, "filter_avail", lambda fid: False)
     with pytest.raises(DatasetError) as err:
         open_cube(path)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.helpers import sparse_counts
 
 from cubebench.cli import main
 from cubebench.errors import ConfigError, ResultsError
@@ -38,14 +39,6 @@ from cubebench.sufficiency.targets import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def counts(shape: tuple[int, ...], seed: int = 0, top: int = 4095) -> np.ndarray:
-    """Sparse counting data: 70 % zeros, geometric counts, a few values near ``top``."""
-    rng = np.random.default_rng(seed)
-    values = rng.geometric(0.02, size=shape).clip(0, top)
-    values[rng.random(shape) < 0.7] = 0
-    return values.astype(np.uint16)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -103,7 +96,7 @@ def test_unavailable_layouts_say_why() -> None:
 
 @pytest.mark.parametrize("rep_id", ["events", "none", "blosc-zstd", "bitshuffle-lz4", "zstd", "gzip-1"])
 def test_lossless_forms_restore_the_source_exactly(rep_id: str) -> None:
-    block = counts((3, 2, 16, 12))
+    block = sparse_counts((3, 2, 16, 12), zero_fraction=0.7, p=0.02)
     layout = get_representation(rep_id).layout(block.shape, block.dtype, 4095, (3, 2, 16, 12))
     form = layout.transform(block)
     assert form_checksum(layout.reference(form)) == form_checksum(form)
@@ -127,7 +120,7 @@ def test_event_list_holds_coordinates_and_counts_of_nonzero_pixels() -> None:
 
 def test_sum_binning_keeps_bf_exactly_when_the_disk_is_whole_bins() -> None:
     # 8 x 8 detector, centre 3.5: radius 2.2 selects exactly the central 4 x 4 pixels = the central 2 x 2 bins
-    block = counts((3, 3, 8, 8), seed=1)
+    block = sparse_counts((3, 3, 8, 8), seed=1, zero_fraction=0.7, p=0.02)
     targets = resolve_targets({"bf": {"outer": 2.2}}, (8, 8))
     source = block_quantities(block, DetectorGeometry.identity((8, 8)), targets)["bf"]
     np.testing.assert_array_equal(source, block[:, :, 2:6, 2:6].sum(axis=(2, 3)))
@@ -152,14 +145,14 @@ def test_sum_binning_picks_a_wide_enough_integer() -> None:
 
 
 def test_binned_mean_pattern_keeps_counts_on_the_source_detector() -> None:
-    block = counts((2, 2, 8, 8), seed=2)
+    block = sparse_counts((2, 2, 8, 8), seed=2, zero_fraction=0.7, p=0.02)
     for rep_id in ("bin2-sum", "bin4-mean"):
         layout = get_representation(rep_id).layout(block.shape, block.dtype, 4095)
         assert math.isclose(float(layout.restore(layout.transform(block)).sum()), float(block.sum()))
 
 
 def test_crop_keeps_the_disk_and_zeroes_the_rest() -> None:
-    block = counts((2, 2, 16, 16), seed=3)
+    block = sparse_counts((2, 2, 16, 16), seed=3, zero_fraction=0.7, p=0.02)
     layout = get_representation("crop-r4").layout(block.shape, block.dtype)
     restored = layout.restore(layout.transform(block))
     ys, xs = np.mgrid[0:16, 0:16]
@@ -180,7 +173,7 @@ def test_uint8_saturates() -> None:
 
 @pytest.mark.parametrize("rep_id", ["zfp-acc-0.5", "zfp-acc-8", "sz3-abs-0.5", "sz3-abs-8"])
 def test_lossy_codecs_keep_their_bound(rep_id: str) -> None:
-    block = counts((3, 3, 16, 16), seed=4)
+    block = sparse_counts((3, 3, 16, 16), seed=4, zero_fraction=0.7, p=0.02)
     layout = get_representation(rep_id).layout(block.shape, block.dtype, 4095, (2, 2, 16, 16))
     decoded = layout.reference(layout.transform(block[:2, :2]))["data"]
     error = float(np.abs(decoded.astype(float) - block[:2, :2]).max())
@@ -190,7 +183,7 @@ def test_lossy_codecs_keep_their_bound(rep_id: str) -> None:
 
 
 def test_bitround_keeps_its_relative_precision() -> None:
-    block = counts((2, 2, 8, 8), seed=5)
+    block = sparse_counts((2, 2, 8, 8), seed=5, zero_fraction=0.7, p=0.02)
     layout = get_representation("bitround-5-zstd").layout(block.shape, block.dtype)
     values = layout.decode(layout.transform(block)).astype(float)
     nonzero = block > 0

@@ -8,12 +8,12 @@ stored chunk is caught; a whole experiment produces the sufficiency Dataset, the
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
+from tests.helpers import sparse_counts, stage_array
 
-from cubebench.cube import StagedCube
 from cubebench.sufficiency.representations import get_representation
 from cubebench.sufficiency.run import (
     expected_checksums,
@@ -28,31 +28,27 @@ from cubebench.sufficiency.targets import resolve_targets
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from distributed import Client
+
+    from cubebench.cube import StagedCube
+
 ALL_TARGETS = {"bf": {"outer": 4}, "adf": {"inner": 5, "outer": 7}, "com": {"outer": 4}, "mean_pattern": {}}
-
-
-def stage(array: np.ndarray, folder: Path, name: str = "cube") -> StagedCube:
-    path = folder / f"{name}.npy"
-    np.save(path, array)
-    return StagedCube(path=path, shape=array.shape, dtype=array.dtype.str, name=name)
 
 
 @pytest.fixture(scope="module")
 def cube(tmp_path_factory: pytest.TempPathFactory) -> StagedCube:
     """7 x 5 probe positions of 16 x 16 counting data (70 % zeros, values up to 4095): chunks of 4 x 4 leave edges."""
-    rng = np.random.default_rng(7)
-    values = rng.geometric(0.02, size=(7, 5, 16, 16)).clip(0, 4095)
-    values[rng.random(values.shape) < 0.7] = 0
-    return stage(values.astype(np.uint16), tmp_path_factory.mktemp("sufficiency"))
+    values = sparse_counts((7, 5, 16, 16), zero_fraction=0.7, seed=7, p=0.02)
+    return stage_array(values, tmp_path_factory.mktemp("sufficiency"))
 
 
-def score(client: object, cube: StagedCube, rep_id: str, tmp_path: Path, targets: object = None) -> object:
-    return score_representation(client, cube, rep_id, targets or ALL_TARGETS, tmp_path, chunk=(4, 4))  # type: ignore[arg-type]
+def score(client: Client, cube: StagedCube, rep_id: str, tmp_path: Path, targets: Any = None) -> Any:
+    return score_representation(client, cube, rep_id, targets or ALL_TARGETS, tmp_path, chunk=(4, 4))
 
 
 @pytest.mark.parametrize("rep_id", ["events", "none", "blosc-zstd", "bitshuffle-lz4", "gzip-1", "zstd"])
 def test_lossless_representations_have_zero_error(
-    client: object, cube: StagedCube, tmp_path: Path, rep_id: str
+    client: Client, cube: StagedCube, tmp_path: Path, rep_id: str
 ) -> None:
     result = score(client, cube, rep_id, tmp_path)
     assert result.status == "ok" and result.verified, result.reason  # type: ignore[attr-defined]
@@ -63,9 +59,9 @@ def test_lossless_representations_have_zero_error(
     assert not list(tmp_path.glob("*.h5"))  # scratch files removed
 
 
-def test_sum_binning_keeps_bf_on_the_cluster(client: object, tmp_path: Path) -> None:
+def test_sum_binning_keeps_bf_on_the_cluster(client: Client, tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
-    staged = stage(rng.integers(0, 50, size=(5, 6, 8, 8)).astype(np.uint16), tmp_path)
+    staged = stage_array(rng.integers(0, 50, size=(5, 6, 8, 8)).astype(np.uint16), tmp_path)
     result = score(client, staged, "bin2-sum", tmp_path, {"bf": {"outer": 2.2}, "com": {"outer": 2.2}})
     assert result.status == "ok", result.reason  # type: ignore[attr-defined]
     assert result.errors["bf"]["rel_l2"] == 0 and result.errors["bf"]["max_abs"] == 0  # type: ignore[attr-defined]
@@ -74,7 +70,7 @@ def test_sum_binning_keeps_bf_on_the_cluster(client: object, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("rep_id", ["zfp-acc-2", "sz3-abs-2", "sz3-abs-16"])
 def test_lossy_codecs_keep_their_bound_on_the_decoded_data(
-    client: object, cube: StagedCube, tmp_path: Path, rep_id: str
+    client: Client, cube: StagedCube, tmp_path: Path, rep_id: str
 ) -> None:
     result = score(client, cube, rep_id, tmp_path)
     assert result.status == "ok" and result.verified, result.reason  # type: ignore[attr-defined]
@@ -85,7 +81,7 @@ def test_lossy_codecs_keep_their_bound_on_the_decoded_data(
 
 @pytest.mark.parametrize("rep_id", ["bin4-mean", "crop-0.5", "uint8-sat", "bitround-4-zstd"])
 def test_reduced_forms_verify_and_lose_what_they_say(
-    client: object, cube: StagedCube, tmp_path: Path, rep_id: str
+    client: Client, cube: StagedCube, tmp_path: Path, rep_id: str
 ) -> None:
     result = score(client, cube, rep_id, tmp_path)
     assert result.status == "ok" and result.verified, result.reason  # type: ignore[attr-defined]
@@ -94,23 +90,23 @@ def test_reduced_forms_verify_and_lose_what_they_say(
         assert result.errors["bf"]["rel_l2"] == 0 and result.errors["adf"]["rel_l2"] == 1  # type: ignore[attr-defined]
 
 
-def test_unavailable_representation_is_a_result(client: object, cube: StagedCube, tmp_path: Path) -> None:
+def test_unavailable_representation_is_a_result(client: Client, cube: StagedCube, tmp_path: Path) -> None:
     result = score(client, cube, "bin3-sum", tmp_path)
     assert result.status == "unavailable" and "not divisible" in result.reason  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("rep_id", ["zfp-acc-2", "events"])
-def test_a_corrupted_stored_chunk_is_caught(client: object, cube: StagedCube, tmp_path: Path, rep_id: str) -> None:
+def test_a_corrupted_stored_chunk_is_caught(client: Client, cube: StagedCube, tmp_path: Path, rep_id: str) -> None:
     import h5py
 
     targets = resolve_targets(ALL_TARGETS, (16, 16))
     chunks = sufficiency_chunks(cube.shape, 2, (4, 4))
-    source = source_quantities(client, cube, targets, chunks)  # type: ignore[arg-type]
+    source = source_quantities(client, cube, targets, chunks)
     layout = get_representation(rep_id).layout(cube.shape, cube.dtype, source.max_value, chunks)
     target = tmp_path / "stored.h5"
-    expected = expected_checksums(client, cube, layout)  # type: ignore[arg-type]
-    write_representation(client, cube, layout, target)  # type: ignore[arg-type]
-    assert read_representation(client, target, layout, cube.shape) == expected  # type: ignore[arg-type]
+    expected = expected_checksums(client, cube, layout)
+    write_representation(client, cube, layout, target)
+    assert read_representation(client, target, layout, cube.shape) == expected
     with h5py.File(target, "r+") as f:
         if rep_id == "events":  # chunks are appended as they finish: find the one holding the first event
             iy, ix, _, _ = next(row for row in f["events/chunk_table"][...].tolist() if row[2] == 0 and row[3] > 0)
@@ -119,11 +115,11 @@ def test_a_corrupted_stored_chunk_is_caught(client: object, cube: StagedCube, tm
         else:
             f["data"][6, 4, 3, 3] += 1  # inside the last (edge) chunk
             corrupted = (1, 1, 0, 0)
-    back = read_representation(client, target, layout, cube.shape)  # type: ignore[arg-type]
+    back = read_representation(client, target, layout, cube.shape)
     assert [index for index in expected if expected[index] != back[index]] == [corrupted]
 
 
-def test_experiment_end_to_end(client: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_experiment_end_to_end(client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import cubebench
     from cubebench.cli import main
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -14,6 +15,9 @@ from cubebench.errors import ConfigError
 from cubebench.sources import PRESETS, SyntheticParams, generate_block, list_presets, open_cube
 from cubebench.sources import synthetic as syn
 from cubebench.sources.presets import synthetic_params
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 SMALL = SyntheticParams(shape=(6, 5, 32, 24), dose=4000.0, block=(4, 4), seed=7)
 
@@ -46,21 +50,21 @@ def test_block_index_outside_grid() -> None:
         generate_block(SMALL, (2, 0))
 
 
-def test_dask_array_equals_blocks_threaded_distributed_and_rechunked(client: object) -> None:
+def test_dask_array_equals_blocks_threaded_distributed_and_rechunked(client: Client) -> None:
     data = syn.to_dask(SMALL)
     expected = compose(SMALL)
     threaded = data.compute(scheduler="threads")
-    distributed = client.compute(data).result()  # type: ignore[attr-defined]
+    distributed = client.compute(data).result()
     assert threaded.tobytes() == expected.tobytes()
     assert distributed.tobytes() == expected.tobytes()
     rechunked = data.rechunk((5, 2, 7, 24), method="tasks").compute(scheduler="threads")
     assert rechunked.tobytes() == expected.tobytes()
 
 
-def test_preset_cube_same_bytes_on_cluster_and_threads(client: object) -> None:
+def test_preset_cube_same_bytes_on_cluster_and_threads(client: Client) -> None:
     cube = open_cube({"preset": "4d_eels", "scale": 0.0625, "seed": 3})
     local = cube.data.compute(scheduler="threads")
-    remote = client.compute(cube.data).result()  # type: ignore[attr-defined]
+    remote = client.compute(cube.data).result()
     assert local.tobytes() == remote.tobytes()
 
 

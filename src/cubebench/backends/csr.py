@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cubebench.backends._frames import block_checksums, frame_tiles, require_codec, require_dtype, tile_shape
+from cubebench.backends._frames import frame_tiles, require_codec, require_dtype, tile_shape
 from cubebench.backends.base import Backend, ReadBack, WriteSettings
-from cubebench.cube import Block, StagedCube
+from cubebench.cube import Block, StagedCube, block_grid, checksum_stream
 from cubebench.fileio import WritebackAhead, fsync_tree, hdf5_for_writing
 from cubebench.parallel import BATCH_BYTES, run_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
@@ -132,18 +132,36 @@ class CSRBackend(Backend):
 
 
 def _to_csr(group: list[Block], staged: StagedCube) -> list[CsrTile]:
+    """Each tile of ``group`` as CSR, one piece per scan row of the tile, in C order.
+
+    A scan row of a tile is read and converted at a time, and its entries kept as they are (not concatenated with
+    the other rows'), so a task holds one row of dense frames plus the tile's entries once: the writer appends
+    the pieces in order, which stores exactly what converting the whole tile at once stored.
+    """
     from scipy.sparse import csr_matrix
 
     out: list[CsrTile] = []
     for block in group:
-        tile = staged.read_block(block)
-        ny, nx, dy, _ = tile.shape
-        matrices = [csr_matrix(frame) for frame in tile.reshape(ny * nx, *tile.shape[2:])]
-        indptr = np.stack([m.indptr for m in matrices]).astype(np.int32).reshape(ny, nx, dy + 1)
-        data = np.concatenate([m.data for m in matrices]) if matrices else np.empty(0, tile.dtype)
-        indices = np.concatenate([m.indices for m in matrices]).astype(np.int32) if matrices else np.empty(0, np.int32)
-        out.append((block, indptr, data, indices))
+        for row in scan_rows(block):
+            tile = staged.read_block(row)
+            ny, nx, dy, _ = tile.shape
+            matrices = [csr_matrix(frame) for frame in tile.reshape(ny * nx, *tile.shape[2:])]
+            del tile
+            indptr = np.stack([m.indptr for m in matrices]).astype(np.int32).reshape(ny, nx, dy + 1)
+            data = np.concatenate([m.data for m in matrices])  # a row holds at least one frame
+            indices = np.concatenate([m.indices for m in matrices]).astype(np.int32)
+            out.append((row, indptr, data, indices))
     return out
+
+
+def scan_rows(block: Block) -> list[Block]:
+    """``block`` cut into its scan rows (one probe row, the block's columns and detector window, each).
+
+    >>> scan_rows((slice(2, 4), slice(0, 3), slice(0, 8), slice(0, 8)))[1]
+    (slice(3, 4, None), slice(0, 3, None), slice(0, 8, None), slice(0, 8, None))
+    """
+    ys, *rest = block
+    return [(slice(y, y + 1), *rest) for y in range(ys.start, ys.stop)]
 
 
 def dense_frames(f: Any, ys: slice, xs: slice, rows: slice, cols: slice) -> np.ndarray:
@@ -181,18 +199,35 @@ def dense_frames(f: Any, ys: slice, xs: slice, rows: slice, cols: slice) -> np.n
 
 
 def _read_tiles(group: list[Block], path: str, chunks: tuple[int, ...]) -> dict[ChunkIndex, int]:
+    """Hash every block of ``chunks`` in the tiles of ``group``, rebuilding one scan row of a tile at a time.
+
+    A block's bytes in C order are its scan rows in order, so each block's hash is fed row by row: a task holds
+    one row of dense frames, not its tile (a 128 MiB real-space block).
+    """
     import h5py
 
     sums: dict[ChunkIndex, int] = {}
     with h5py.File(path, "r") as f:
         for ys, xs, rows, cols in group:
-            dense = dense_frames(f, ys, xs, rows, cols)
-            sums.update(block_checksums(dense, (ys.start, xs.start, 0, 0), chunks))
+            origin = (ys.start, xs.start, 0, 0)
+            hashers: dict[ChunkIndex, Any] = {}
+            for row in scan_rows((ys, xs, rows, cols)):
+                dense = dense_frames(f, *row)
+                for index, block in block_grid(dense.shape, (1, *chunks[1:])):
+                    key = ((row[0].start - ys.start) // chunks[0], *index[1:])
+                    hashers.setdefault(key, checksum_stream()).update(np.ascontiguousarray(dense[block]).data)
+            base = [o // c for o, c in zip(origin, chunks, strict=True)]
+            sums.update({tuple(b + i for b, i in zip(base, k, strict=True)): h.intdigest() for k, h in hashers.items()})
     return sums
 
 
 def _read_pattern(tiles: list[Window], sel: Selection, path: str) -> list[TilePart]:
+    """Reduce the selected frames of each tile, one scan row at a time."""
     import h5py
 
     with h5py.File(path, "r") as f:
-        return [reduce_tile(sel, ys.start, xs.start, dense_frames(f, ys, xs, *sel.det)) for ys, xs in tiles]
+        return [
+            reduce_tile(sel, y, xs.start, dense_frames(f, slice(y, y + 1), xs, *sel.det))
+            for ys, xs in tiles
+            for y in range(ys.start, ys.stop)
+        ]

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.backends._frames import require_codec, require_dtype
-from cubebench.backends.base import Backend, ReadBack, WriteSettings, padded
-from cubebench.cube import Block, StagedCube, checksum, grid_counts
+from cubebench.backends.base import Backend, ReadBack, WriteSettings
+from cubebench.cube import Block, StagedCube, block_shape, checksum_stream, grid_counts
 from cubebench.fileio import WritebackAhead, fsync_tree, hdf5_for_writing
 from cubebench.parallel import BATCH_BYTES, batches, run_batches
 from cubebench.patterns import (
@@ -53,8 +53,8 @@ SENTINEL = 255
 #: Elements per HDF5 chunk of the resizable overflow lists.
 ENTRY_CHUNK = 2**18
 
-#: One encoded block: its index and slices, the padded uint8 chunk bytes, overflow indices and values.
-EncodedBlock = tuple[ChunkIndex, Block, bytes, np.ndarray, np.ndarray]
+#: One encoded block: its index and slices, the padded uint8 chunk, overflow indices and values.
+EncodedBlock = tuple[ChunkIndex, Block, np.ndarray, np.ndarray, np.ndarray]
 
 
 class Uint8OverflowBackend(Backend):
@@ -104,7 +104,7 @@ class Uint8OverflowBackend(Backend):
             ):
                 for chunk_index, block, raw, idx, val in encoded:
                     ds.id.write_direct_chunk(tuple(b.start for b in block), raw)
-                    writeback.wrote(len(raw) + idx.nbytes + val.nbytes)
+                    writeback.wrote(raw.nbytes + idx.nbytes + val.nbytes)
                     n = int(idx.size)
                     if n:
                         index.resize((end + n,))
@@ -173,10 +173,25 @@ def split(block: np.ndarray, index_dtype: Any = np.uint32) -> tuple[np.ndarray, 
 def _encode_batch(
     group: list[tuple[ChunkIndex, Block]], staged: StagedCube, chunks: tuple[int, ...], index_dtype: str
 ) -> list[EncodedBlock]:
+    """Split each block of ``group``, one scan row of it at a time, into its padded uint8 chunk and overflow map.
+
+    A task holds the uint8 chunks it returns and one scan row of source data (not a whole source block and its
+    temporaries); the result is exactly :func:`split` of the whole block, zero-padded.
+    """
     out: list[EncodedBlock] = []
     for chunk_index, block in group:
-        small, idx, val = split(staged.read_block(block), index_dtype)
-        out.append((chunk_index, block, padded(small, chunks).tobytes(), idx, val))
+        shape = block_shape(block)
+        row = int(np.prod(shape[1:], dtype=np.int64))
+        inside = tuple(slice(0, n) for n in shape[1:])
+        small = np.zeros(chunks, dtype=np.uint8)
+        idx_parts: list[np.ndarray] = []
+        val_parts: list[np.ndarray] = []
+        for y in range(shape[0]):
+            piece = staged.read_block((slice(block[0].start + y, block[0].start + y + 1), *block[1:]))
+            small[(slice(y, y + 1), *inside)], idx, val = split(piece, np.int64)
+            idx_parts.append((idx + y * row).astype(index_dtype))
+            val_parts.append(val)
+        out.append((chunk_index, block, small, np.concatenate(idx_parts), np.concatenate(val_parts)))
     return out
 
 
@@ -191,18 +206,36 @@ class _BlockReader:
         self.starts, self.counts = f["overflow_start"][()], f["overflow_count"][()]
         self.index, self.value = f["overflow_index"], f["overflow_value"]
 
-    def block(self, index: ChunkIndex) -> np.ndarray:
-        """Block ``index`` (clipped to the cube), in the cube's dtype."""
+    def _stored(self, index: ChunkIndex) -> tuple[np.ndarray, tuple[slice, ...], np.ndarray, np.ndarray]:
+        """Block ``index``'s uint8 chunk, its part inside the cube, and its overflow indices (int64) and values."""
         origin = tuple(i * c for i, c in zip(index, self.chunks, strict=True))
         _, raw = self.data.id.read_direct_chunk(origin)
         small = np.frombuffer(raw, dtype=np.uint8).reshape(self.chunks)
         valid = tuple(slice(0, min(c, s - o)) for c, s, o in zip(self.chunks, self.shape, origin, strict=True))
+        start, count = int(self.starts[index]), int(self.counts[index])
+        if not count:
+            return small, valid, np.empty(0, np.int64), np.empty(0, self.dtype)
+        entries = slice(start, start + count)
+        return small, valid, self.index[entries].astype(np.int64), self.value[entries]
+
+    def block(self, index: ChunkIndex) -> np.ndarray:
+        """Block ``index`` (clipped to the cube), in the cube's dtype."""
+        small, valid, idx, val = self._stored(index)
         out = small[valid].astype(self.dtype, order="C")
-        count = int(self.counts[index])
-        if count:
-            entries = slice(int(self.starts[index]), int(self.starts[index]) + count)
-            out.reshape(-1)[self.index[entries]] = self.value[entries]
+        out.reshape(-1)[idx] = val
         return out
+
+    def checksum(self, index: ChunkIndex) -> int:
+        """:func:`~cubebench.cube.checksum` of :meth:`block`, rebuilt and hashed one scan row at a time."""
+        small, valid, idx, val = self._stored(index)
+        row = int(np.prod([v.stop for v in valid[1:]], dtype=np.int64))
+        hasher = checksum_stream()
+        for y in range(valid[0].stop):
+            piece = small[(slice(y, y + 1), *valid[1:])].astype(self.dtype, order="C")
+            lo, hi = np.searchsorted(idx, (y * row, (y + 1) * row))  # a block's overflow indices ascend
+            piece.reshape(-1)[idx[lo:hi] - y * row] = val[lo:hi]
+            hasher.update(piece.data)
+        return int(hasher.intdigest())
 
 
 def _read_batch(group: list[tuple[ChunkIndex, Block]], path: str) -> dict[ChunkIndex, int]:
@@ -210,7 +243,7 @@ def _read_batch(group: list[tuple[ChunkIndex, Block]], path: str) -> dict[ChunkI
 
     with h5py.File(path, "r") as f:
         reader = _BlockReader(f)
-        return {index: checksum(reader.block(index)) for index, _ in group}
+        return {index: reader.checksum(index) for index, _ in group}
 
 
 def _pattern_batch(tiles: list[Window], sel: Selection, path: str) -> list[TilePart]:
