@@ -21,14 +21,9 @@ from cubebench import experiment as experiment_module
 from cubebench.backends import BACKENDS
 from cubebench.cli import main, quick_note
 from cubebench.errors import ConfigError
-from cubebench.experiment import (
-    default_experiment_path,
-    experiment_for_source,
-    experiment_from_path,
-    load_experiment,
-    override_experiment,
-)
+from cubebench.experiment import default_experiment_path, load_experiment, override_experiment
 from cubebench.results import load_results
+from cubebench.runner.inputs import experiment_for_source, experiment_from_path
 from cubebench.sources import source_kind
 
 if TYPE_CHECKING:

@@ -335,11 +335,3 @@ def test_core_results_and_human_bytes() -> None:
     assert stats.human_bytes(1536) == "1.5 KiB"
     assert stats.human_bytes(float("nan")) == "-"
     assert stats.human_bytes(12) == "12 B"
-
-
-def test_recommendation_api_is_still_reachable_from_stats() -> None:
-    """Code written before recommendations moved to cubebench.recommend keeps working."""
-    assert stats.recommend is recommend_module.recommend
-    assert stats.USES is recommend_module.USES
-    with pytest.raises(AttributeError):
-        _ = stats.no_such_name

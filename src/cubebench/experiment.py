@@ -6,13 +6,12 @@ naming it, before any work starts.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -20,13 +19,11 @@ from cubebench.backends import BACKENDS
 from cubebench.chunking import chunk_name, parse_chunk
 from cubebench.errors import ConfigError
 from cubebench.patterns import PATTERNS
-from cubebench.sources import SOURCE_KEYS, source_kind
+from cubebench.sources import SOURCE_KEYS
 from cubebench.sufficiency.config import SufficiencyOptions, parse_sufficiency
 
-#: Suffixes of experiment files; any other path given to ``run`` or ``plan`` is first tried as a data source.
-EXPERIMENT_SUFFIXES = (".yaml", ".yml")
-#: What a data source may be, for messages.
-SOURCE_DESCRIPTION = "a data file (EMD/HDF5, a Zarr store, .npy, or .mib with a scan shape)"
+if TYPE_CHECKING:
+    import os
 
 JOBQUEUE_KINDS = ("slurm", "pbs")
 CACHE_MODES = ("warm", "cold")
@@ -218,116 +215,10 @@ def override_experiment(
     if backends is not None:
         changes["backends"] = _parse_names(_one_keyword(backends), "backends", tuple(BACKENDS), origin)
     if chunks is not None:
-        changes["chunks"] = _parse_chunks(_chunk_options(chunks, origin), origin)
+        changes["chunks"] = _parse_chunks([chunks] if isinstance(chunks, str) else list(chunks), origin)
     if runs is not None:
         changes["runs"] = _positive_int(runs, "runs", origin)
     return replace(exp, **changes) if changes else exp
-
-
-def experiment_for_source(
-    path: str | os.PathLike[str],
-    *,
-    dataset: str | None = None,
-    scan_shape: Sequence[int] | None = None,
-    template: Experiment | None = None,
-    **overrides: Any,
-) -> Experiment:
-    """The quick experiment's matrix (or ``template``'s) on one data file or store: ``datasets: [{path: ...}]``.
-
-    Parameters
-    ----------
-    path
-        An EMD/HDF5 file, a Zarr store, a ``.npy`` or a ``.mib`` file; opened only when the experiment runs.
-    dataset, scan_shape
-        The in-file path of the array (HDF5/Zarr with several), the scan shape of a 3-D frame stack (``.mib``).
-    template
-        Backends, codecs, chunks, runs and cluster to use (default: the shipped quick experiment).
-    **overrides
-        ``codecs``, ``backends``, ``chunks``, ``runs``: see :func:`override_experiment`.
-
-    Returns
-    -------
-    Experiment
-        Named after the file's stem, so that its results go to ``results/<stem>`` by default.
-    """
-    base = template if template is not None else load_experiment(default_experiment_path())
-    entry: dict[str, Any] = {"path": os.fspath(path)}
-    if dataset is not None:
-        entry["dataset"] = dataset
-    if scan_shape is not None:
-        try:
-            entry["scan_shape"] = [int(v) for v in scan_shape]
-        except (TypeError, ValueError):
-            where = os.fspath(path)
-            raise ConfigError(f"{where}: scan_shape must be two positive integers, got {scan_shape!r}") from None
-    stem = Path(os.fspath(path)).stem
-    exp = replace(base, name=stem or "data", datasets=_parse_datasets([entry], os.fspath(path)))
-    return override_experiment(exp, **overrides)
-
-
-def experiment_from_path(
-    path: str | os.PathLike[str],
-    *,
-    dataset: str | None = None,
-    scan_shape: Sequence[int] | None = None,
-    **overrides: Any,
-) -> Experiment:
-    """An experiment file, or the quick matrix on a data file, as the path shows; overrides applied.
-
-    Parameters
-    ----------
-    path
-        A ``.yaml``/``.yml`` experiment, or a data file or store; a text file with another suffix that no source
-        recognises is read as an experiment too.
-    dataset, scan_shape
-        For a data file: see :func:`experiment_for_source`.
-    **overrides
-        ``codecs``, ``backends``, ``chunks``, ``runs``: see :func:`override_experiment`.
-
-    Raises
-    ------
-    ConfigError
-        ``path`` is neither an experiment nor a data source, or a value is bad (the message names it).
-    """
-    p = Path(os.fspath(path))
-    if p.suffix.lower() not in EXPERIMENT_SUFFIXES:
-        if source_kind(p) is not None:  # what open_cube would open it as, from the sources' registry
-            return experiment_for_source(p, dataset=dataset, scan_shape=scan_shape, **overrides)
-        if not p.exists():
-            raise ConfigError(f"{p}: file not found; expected an experiment (.yaml) or {SOURCE_DESCRIPTION}")
-        if p.is_dir():
-            raise ConfigError(f"{p}: a directory that is not a Zarr store; expected {SOURCE_DESCRIPTION}")
-        if not _is_text(p):
-            raise ConfigError(f"{p}: not a data file cubebench reads; expected {SOURCE_DESCRIPTION} or an experiment")
-    check_no_source_options(p, dataset, scan_shape)
-    return override_experiment(load_experiment(p), **overrides)
-
-
-def check_no_source_options(where: str | os.PathLike[str], dataset: Any, scan_shape: Any) -> None:
-    """Raise :class:`ConfigError` if ``dataset`` or ``scan_shape`` is given for an experiment (not a data file)."""
-    given = [key for key, value in (("dataset", dataset), ("scan_shape", scan_shape)) if value is not None]
-    if given:
-        verb = "applies" if len(given) == 1 else "apply"
-        raise ConfigError(
-            f"{os.fspath(where)}: {' and '.join(given)} {verb} to a data file, not to an experiment; "
-            f"set {'it' if len(given) == 1 else 'them'} in the experiment's datasets entries"
-        )
-
-
-def _is_text(path: Path) -> bool:
-    """False for a file over 1 MiB or one that is not UTF-8 text: no experiment; True if it cannot be read (the
-    experiment reader then says why)."""
-    try:
-        if path.stat().st_size > 2**20:
-            return False
-        data = path.read_bytes()
-    except OSError:
-        return True
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return b"\x00" not in data
 
 
 def _one_keyword(value: str | Sequence[str]) -> str | list[str]:
@@ -338,32 +229,13 @@ def _one_keyword(value: str | Sequence[str]) -> str | list[str]:
     return items[0] if len(items) == 1 and items[0] in ("all", "study") else items
 
 
-def _chunk_options(value: str | Sequence[str | Sequence[int]], origin: str) -> list[Any]:
-    """Chunk choices as an experiment lists them: ``"32,32,128,128"`` becomes ``[32, 32, 128, 128]``."""
-    items = [value] if isinstance(value, str) else list(value)
-    out: list[Any] = []
-    for item in items:
-        if isinstance(item, str) and "," in item:
-            try:
-                out.append([int(c) for c in item.split(",")])
-            except ValueError:
-                raise ConfigError(
-                    f"{origin}: chunk {item!r} must be a strategy name or 4 comma-separated integers"
-                ) from None
-        elif isinstance(item, str):
-            out.append(item)
-        else:
-            out.append(list(item))
-    return out
-
-
 def parse_experiment(raw: Mapping[str, Any], origin: str = "experiment") -> Experiment:
     """Validate a mapping into an :class:`Experiment`; errors name ``origin`` and the key at fault."""
     _check_keys(raw, _TOP_KEYS, origin)
     name = raw.get("name", "experiment")
     if not isinstance(name, str) or not name or any(c in name for c in "/\\"):
         raise ConfigError(f"{origin}: 'name' must be a non-empty string without slashes, got {name!r}")
-    datasets = _parse_datasets(raw.get("datasets"), origin)
+    datasets = parse_datasets(raw.get("datasets"), origin)
     backends = _parse_names(raw.get("backends", ["hdf5", "zarr"]), "backends", tuple(BACKENDS), origin)
     codecs = _parse_codecs(raw.get("codecs", "study"), origin)
     chunks = _parse_chunks(raw.get("chunks", ["real_space", "balanced", "single_frame"]), origin)
@@ -419,7 +291,8 @@ def _positive_int(value: Any, key: str, origin: str) -> int:
     return value
 
 
-def _parse_datasets(value: Any, origin: str) -> tuple[Mapping[str, Any], ...]:
+def parse_datasets(value: Any, origin: str) -> tuple[Mapping[str, Any], ...]:
+    """Validate an experiment's ``datasets:`` entries (a preset name, a path, or a mapping each)."""
     if value is None:
         raise ConfigError(f"{origin}: 'datasets' is required (a list of presets or paths)")
     if isinstance(value, (str, Mapping)):

@@ -376,18 +376,3 @@ def human_bytes(n: float) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
-
-
-#: Names that moved to :mod:`cubebench.recommend`, still reachable here for code written before the move.
-_MOVED = frozenset(
-    {"USES", "CONSTRAINT_NOTE", "Candidate", "Recommendation", "rank", "recommend", "format_recommendation"}
-)
-
-
-def __getattr__(name: str) -> Any:
-    """Hand on the recommendation API, which lives in :mod:`cubebench.recommend` (a layer above this one)."""
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module("cubebench.recommend"), name)
-    raise AttributeError(f"module 'cubebench.stats' has no attribute {name!r}")

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,18 +21,10 @@ from cubebench.errors import (
     ConfigError,
     ResultsError,
 )
-from cubebench.experiment import (
-    Experiment,
-    check_no_source_options,
-    default_experiment_path,
-    experiment_from_path,
-    load_experiment,
-    override_experiment,
-    parse_experiment,
-)
 from cubebench.jsonlog import read_json, write_json
 from cubebench.results import records_to_dataset, save_results
 from cubebench.runner.cells import plan_cells, rescale
+from cubebench.runner.inputs import coerce_experiment
 from cubebench.runner.provenance import node_facts, provenance
 from cubebench.runner.session import Session
 from cubebench.runner.workspace import (
@@ -52,38 +42,18 @@ from cubebench.staging import (
 from cubebench.sufficiency.run import finish_sufficiency, run_sufficiency
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    import os
+    from collections.abc import Iterable, Mapping, Sequence
 
     import xarray as xr
 
     from cubebench.cube import Cube
+    from cubebench.experiment import Experiment
 
 DATASETS_FILE = "datasets.json"
 
 
 EXPERIMENT_FILE = "experiment.json"
-
-
-def coerce_experiment(
-    experiment: Experiment | Mapping[str, Any] | str | os.PathLike[str] | None,
-    *,
-    dataset: str | None = None,
-    scan_shape: Sequence[int] | None = None,
-    **overrides: Any,
-) -> Experiment:
-    """Accept an Experiment, a mapping, a YAML path, a data file or store (the quick experiment's matrix on it), or
-    None (the shipped quick experiment); ``overrides`` (codecs, backends, chunks, runs) replace its values and
-    ``dataset``/``scan_shape`` describe a data file (see :func:`cubebench.experiment.experiment_from_path`)."""
-    if isinstance(experiment, (str, os.PathLike)):
-        return experiment_from_path(experiment, dataset=dataset, scan_shape=scan_shape, **overrides)
-    check_no_source_options("the quick experiment" if experiment is None else "the experiment", dataset, scan_shape)
-    if experiment is None:
-        exp = load_experiment(default_experiment_path())
-    elif isinstance(experiment, Mapping):
-        exp = parse_experiment(experiment)
-    else:
-        exp = experiment
-    return override_experiment(exp, **overrides)
 
 
 def run(

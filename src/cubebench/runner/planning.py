@@ -23,7 +23,8 @@ from cubebench.chunking import chunk_name
 from cubebench.codecs import get_codec
 from cubebench.runner.cells import cell_seconds, chunking_for, layout_pays, not_run, rescale
 from cubebench.runner.estimate import measure_speed, sample_blocks, stack_frames
-from cubebench.runner.execute import coerce_experiment, open_sources
+from cubebench.runner.execute import open_sources
+from cubebench.runner.inputs import coerce_experiment
 
 if TYPE_CHECKING:
     import os
