@@ -94,10 +94,20 @@ def test_unavailable_layouts_say_why() -> None:
 # transforms: known answers
 
 
-@pytest.mark.parametrize("rep_id", ["events", "none", "blosc-zstd", "bitshuffle-lz4", "zstd", "gzip-1"])
+#: Every representation the registry calls lossless: each must restore the source exactly.
+LOSSLESS = [rep_id for rep_id, spec in REPRESENTATIONS.items() if spec.lossless]
+
+
+@pytest.mark.parametrize("rep_id", LOSSLESS)
 def test_lossless_forms_restore_the_source_exactly(rep_id: str) -> None:
+    from cubebench.errors import CodecUnavailableError
+
     block = sparse_counts((3, 2, 16, 12), zero_fraction=0.7, p=0.02)
-    layout = get_representation(rep_id).layout(block.shape, block.dtype, 4095, (3, 2, 16, 12))
+    try:
+        layout = get_representation(rep_id).layout(block.shape, block.dtype, 4095, (3, 2, 16, 12))
+    except CodecUnavailableError as exc:  # a codec the HDF5 storage of representations cannot take (pcodec)
+        assert rep_id in str(exc) and "\n" not in str(exc)
+        return
     form = layout.transform(block)
     assert form_checksum(layout.reference(form)) == form_checksum(form)
     np.testing.assert_array_equal(layout.decode(form), block)
