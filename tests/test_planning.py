@@ -50,11 +50,16 @@ def test_plan_estimates_every_cell_and_the_disk_without_running(
 
 
 def test_plan_marks_the_cells_over_budget_as_the_run_skips_them() -> None:
-    plan = cubebench.plan(experiment(PLANNED, codecs=["gzip-9", "blosc-lz4"], backends=["hdf5"], max_cell_seconds=0.2))
+    exp = experiment(PLANNED, codecs=["gzip-9", "blosc-lz4"], backends=["hdf5"])
+    seconds = {c.codec: c.seconds for c in cubebench.plan(exp).cells}
+    assert seconds["gzip-9"] > 10 * seconds["blosc-lz4"]  # gzip-9 runs at MB/s, blosc-lz4 at GB/s
+    # a budget between the two (their geometric mean), so that the machine's load cannot move either across it
+    budget = round((seconds["gzip-9"] * seconds["blosc-lz4"]) ** 0.5, 3)
+    plan = cubebench.plan(dict(exp, max_cell_seconds=budget))
     status = {c.codec: c.status for c in plan.cells}
     assert status["gzip-9"] == "skipped" and status["blosc-lz4"] == "run"
     reasons = [c.reason for c in plan.cells if c.status == "skipped"]
-    assert reasons and all("> max_cell_seconds 0.2" in r for r in reasons)
+    assert reasons and all(f"> max_cell_seconds {budget:g}" in r for r in reasons)
     text = str(plan)
     assert "2 run, 2 skipped" in text and "2 cells over max_cell_seconds skipped" in text
 
