@@ -97,9 +97,9 @@ def run(
     dataset, scan_shape
         For a data file: the array's in-file path (HDF5/Zarr), the scan shape of a frame stack (``.mib``).
     """
-    exp = coerce_experiment(
-        experiment, codecs=codecs, backends=backends, chunks=chunks, runs=runs, dataset=dataset, scan_shape=scan_shape
-    )
+    options: dict[str, Any] = {"codecs": codecs, "backends": backends, "chunks": chunks, "runs": runs}
+    options |= {"dataset": dataset, "scan_shape": scan_shape}  # also named in the resume command
+    exp = coerce_experiment(experiment, **options)
     if scale is not None:
         exp = rescale(exp, scale)
     folder = Path(out) if out is not None else Path("results") / exp.name
@@ -155,7 +155,7 @@ def run(
     cells = log.read()
     if not cells:
         if interrupted:
-            raise Interrupted(folder, 0, len(plan_cells(exp, list(cubes))), experiment)
+            raise Interrupted(folder, 0, len(plan_cells(exp, list(cubes))), experiment, options)
         raise lost or ResultsError("no cells to run")
     attrs = provenance(exp, cluster_info)
     ds = records_to_dataset(cells, info, attrs)
@@ -167,9 +167,9 @@ def run(
         if lost:
             raise ClusterError(
                 f"{lost}; {len(cells)} finished cells saved in {folder}, {missing} missing; "
-                f"finish with: {resume_command(folder, experiment)}"
+                f"finish with: {resume_command(folder, experiment, options)}"
             )
-        raise Interrupted(folder, len(cells), missing, experiment)
+        raise Interrupted(folder, len(cells), missing, experiment, options)
     return ds
 
 

@@ -26,7 +26,7 @@ from cubebench.errors import (
 from cubebench.results import LOG_FILE, ResultsLog
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable, Iterator, Mapping
 
 #: Marks a scratch or staging folder with the host and pid of the run that owns it.
 OWNER_FILE = ".cubebench-owner"
@@ -106,20 +106,43 @@ class Interrupted(CubebenchError):
 
     exit_code = 130
 
-    def __init__(self, folder: Path, finished: int, missing: int, experiment: Any = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        finished: int,
+        missing: int,
+        experiment: Any = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
         if not finished:
             super().__init__(f"interrupted before any cell finished; nothing saved in {folder}")
             return
         super().__init__(
             f"interrupted: {finished} finished cells saved in {folder}, {missing} missing; "
-            f"finish with: {resume_command(folder, experiment)}"
+            f"finish with: {resume_command(folder, experiment, options)}"
         )
 
 
-def resume_command(folder: Path, experiment: Any) -> str:
-    """The command line that finishes a run (the experiment's path when it came from a file)."""
+def resume_command(folder: Path, experiment: Any, options: Mapping[str, Any] | None = None) -> str:
+    """The command line that finishes a run: the experiment's path when it came from a file, and the options
+    (``codecs``, ``backends``, ``chunks``, ``runs``, ``dataset``, ``scan_shape``) the run was given.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> resume_command(Path("r"), "scan.npy", {"codecs": ["blosc-lz4"], "chunks": [(1, 1, 32, 32)], "runs": 1})
+    'cubebench run scan.npy --out r --resume --codecs blosc-lz4 --chunks 1,1,32,32 --runs 1'
+    """
     source = os.fspath(experiment) if isinstance(experiment, (str, os.PathLike)) else "EXPERIMENT"
-    return f"cubebench run {source} --out {folder} --resume"
+    flags = ""
+    for key, value in (options or {}).items():
+        if value is None:
+            continue
+        items: list[Any] = [value] if isinstance(value, (str, int)) else list(value)
+        if key == "chunks":
+            items = [c if isinstance(c, str) else ",".join(str(int(v)) for v in c) for c in items]
+        flags += f" --{key.replace('_', '-')} " + " ".join(str(v) for v in items)
+    return f"cubebench run {source} --out {folder} --resume{flags}"
 
 
 #: Set by Ctrl-C or SIGTERM during a run and checked before each cell: the KeyboardInterrupt the handler raises
