@@ -160,7 +160,8 @@ def test_slurm_rejected_job_fails_fast_with_one_line(
 def test_pbs_job_script_has_the_directives(tmp_path: Path) -> None:
     exp = parse_experiment(
         experiment(
-            {
+            HPC,
+            cluster={
                 "jobqueue": "pbs",
                 "cores": 4,
                 "memory": "8GiB",
@@ -170,7 +171,7 @@ def test_pbs_job_script_has_the_directives(tmp_path: Path) -> None:
                 "job_directives": ["-A proj123", "-l place=scatter"],
                 "log_directory": str(tmp_path / "logs"),
                 "local_directory": "/local/scratch",
-            }
+            },
         )
     )
     assert exp.cluster.threads_per_worker == 4  # one worker process per job, `cores` threads
@@ -195,7 +196,7 @@ def test_pbs_job_script_has_the_directives(tmp_path: Path) -> None:
 
 
 def test_jobqueue_defaults_keep_worker_files_out_of_the_submit_folder(tmp_path: Path) -> None:
-    exp = parse_experiment(experiment({"jobqueue": "slurm", "queue": "debug", "interface": "lo"}))
+    exp = parse_experiment(experiment(HPC, cluster={"jobqueue": "slurm", "queue": "debug", "interface": "lo"}))
     with jobqueue_cluster(exp.cluster, worker_environment(exp.cluster)) as cluster:
         script = cluster.job_script()
     assert f"--local-directory {tempfile.gettempdir()}" in script
