@@ -72,6 +72,9 @@ def acquire(
     todo = [item for item in plan if item[-1] not in done]
     finished = len(plan) - len(todo)
     source = os.fspath(experiment) if isinstance(experiment, (str, os.PathLike)) else "EXPERIMENT"
+    if not todo:  # everything finished before: only the Dataset is (re)written
+        save_acquisition(log.read(), folder)
+        return folder
     try:
         with sigterm_as_interrupt(), open_client(exp.cluster, exp.zarr.concurrency) as client:
             workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))

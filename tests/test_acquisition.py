@@ -1,0 +1,218 @@
+"""Paced acquisition on a real cluster: pacing, assembly, kept-up cells verified, resume, find-max, bad inputs."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import h5py
+import numpy as np
+import pytest
+import zarr
+
+from cubebench.acquisition import acquire
+from cubebench.acquisition.assembler import Assembler, implied_buffer_frames
+from cubebench.acquisition.cell import CellSpec, paced_cell, warm_up
+from cubebench.acquisition.config import AcquisitionOptions, parse_acquisition
+from cubebench.acquisition.detectors import DETECTORS
+from cubebench.acquisition.metrics import flow_stats
+from cubebench.acquisition.pacer import pace
+from cubebench.acquisition.results import AcquisitionRecord, load_acquisition
+from cubebench.acquisition.search import find_max
+from cubebench.backends.hdf5_filter import DATA_PATH
+from cubebench.chunking import Chunking
+from cubebench.cli import main
+from cubebench.codecs import get_codec
+from cubebench.errors import ConfigError
+from tests.helpers import DIFF, sparse_counts, stage_array
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from distributed import Client
+
+SHAPE = (8, 8, 32, 32)
+
+
+def test_pacing_holds_within_one_percent() -> None:
+    released: list[int] = []
+    pacing = pace(300, 600.0, lambda start, stop, now: released.extend(range(start, stop)))
+    assert released == list(range(300))
+    assert pacing.held, pacing.released_rate
+    assert np.all(pacing.released >= pacing.due - 1e-9)
+    assert abs(pacing.due[-1] - pacing.due[0] - 299 / 600) < 1e-9
+
+
+@pytest.mark.parametrize(
+    ("scan", "chunks", "frames"),
+    [((64, 8), (32, 32, 4, 4), 32 * 8), ((8, 8), (32, 32, 4, 4), 64), ((64, 8), (1, 1, 4, 4), 1)],
+)
+def test_a_chunking_implies_its_buffer(scan: tuple[int, int], chunks: tuple[int, ...], frames: int) -> None:
+    assert implied_buffer_frames(scan, chunks) == frames
+
+
+def test_real_space_chunk_completes_after_its_rows() -> None:
+    shape = (64, 8, 4, 4)
+    chunks = Chunking.resolve("real_space", shape).shape  # (32, 8, 4, 4): clipped to the scan width
+    got: list[list[Any]] = []
+    assembler = Assembler(shape, chunks, 2, got.append, task_seconds=0.0)
+    for frame in range(32 * 8 - 1):
+        assembler.release(frame, frame + 1, float(frame))
+    assert not got  # 31 rows and 7 frames: nothing complete
+    assembler.release(255, 256, 255.0)
+    assert [index for index, _ in got[0]] == [(0, 0, 0, 0)]
+    assert assembler.completed[(0, 0)] == 255.0
+    assembler.release(256, 512, 300.0)
+    assert assembler.done and [index for index, _ in got[-1]] == [(1, 0, 0, 0)]
+
+
+def test_backlog_and_latency_from_times() -> None:
+    due = np.arange(4.0)
+    released = due + 0.5
+    durable = np.array([1.0, 3.0, 3.0, 6.0])
+    stats = flow_stats(due, released, durable, buffer_limit=1)
+    assert stats.peak_backlog == 2 and stats.end_backlog == 1
+    assert stats.latency_max == 3.0 and stats.drain_seconds == 2.5
+    assert stats.dropped == 1  # frame 2 arrived while frame 1 was still held
+
+
+@pytest.mark.parametrize("backend", ["hdf5_direct", "zarr_direct"])
+def test_a_paced_cell_keeps_up_and_is_verified(client: Client, tmp_path: Path, backend: str) -> None:
+    data = sparse_counts(SHAPE)
+    staged = stage_array(data, tmp_path)
+    spec = CellSpec(staged, backend, get_codec("blosc-lz4"), Chunking.resolve("single_frame", SHAPE), 2)
+    opts = AcquisitionOptions(frame_rates=(100.0,), buffer_limit=32)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    warm_up(client, spec)
+    record = paced_cell(client, spec, 100.0, opts, None, scratch, {})
+    assert record.status == "ok", record.error
+    assert record.verified and record.kept_up and record.pacing_held, record
+    assert record.frames == 64 and record.implied_buffer_frames == 1
+    assert record.end_backlog_frames <= record.allowed_backlog_frames
+    assert 1 <= record.peak_backlog_frames <= record.frames
+    assert record.peak_backlog_bytes == record.peak_backlog_frames * 32 * 32 * 2
+    assert 0 < record.latency_p50 <= record.latency_p99 <= record.latency_max < 1.0
+    assert 90 < record.achieved_rate < 105 and record.peak_memory_bytes > 0 and record.stored_bytes > 0
+    assert not list(scratch.iterdir())  # the stored file is removed after the cell
+
+
+@pytest.mark.parametrize("backend", ["hdf5_direct", "zarr_direct"])
+def test_stored_file_reads_back_with_plain_libraries(client: Client, tmp_path: Path, backend: str) -> None:
+    """Keep the stored file (a cell removes it): write it through the same sinks, read with plain h5py / zarr."""
+    from cubebench.acquisition.writers import HDF5Sink, ZarrSink
+
+    data = sparse_counts(SHAPE, seed=3)
+    staged = stage_array(data, tmp_path)
+    chunks = Chunking.resolve("real_space", SHAPE).shape
+    codec = get_codec("blosc-lz4")
+    target = tmp_path / ("out.h5" if backend == "hdf5_direct" else "out.zarr")
+    sink = (
+        HDF5Sink(client, staged, codec, chunks, target, 0.05, SHAPE)
+        if backend == "hdf5_direct"
+        else ZarrSink(client, staged, codec, chunks, target, SHAPE)
+    )
+    assembler = Assembler(SHAPE, chunks, 2, sink.submit, 0.02, 200.0)
+    pace(64, 200.0, assembler.release)
+    sink.close()
+    assert len(sink.durable) == assembler.n_chunks
+    if backend == "hdf5_direct":
+        import hdf5plugin  # noqa: F401  (registers the Blosc filter)
+
+        with h5py.File(target, "r") as f:
+            np.testing.assert_array_equal(f[DATA_PATH][...], data)
+    else:
+        np.testing.assert_array_equal(zarr.open_array(str(target), mode="r")[...], data)
+
+
+def test_find_max_converges_in_bounded_trials(client: Client, tmp_path: Path) -> None:
+    data = sparse_counts((16, 16, 16, 16))
+    staged = stage_array(data, tmp_path)
+    spec = CellSpec(staged, "hdf5_direct", get_codec("blosc-lz4"), Chunking.resolve("single_frame", data.shape), 2)
+    opts = AcquisitionOptions(frame_rates=(200.0,))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    sums: dict[Any, Any] = {}
+    best, trials = find_max(lambda r: paced_cell(client, spec, r, opts, None, scratch, sums), 200.0, 3)
+    assert 1 <= len(trials) <= 3
+    assert all(t.status == "ok" and t.verified for t in trials)
+    assert best in [t.requested_rate for t in trials if t.kept_up] or (best == 0 and not any(t.kept_up for t in trials))
+
+
+def test_find_max_bisects_between_kept_and_missed() -> None:
+    def trial(rate: float) -> AcquisitionRecord:
+        return AcquisitionRecord("d", "b", "c", "k", f"{rate:g}Hz", requested_rate=rate, kept_up=rate <= 1000)
+
+    best, trials = find_max(trial, 300.0, 12, tolerance=0.05)
+    assert 950 <= best <= 1000 and len(trials) <= 12
+    assert find_max(trial, 300.0, 2)[0] == 600.0  # bounded: two trials, the best kept
+
+
+def _experiment(**acq: Any) -> dict[str, Any]:
+    section = {"frame_rate": 200, "backends": ["hdf5_direct"], "codecs": ["blosc-lz4"], "chunks": ["single_frame"]}
+    return {
+        "name": "acq",
+        "datasets": [DIFF],
+        "cluster": {"workers": 2, "threads_per_worker": 1},
+        "acquisition": {**section, **acq},
+    }
+
+
+def test_acquire_resume_skips_finished_cells(tmp_path: Path) -> None:
+    import yaml
+
+    path = tmp_path / "acq.yaml"
+    path.write_text(yaml.safe_dump(_experiment(frames=16)))
+    out = tmp_path / "out"
+    acquire(path, out)
+    ds = load_acquisition(out)
+    assert ds["status"].item() == "ok" and bool(ds["verified"].item()) and ds["frames"].item() == 16
+    with pytest.raises(ConfigError, match="--resume"):
+        acquire(path, out)
+    start = time.perf_counter()
+    acquire(path, out, resume=True)  # nothing left: no cluster is even started
+    assert time.perf_counter() - start < 5
+    assert len((out / "acquisition.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("acq", "match"),
+    [
+        ({"frame_rate": 0}, "frame_rate"),
+        ({"frame_rate": -5}, "frame_rate"),
+        ({"data_rate": "2GB"}, "data_rate"),
+        ({"backends": ["hdf5"]}, "paced writer"),
+        ({"codecs": ["nope"]}, "unknown codec"),
+        ({"chunks": ["diagonal"]}, "diagonal"),
+        ({"buffer_limit": "lots"}, "buffer_limit"),
+        ({"speed": 1}, "unknown key"),
+    ],
+)
+def test_bad_settings_are_one_line(acq: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as info:
+        parse_acquisition(_experiment(**acq)["acquisition"])
+    assert "\n" not in str(info.value)
+
+
+def test_buffer_limit_below_a_chunks_buffer_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    path = tmp_path / "acq.yaml"
+    path.write_text(yaml.safe_dump(_experiment(chunks=["real_space"], buffer_limit=10)))
+    assert main(["acquire", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "buffer_limit" in err and "real_space" in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_feasibility_bad_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["feasibility", str(tmp_path), "--detector", "nope"]) == 2
+    assert "unknown detector" in capsys.readouterr().err
+    assert main(["feasibility", str(tmp_path), "--detector", "merlin", "--rate", "0"]) == 2
+    assert "--rate" in capsys.readouterr().err
+
+
+def test_every_detector_cites_a_source() -> None:
+    for detector in DETECTORS.values():
+        assert detector.source and detector.frame_rate > 0 and detector.data_rate > 0
+    assert any(not d.verified for d in DETECTORS.values())  # unverified figures are marked, not hidden
