@@ -32,16 +32,13 @@ class Pacing:
 
     @property
     def released_rate(self) -> float:
-        """Frames per second actually released: the inverse slope of release time against frame number.
+        """Frames per second actually released: frames after the first over the time from first to last release.
 
-        A least-squares fit, so that one late wake-up (a busy machine) shifts it little, while a pacer that cannot
-        keep the rate (releases spreading out) shows in full.
+        Frame 0 is released at ``t0``, so this falls short of the rate exactly when the last frames come late.
         """
         n = len(self.released)
-        if n < 2:
-            return float("inf")
-        slope = float(np.polyfit(np.arange(n, dtype=np.float64), self.released - self.released[0], 1)[0])
-        return 1.0 / slope if slope > 0 else float("inf")
+        span = float(self.released[-1] - self.released[0]) if n > 1 else 0.0
+        return (n - 1) / span if span > 0 else float("inf")
 
     @property
     def held(self) -> bool:

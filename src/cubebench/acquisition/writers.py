@@ -5,8 +5,10 @@
   the scan's final shape, and commits durability in batches: ``flush`` + ``fsync`` whenever no encoded task is
   waiting, and at least every ``sync_interval`` seconds while they keep coming. A chunk is durable at the end of
   the first commit after it was written.
-- ``zarr_direct``: workers encode each chunk, write its file at the key the store's metadata names and fsync it
-  (and its folders) before the task ends; a chunk is durable when this process learns that its task ended.
+- ``zarr_direct``: workers encode each chunk and write its file at the key the store's metadata names; then the
+  task fsyncs all its files at once from :data:`SYNC_THREADS` threads (concurrent fsyncs share the filesystem's
+  journal commits: one after another, single-frame files capped a run here at about 190 files/s on two
+  workers), and then the new folders; a chunk is durable when this process learns that its task ended.
 
 Both create the file or store (and make it durable) before the clock starts. Times are ``time.perf_counter``
 seconds of this process.
@@ -39,6 +41,22 @@ if TYPE_CHECKING:
 
 ChunkIndex = tuple[int, ...]
 Items = list[tuple[ChunkIndex, "Block"]]
+
+#: Threads per worker process that fsync a task's chunk files together.
+SYNC_THREADS = 8
+_pool: Any = None
+_pool_lock = threading.Lock()
+
+
+def _sync_pool() -> Any:
+    """This process's fsync threads (started on first use)."""
+    global _pool
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="cubebench-acquire-fsync")
+        return _pool
 
 
 class Sink:
@@ -207,9 +225,10 @@ def _encode(items: Items, staged: StagedCube, codec_id: str, chunks: tuple[int, 
 def _write_files(
     work: list[tuple[ChunkIndex, Block, str]], staged: StagedCube, root: str, codec_id: str, chunks: tuple[int, ...]
 ) -> int:
-    """Encode each chunk, write its file, fsync the files and their folders; the number of files written."""
+    """Encode each chunk, write its file; fsync the files together, then their folders; the number of files."""
     encoder = encoder_for(codec_id, staged.dtype, zarr=True)
     folders: set[str] = set()
+    paths: list[str] = []
     blocks = [block for _, block, _ in work]
     for (_, _, key), data in zip(work, staged.iter_blocks(blocks), strict=True):
         full = padded(data, chunks)
@@ -224,16 +243,26 @@ def _write_files(
             view = memoryview(payload).cast("B")
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
         finally:
             os.close(fd)
-    for folder in sorted(_with_parents(folders, root), key=len, reverse=True):  # new entries, deepest first
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        paths.append(path)
+    list(_sync_pool().map(_fsync, paths))
+    # then the folders that hold new entries, deepest first, each level together (single-frame chunks make a
+    # folder per frame: one by one, their fsyncs took longer than the files')
+    levels: dict[int, list[str]] = {}
+    for folder in _with_parents(folders, root):
+        levels.setdefault(folder.count(os.sep), []).append(folder)
+    for depth in sorted(levels, reverse=True):
+        list(_sync_pool().map(_fsync, levels[depth]))
     return len(work)
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _with_parents(folders: set[str], root: str) -> set[str]:
