@@ -222,3 +222,33 @@ def test_every_detector_cites_a_source() -> None:
     for detector in DETECTORS.values():
         assert detector.source and detector.frame_rate > 0 and detector.data_rate > 0
     assert any(not d.verified for d in DETECTORS.values())  # unverified figures are marked, not hidden
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_cells_and_resume_finishes(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(_experiment(frame_rate=[40, 41, 42], frames=64)))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "cubebench.cli", "acquire", str(path), "--out", str(out)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    log = out / "acquisition.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and log.read_text().strip()) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole foreground group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    finished = len(log.read_text().splitlines())
+    assert 1 <= finished < 3
+    assert load_acquisition(out)["status"].count() >= finished  # the Dataset holds the finished cells
+    acquire(path, out, resume=True)
+    ds = load_acquisition(out)
+    assert len(log.read_text().splitlines()) == 3 and (ds["status"] == "ok").all()

@@ -371,8 +371,11 @@ def _fmt(value: Any) -> str:
 
 def _acquire(args: argparse.Namespace) -> int:
     from cubebench.acquisition import acquire
+    from cubebench.acquisition.results import load_acquisition
+    from cubebench.acquisition.summary import summary_table
 
     folder = acquire(args.experiment, args.out, resume=args.resume, find_max=args.find_max)
+    print(summary_table(load_acquisition(folder)))
     print(f"acquisition results: {folder / 'acquisition.nc'}")
     return 0
 
