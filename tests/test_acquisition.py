@@ -192,6 +192,8 @@ def test_acquire_resume_skips_finished_cells(tmp_path: Path) -> None:
         ({"chunks": ["diagonal"]}, "diagonal"),
         ({"buffer_limit": "lots"}, "buffer_limit"),
         ({"speed": 1}, "unknown key"),
+        ({"representations": ["crop-0.5"]}, "not a pipeline"),
+        ({"representations": ["bin0-sum"]}, "representations"),
     ],
 )
 def test_bad_settings_are_one_line(acq: dict[str, Any], match: str) -> None:
@@ -252,3 +254,47 @@ def test_ctrl_c_keeps_finished_cells_and_resume_finishes(tmp_path: Path) -> None
     acquire(path, out, resume=True)
     ds = load_acquisition(out)
     assert len(log.read_text().splitlines()) == 3 and (ds["status"] == "ok").all()
+
+
+@pytest.mark.parametrize(("rep", "backend"), [("bin2-sum", "zarr_direct"), ("events", "hdf5_direct")])
+def test_reduced_representations_on_the_fly_are_verified(
+    client: Client, tmp_path: Path, rep: str, backend: str
+) -> None:
+    data = sparse_counts(SHAPE, seed=5)
+    staged = stage_array(data, tmp_path)
+    chunking = Chunking.resolve("real_space", SHAPE)
+    spec = CellSpec(staged, backend, get_codec("blosc-lz4"), chunking, 2, rep)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    record = paced_cell(client, spec, 200.0, AcquisitionOptions(frame_rates=(200.0,)), None, scratch, {})
+    assert record.status == "ok" and record.verified, record.error
+    assert record.codec == f"{rep}+blosc-lz4" and record.stored_bytes > 0
+
+
+def test_events_file_reads_back_with_plain_h5py(client: Client, tmp_path: Path) -> None:
+    from cubebench.acquisition.forms import EVENTS_GROUP, pipeline_layout
+    from cubebench.acquisition.writers import HDF5Sink
+
+    data = sparse_counts(SHAPE, seed=6)
+    staged = stage_array(data, tmp_path)
+    chunks = (4, 4, 32, 32)
+    codec = get_codec("blosc-lz4")
+    layout = pipeline_layout("events", "hdf5_direct", staged, chunks, codec.id)
+    target = tmp_path / "events.h5"
+    sink = HDF5Sink(client, staged, codec, chunks, target, 0.05, SHAPE, layout)
+    assembler = Assembler(SHAPE, chunks, 2, sink.submit, 0.02, 400.0)
+    pace(64, 400.0, assembler.release)
+    sink.close()
+    import hdf5plugin  # noqa: F401  (registers the Blosc filter)
+
+    dense = np.zeros_like(data)
+    with h5py.File(target, "r") as f:
+        group = f[EVENTS_GROUP]
+        counts = group["frame_counts"][...]
+        for r in range(2):
+            for c in range(2):
+                sub = group[f"{r}_{c}"]
+                frames = np.repeat(np.arange(16), counts[r * 4 : r * 4 + 4, c * 4 : c * 4 + 4].reshape(-1))
+                ys, xs = divmod(frames, 4)
+                dense[r * 4 + ys, c * 4 + xs, sub["y"][...], sub["x"][...]] = sub["count"][...]
+    np.testing.assert_array_equal(dense, data)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.acquisition.assembler import Assembler, implied_buffer_frames
+from cubebench.acquisition.forms import expected_sums, pipeline_layout, read_events
 from cubebench.acquisition.metrics import allowed_backlog, flow_stats, frame_durable_times
 from cubebench.acquisition.pacer import pace
 from cubebench.acquisition.results import AcquisitionRecord
@@ -57,6 +58,13 @@ class CellSpec:
     codec: CodecSpec
     chunking: Chunking
     workers: int
+    #: A reduced representation stored instead of the frames (``bin2-sum``, ``events``), or None.
+    representation: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The results' codec coordinate: the codec id, or ``<representation>+<codec>``."""
+        return f"{self.representation}+{self.codec.id}" if self.representation else self.codec.id
 
     @property
     def frame_bytes(self) -> int:
@@ -66,7 +74,7 @@ class CellSpec:
     def record(self, rate: str, **values: Any) -> AcquisitionRecord:
         """A result record for this cell at ``rate``."""
         return AcquisitionRecord(
-            self.staged.name, self.backend, self.codec.id, self.chunking.label, rate, workers=self.workers, **values
+            self.staged.name, self.backend, self.label, self.chunking.label, rate, workers=self.workers, **values
         )
 
 
@@ -89,6 +97,9 @@ def check_runs(spec: CellSpec) -> str:
     """``""`` when the backend can store the codec here, else the reason."""
     try:
         get_backend(spec.backend).check(spec.codec, np.dtype(spec.staged.dtype))
+        if spec.representation:
+            layout = pipeline_layout(spec.representation, spec.backend, spec.staged, spec.chunking.shape, spec.codec.id)
+            get_backend(spec.backend).check(spec.codec, np.dtype(layout.stored_dtype))
     except CodecUnavailableError as exc:
         return str(exc)
     return ""
@@ -138,11 +149,14 @@ def paced_cell(
         "criterion": CRITERION,
     }
     try:
+        layout = None
+        if spec.representation:
+            layout = pipeline_layout(spec.representation, spec.backend, staged, chunks, spec.codec.id)
         sink: Sink
         if spec.backend == "hdf5_direct":
-            sink = HDF5Sink(client, staged, spec.codec, chunks, target, opts.sync_interval, shape)
+            sink = HDF5Sink(client, staged, spec.codec, chunks, target, opts.sync_interval, shape, layout)
         else:
-            sink = ZarrSink(client, staged, spec.codec, chunks, target, shape)
+            sink = ZarrSink(client, staged, spec.codec, chunks, target, shape, layout)
         assembler = Assembler(shape, chunks, np.dtype(staged.dtype).itemsize, sink.submit, opts.task_seconds, rate)
         reset_worker_peaks(client)
         with PeakMemory() as memory:
@@ -158,10 +172,18 @@ def paced_cell(
         batch = opts.tick + opts.task_seconds
         allowed = allowed_backlog(implied, int(chunks[0] * chunks[1]), spec.workers, rate, batch, opts.sync_interval)
         kept = flow.end_backlog <= allowed and flow.drain_seconds <= opts.drain_seconds
-        key = (rows, chunks)
-        if key not in sums:
-            sums[key] = source_checksums(client, staged, chunks)[0]
-        got = get_backend(spec.backend).read(client, target, chunks, WriteSettings()).checksums
+        key = (rows, chunks, spec.representation)
+        if layout is None:
+            if key not in sums:
+                sums[key] = source_checksums(client, staged, chunks)[0]
+            got = get_backend(spec.backend).read(client, target, chunks, WriteSettings()).checksums
+        else:
+            if key not in sums:
+                sums[key] = expected_sums(client, staged, chunks, layout)
+            if layout.kind == "events":
+                got = read_events(target, chunks, spec.codec.id)
+            else:
+                got = get_backend(spec.backend).read(client, target, layout.stored_chunks, WriteSettings()).checksums
         mismatch = first_mismatch(sums[key], got)
         size = stored_bytes(target)
     except Exception as exc:

@@ -10,6 +10,7 @@
       backends: [hdf5_direct, zarr_direct]
       codecs: [blosc-lz4]
       chunks: [single_frame, real_space]
+      representations: [events, bin2-sum]   # also stored on the fly, each with every codec (default: none)
       drain_seconds: 1.0        # kept up = the backlog drains within this after the last frame (and is bounded)
       sync_interval: 0.05       # hdf5_direct: the writer commits durability (flush + fsync) at most this often
       tick: 0.005               # the pacer's release step, seconds (frames due are released together)
@@ -98,6 +99,7 @@ class AcquisitionOptions:
     backends: tuple[str, ...] = ACQUISITION_BACKENDS
     codecs: tuple[str, ...] = ("blosc-lz4",)
     chunks: tuple[str | tuple[int, ...], ...] = ("single_frame",)
+    representations: tuple[str, ...] = ()
     drain_seconds: float = 1.0
     sync_interval: float = 0.05
     tick: float = 0.005
@@ -130,6 +132,7 @@ _KEYS = (
     "backends",
     "codecs",
     "chunks",
+    "representations",
     "drain_seconds",
     "sync_interval",
     "tick",
@@ -170,6 +173,7 @@ def parse_acquisition(raw: Mapping[str, Any] | None) -> AcquisitionOptions:
         backends=_backends(raw.get("backends", list(ACQUISITION_BACKENDS))),
         codecs=_codecs(raw.get("codecs", ["blosc-lz4"])),
         chunks=tuple(parse_chunk(c) for c in _items(raw.get("chunks", ["single_frame"]))),
+        representations=_representations(raw.get("representations", [])),
         drain_seconds=_positive(raw.get("drain_seconds", 1.0), "drain_seconds"),
         sync_interval=_positive(raw.get("sync_interval", 0.05), "sync_interval"),
         tick=_positive(raw.get("tick", 0.005), "tick"),
@@ -228,4 +232,21 @@ def _codecs(value: Any) -> tuple[str, ...]:
             raise ConfigError(f"acquisition.codecs: {exc}") from None
     if not names:
         raise ConfigError("acquisition.codecs is empty")
+    return names
+
+
+def _representations(value: Any) -> tuple[str, ...]:
+    """Reduced representations run as pipelines: ``bin<k>-sum``, ``bin<k>-mean``, ``events``."""
+    from cubebench.sufficiency.representations import get_representation
+
+    names = tuple(_items(value))
+    for name in names:
+        try:
+            family = get_representation(name).family
+        except ConfigError as exc:
+            raise ConfigError(f"acquisition.representations: {exc}") from None
+        if family not in ("bin", "events"):
+            raise ConfigError(
+                f"acquisition.representations: {name!r} is not a pipeline; valid: events, bin<k>-sum, bin<k>-mean"
+            )
     return names

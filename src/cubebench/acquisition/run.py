@@ -17,6 +17,7 @@ import numpy as np
 from cubebench.acquisition.assembler import implied_buffer_frames
 from cubebench.acquisition.cell import CRITERION, CellSpec, check_runs, paced_cell, warm_up
 from cubebench.acquisition.config import AcquisitionOptions, parse_acquisition
+from cubebench.acquisition.forms import parse_pipeline
 from cubebench.acquisition.results import AcquisitionRecord, acquisition_log, save_acquisition
 from cubebench.acquisition.search import find_max
 from cubebench.chunking import Chunking
@@ -86,7 +87,8 @@ def acquire(
                     if name not in staged:
                         staged[name] = stage_cube(client, cubes[name], scratch)
                         sums.clear()
-                    spec = CellSpec(staged[name], backend, get_codec(codec_id), chunking, workers)
+                    rep, codec = parse_pipeline(codec_id)
+                    spec = CellSpec(staged[name], backend, get_codec(codec), chunking, workers, rep)
                     log.append(_run_item(client, spec, rate, opts, scratch, sums, find_max_rate))
                     finished += 1
             finally:
@@ -124,7 +126,8 @@ def _plan(exp: Experiment, opts: AcquisitionOptions, cubes: dict[str, Cube], sea
                     f"{chunking.label!r} implies on {name} ({implied} frames, {implied * frame_bytes / 2**20:.1f} MiB)"
                 )
             for backend in opts.backends:
-                for codec in opts.codecs:
+                labels = [*opts.codecs, *(f"{r}+{c}" for r in opts.representations for c in opts.codecs)]
+                for codec in labels:
                     for rate in rates[:1] if search else rates:
                         label = "max" if search else f"{rate:g}Hz"
                         items.append(

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cubebench.acquisition.forms import create_events_file, encode_dense, encode_events, store_events
 from cubebench.backends.base import encoder_for, padded
 from cubebench.backends.hdf5_filter import create_emd_dataset
 from cubebench.backends.zarr_ import create_store
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
     from cubebench.codecs import CodecSpec
     from cubebench.cube import Block, StagedCube
+    from cubebench.sufficiency.representations import Layout
 
 ChunkIndex = tuple[int, ...]
 Items = list[tuple[ChunkIndex, "Block"]]
@@ -91,13 +93,22 @@ class HDF5Sink(Sink):
         target: Path,
         sync_interval: float,
         shape: tuple[int, ...],
+        layout: Layout | None = None,
     ) -> None:
         super().__init__()
         self.client, self.staged, self.codec, self.chunks = client, staged, codec, chunks
-        self.target, self.sync_interval = target, sync_interval
+        self.target, self.sync_interval, self.layout = target, sync_interval, layout
         self._stack = contextlib.ExitStack()
         self._file = self._stack.enter_context(hdf5_for_writing(target))
-        self._ds = create_emd_dataset(self._file, shape, np.dtype(staged.dtype), chunks, codec)
+        self._ds: Any = None
+        self._events: Any = None
+        if layout is None:
+            self._ds = create_emd_dataset(self._file, shape, np.dtype(staged.dtype), chunks, codec)
+        elif layout.kind == "events":
+            self._events = create_events_file(self._file, shape, layout, codec.id)
+        else:
+            stored = np.dtype(layout.stored_dtype)
+            self._ds = create_emd_dataset(self._file, layout.stored_shape, stored, layout.stored_chunks, codec)
         self._fd = int(self._file.id.get_vfd_handle())
         self._commit()  # the empty dataset is on disk before the clock starts
         self.sync_seconds, self.commits = 0.0, 0
@@ -107,7 +118,12 @@ class HDF5Sink(Sink):
 
     def submit(self, items: Items) -> None:
         """Encode on a worker; the writer thread stores the result in submission (scan) order."""
-        future = self.client.submit(_encode, items, self.staged, self.codec.id, self.chunks, pure=False)
+        if self.layout is None:
+            future = self.client.submit(_encode, items, self.staged, self.codec.id, self.chunks, pure=False)
+        elif self._events is not None:
+            future = self.client.submit(encode_events, items, self.staged, self.codec.id, self.layout, pure=False)
+        else:
+            future = self.client.submit(encode_dense, items, self.staged, self.codec.id, self.layout, False, pure=False)
         self._queue.put(future)
 
     def _commit(self) -> None:
@@ -129,7 +145,11 @@ class HDF5Sink(Sink):
                 stop = futures[-1] is None
                 futures = [f for f in futures if f is not None]
                 for result in self.client.gather(futures):
-                    for index, offset, data in result:
+                    for item in result:
+                        if self._events is not None:
+                            pending.append(store_events(self._events, item, self.codec.id))
+                            continue
+                        index, offset, data = item
                         self._ds.id.write_direct_chunk(offset, data)
                         pending.append(index)
                 if pending and (self._queue.empty() or time.perf_counter() - last >= self.sync_interval):
@@ -164,10 +184,16 @@ class ZarrSink(Sink):
         chunks: tuple[int, ...],
         target: Path,
         shape: tuple[int, ...],
+        layout: Layout | None = None,
     ) -> None:
         super().__init__()
         self.client, self.staged, self.codec, self.chunks, self.target = client, staged, codec, chunks, target
-        self._array = create_store(target, shape, np.dtype(staged.dtype), codec, chunks, None)
+        self.layout = layout
+        if layout is None:
+            self._array = create_store(target, shape, np.dtype(staged.dtype), codec, chunks, None)
+        else:
+            stored = np.dtype(layout.stored_dtype)
+            self._array = create_store(target, layout.stored_shape, stored, codec, layout.stored_chunks, None)
         fsync_tree(target)
         self._futures: list[Any] = []
         self._lock = threading.Lock()
@@ -176,7 +202,7 @@ class ZarrSink(Sink):
         """Each chunk goes with the key zarr stores it under."""
         work = [(index, block, self._array.metadata.encode_chunk_key(index)) for index, block in items]
         future = self.client.submit(
-            _write_files, work, self.staged, str(self.target), self.codec.id, self.chunks, pure=False
+            _write_files, work, self.staged, str(self.target), self.codec.id, self.chunks, self.layout, pure=False
         )
         indices = [index for index, _ in items]
 
@@ -223,15 +249,23 @@ def _encode(items: Items, staged: StagedCube, codec_id: str, chunks: tuple[int, 
 
 
 def _write_files(
-    work: list[tuple[ChunkIndex, Block, str]], staged: StagedCube, root: str, codec_id: str, chunks: tuple[int, ...]
+    work: list[tuple[ChunkIndex, Block, str]],
+    staged: StagedCube,
+    root: str,
+    codec_id: str,
+    chunks: tuple[int, ...],
+    layout: Layout | None = None,
 ) -> int:
-    """Encode each chunk, write its file; fsync the files together, then their folders; the number of files."""
-    encoder = encoder_for(codec_id, staged.dtype, zarr=True)
+    """Encode each chunk (transformed by ``layout`` if given), write its file; fsync the files together, then their
+    folders; the number of files."""
+    if layout is not None:
+        chunks = layout.stored_chunks
+    encoder = encoder_for(codec_id, layout.stored_dtype if layout else staged.dtype, zarr=True)
     folders: set[str] = set()
     paths: list[str] = []
     blocks = [block for _, block, _ in work]
     for (_, _, key), data in zip(work, staged.iter_blocks(blocks), strict=True):
-        full = padded(data, chunks)
+        full = padded(data if layout is None else layout.transform(data)["data"], chunks)
         payload: Any = full if stores_raw(encoder) else encoder.encode(full)
         path = os.path.join(root, key)
         folder = os.path.dirname(path)
