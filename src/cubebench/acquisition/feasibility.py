@@ -98,8 +98,8 @@ def _measured(ds: Any, sel: dict[str, Any]) -> tuple[float, int, float]:
         workers = int(np.nanmax(cells["workers"].values)) if np.isfinite(cells["workers"].values).any() else 1
         raw = cells["frames"] * cells["frame_bytes"]
         ratio = float((raw / cells["stored_bytes"].where(cells["stored_bytes"] > 0)).median(skipna=True))
-    elif "workers" in ds:
-        workers = int(np.nanmax(ds["workers"].values))
+    elif "search_workers" in ds and np.isfinite(ds["search_workers"].sel(sel).values).any():
+        workers = int(np.nanmax(ds["search_workers"].sel(sel).values))
     return rate, max(1, workers), ratio
 
 

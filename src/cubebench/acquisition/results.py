@@ -71,6 +71,8 @@ class AcquisitionRecord:
     max_GBps: float = float("nan")
     trial_rates: list[float] = field(default_factory=list)
     trial_kept_up: list[bool] = field(default_factory=list)
+    #: Search only: every trial kept up, so the search ran out of trials going up (the max is a lower bound).
+    max_is_lower_bound: bool = False
     criterion: str = ""
 
     @property
@@ -128,16 +130,21 @@ def records_to_dataset(records: list[AcquisitionRecord]) -> Any:
         trial_rate = np.full([*shape, n_trials], np.nan)
         trial_ok = np.full([*shape, n_trials], np.nan)
         status = np.full(shape, "", dtype=object)
+        lower = np.full(shape, np.nan)
+        workers = np.full(shape, np.nan)
         for r in searches:
             at = tuple(coords[d].index(getattr(r, d)) for d in DIMS)
             per["max_frame_rate"][at], per["max_GBps"][at] = r.max_frame_rate, r.max_GBps
             trial_rate[at][: len(r.trial_rates)] = r.trial_rates
             trial_ok[at][: len(r.trial_kept_up)] = r.trial_kept_up
             status[at] = r.status
+            lower[at], workers[at] = r.max_is_lower_bound, r.workers
         data.update({n: (list(DIMS), v) for n, v in per.items()})
         data["trial_rate"] = ([*DIMS, "trial"], trial_rate)
         data["trial_kept_up"] = ([*DIMS, "trial"], trial_ok)
         data["search_status"] = (list(DIMS), status.astype(str))
+        data["max_is_lower_bound"] = (list(DIMS), lower)
+        data["search_workers"] = (list(DIMS), workers)
     ds = xr.Dataset(data, coords={**coords, **({"rate": rates} if paced else {})})
     criteria = sorted({r.criterion for r in records if r.criterion})
     ds.attrs.update(schema_version=SCHEMA_VERSION, kind="acquisition", criterion=" | ".join(criteria))

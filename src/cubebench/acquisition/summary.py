@@ -36,8 +36,8 @@ def summary_table(ds: Any) -> str:
     if "max_frame_rate" in ds:
         lines += [
             "",
-            "| dataset | backend | codec | chunk | status | max Hz | GB/s | trials |",
-            "|---|---|---|---|---|---|---|---|",
+            "| dataset | backend | codec | chunk | status | max Hz | GB/s | trials | lower bound |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for cell in _cells(ds, dims):
             c = ds.sel(cell)
@@ -46,7 +46,8 @@ def summary_table(ds: Any) -> str:
             trials = int(np.isfinite(c["trial_rate"].values).sum())
             lines.append(
                 "| " + " | ".join(str(cell[d]) for d in dims) + f" | {c['search_status'].item()} | "
-                f"{_f(c['max_frame_rate'])} | {_f(c['max_GBps'])} | {trials} |"
+                f"{_f(c['max_frame_rate'])} | {_f(c['max_GBps'])} | {trials} | "
+                f"{'yes' if c['max_is_lower_bound'].item() == 1 else 'no'} |"
             )
     return "\n".join(lines).strip()
 
