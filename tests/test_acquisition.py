@@ -179,6 +179,7 @@ def test_acquire_resume_skips_finished_cells(tmp_path: Path) -> None:
     acquire(path, out, resume=True)  # nothing left: no cluster is even started
     assert time.perf_counter() - start < 5
     assert len((out / "acquisition.jsonl").read_text().splitlines()) == 1
+    assert main(["feasibility", str(out), "--detector", "merlin"]) == 0  # an answer from the measured cell
 
 
 @pytest.mark.parametrize(
