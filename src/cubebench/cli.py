@@ -109,6 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codec", default="blosc-zstd", help=codec_help)
     p.add_argument("--chunk", default="balanced", help=chunk_help)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("acquire", help="paced acquisition: can compression and storage keep up with a detector?")
+    p.add_argument("experiment", help="experiment YAML file with an 'acquisition:' section")
+    p.add_argument("--out", help="results folder (default: results/<experiment name>)")
+    p.add_argument("--resume", action="store_true", help="run only the cells missing from --out's acquisition log")
+    p.add_argument("--find-max", action="store_true", help="search each cell's maximum sustainable frame rate")
+
+    p = sub.add_parser("feasibility", help="which codecs keep up with a named detector, from measured rates")
+    p.add_argument("results", help="acquisition results folder or acquisition.nc")
+    p.add_argument("--detector", required=True, help="detector profile (merlin, arina, empad-g2, 4d-camera, ...)")
+    p.add_argument("--rate", type=float, help="frame (or hit) rate to judge instead of the profile's maximum")
     return parser
 
 
@@ -358,8 +369,28 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _acquire(args: argparse.Namespace) -> int:
+    from cubebench.acquisition import acquire
+    from cubebench.acquisition.results import load_acquisition
+    from cubebench.acquisition.summary import summary_table
+
+    folder = acquire(args.experiment, args.out, resume=args.resume, find_max=args.find_max)
+    print(summary_table(load_acquisition(folder)))
+    print(f"acquisition results: {folder / 'acquisition.nc'}")
+    return 0
+
+
+def _feasibility(args: argparse.Namespace) -> int:
+    from cubebench.acquisition.feasibility import feasibility, format_answer
+
+    print(format_answer(*feasibility(args.results, args.detector, args.rate)))
+    return 0
+
+
 COMMANDS = {
     "run": _run,
+    "acquire": _acquire,
+    "feasibility": _feasibility,
     "plan": _plan,
     "inspect": _inspect,
     "codecs": _codecs,

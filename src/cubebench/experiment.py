@@ -111,6 +111,9 @@ class Experiment:
     representations: tuple[str, ...] = ()
     targets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     sufficiency: SufficiencyOptions = field(default_factory=SufficiencyOptions)
+    #: Paced acquisition (``cubebench acquire``): the raw ``acquisition:`` section, validated by
+    #: :func:`cubebench.acquisition.config.parse_acquisition` (that package sits above this module's layer).
+    acquisition: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def chunk_labels(self) -> tuple[str, ...]:
@@ -150,6 +153,7 @@ _TOP_KEYS = (
     "representations",
     "targets",
     "sufficiency",
+    "acquisition",
 )
 _CLUSTER_KEYS = tuple(ClusterSpec.__dataclass_fields__)
 _ZARR_KEYS = tuple(ZarrSettings.__dataclass_fields__)
@@ -257,6 +261,9 @@ def parse_experiment(raw: Mapping[str, Any], origin: str = "experiment") -> Expe
     if not isinstance(warmup, bool):
         raise ConfigError(f"{origin}: 'warmup' must be true or false, got {warmup!r}")
     representations, targets, sufficiency = parse_sufficiency(raw, origin)
+    acquisition = raw.get("acquisition") or {}
+    if not isinstance(acquisition, Mapping):
+        raise ConfigError(f"{origin}: 'acquisition' must be a mapping of settings, got {acquisition!r}")
     return Experiment(
         name=name,
         datasets=datasets,
@@ -276,6 +283,7 @@ def parse_experiment(raw: Mapping[str, Any], origin: str = "experiment") -> Expe
         representations=representations,
         targets=targets,
         sufficiency=sufficiency,
+        acquisition=dict(acquisition),
     )
 
 
