@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recommend", help="the best codec + chunk + backend for one use")
     p.add_argument("results", help="results folder or results.nc")
     p.add_argument("--for", dest="use", choices=USES, default="balanced", help="the dominant constraint")
+    p.add_argument("--storage", help="the storage to recommend for (local, s3, ...) when the results hold several")
 
     p = sub.add_parser("sufficient", help="the smallest representation keeping an inference target's error within X")
     p.add_argument("results", help="results folder (with sufficiency.nc) or sufficiency.nc")
@@ -302,7 +303,7 @@ def _recommend(args: argparse.Namespace) -> int:
     from cubebench.results import load_results
 
     ds = load_results(args.results)
-    print(format_recommendation(recommend(ds, args.use)))
+    print(format_recommendation(recommend(ds, args.use, storage=args.storage)))
     return 0
 
 
