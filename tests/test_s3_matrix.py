@@ -36,7 +36,7 @@ from cubebench.storage import (
 )
 from cubebench.storage.client import obstore_unavailable
 from cubebench.storage.server import DEFAULT_SERVER, server_unavailable
-from helpers import DIFF, experiment, sparse_counts, stage_array
+from tests.helpers import DIFF, experiment, sparse_counts, stage_array
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
