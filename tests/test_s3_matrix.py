@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
+from tests.helpers import DIFF, experiment, sparse_counts, stage_array
 
 from cubebench.backends import BACKENDS, S3_FACES, S3Target, WriteSettings, get_backend
 from cubebench.codecs import get_codec
@@ -36,7 +37,6 @@ from cubebench.storage import (
 )
 from cubebench.storage.client import obstore_unavailable
 from cubebench.storage.server import DEFAULT_SERVER, server_unavailable
-from tests.helpers import DIFF, experiment, sparse_counts, stage_array
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
