@@ -258,3 +258,15 @@ def test_run_on_local_and_s3_storage(s3: S3Endpoint, tmp_path: Path) -> None:
     assert bool(ds["verified"].sel(storage="s3", backend="zarr").squeeze())
     assert "upload_seconds" in ds and "read_frame_requests" in ds
     assert load_results(tmp_path / "res").sizes["storage"] == 2
+
+
+def test_storages_side_by_side_in_the_summary_and_the_report_table() -> None:
+    from cubebench.cli import summary_table
+    from cubebench.report.storage import storage_table
+
+    ds = records_to_dataset([_cell("local", objects=2), _cell("s3", requests=40.0, objects=2)])
+    text = summary_table(ds)
+    assert "storage" in text.splitlines()[0] and len(text.splitlines()) == 3
+    frame = storage_table(ds).frame
+    assert list(frame["storage"]) == ["local", "s3"]
+    assert np.isnan(frame["requests / cell"][0]) and frame["requests / cell"][1] == 40

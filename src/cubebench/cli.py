@@ -329,9 +329,12 @@ def summary_table(ds: Any) -> str:
     from cubebench.results import to_frame
 
     frame = to_frame(ds)
-    rows: list[list[str]] = [["dataset", "backend", "codec", "chunk", "status", "ratio", "write GiB/s", "read GiB/s"]]
+    keys = ["dataset", "backend", "codec", "chunk"]
+    if "storage" in frame and frame["storage"].nunique() > 1:  # one line per storage too
+        keys.append("storage")
+    rows: list[list[str]] = [[*keys, "status", "ratio", "write GiB/s", "read GiB/s"]]
     reasons: list[str] = []
-    for key, group in frame.groupby(["dataset", "backend", "codec", "chunk"], sort=False):
+    for key, group in frame.groupby(keys, sort=False):
         ok = group[group["status"] == "ok"]
         status = "ok" if len(ok) == len(group) else ",".join(sorted(set(group["status"])))
         numbers = [ok["ratio"].mean(), ok["write_GiBps"].median(), ok["read_GiBps"].median()] if len(ok) else []
@@ -344,7 +347,8 @@ def summary_table(ds: Any) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     table = "\n".join(
         "  ".join(
-            cell.ljust(w) if i < 5 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            cell.ljust(w) if i <= len(keys) else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
         )
         for row in rows
     )
