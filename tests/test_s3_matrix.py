@@ -18,7 +18,7 @@ from tests.helpers import DIFF, experiment, sparse_counts, stage_array
 from cubebench.backends import BACKENDS, S3_FACES, S3Target, WriteSettings, get_backend
 from cubebench.codecs import get_codec
 from cubebench.cube import block_grid, checksum
-from cubebench.errors import BackendError, ConfigError, ResultsError, StorageError
+from cubebench.errors import BackendError, ConfigError, DatasetError, ResultsError, StorageError
 from cubebench.experiment import parse_experiment
 from cubebench.results import CellResult, load_results, records_to_dataset
 from cubebench.runner.cells import plan_cells
@@ -270,3 +270,40 @@ def test_storages_side_by_side_in_the_summary_and_the_report_table() -> None:
     frame = storage_table(ds).frame
     assert list(frame["storage"]) == ["local", "s3"]
     assert np.isnan(frame["requests / cell"][0]) and frame["requests / cell"][1] == 40
+
+
+# -- sources on S3 --------------------------------------------------------------------------------------------------
+
+
+def test_sources_open_from_s3_urls(s3: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import h5py
+    import zarr
+
+    from cubebench.sources import open_cube, source_kind
+    from cubebench.storage import multipart_upload
+
+    array = sparse_counts(SHAPE, seed=3)
+    where = s3.storage("sources")
+    z = zarr.create_array(store=zarr_store(where, "scan.zarr"), shape=SHAPE, chunks=CHUNKS, dtype=array.dtype)
+    z[...] = array
+    with h5py.File(tmp_path / "scan.h5", "w") as f:
+        f.create_dataset("entry/data", data=array, chunks=CHUNKS)
+    multipart_upload(where, "scan.h5", tmp_path / "scan.h5")
+    put(where, "plain", b"neither")
+    for name, value in (
+        ("AWS_ENDPOINT_URL", s3.url),
+        ("AWS_ACCESS_KEY_ID", s3.access_key_id),
+        ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key),
+        ("AWS_REGION", s3.region),
+    ):
+        monkeypatch.setenv(name, value)
+    base = f"s3://{s3.bucket}/{where.prefix}"
+    for key in ("scan.zarr", "scan.h5"):
+        cube = open_cube({"path": f"{base}/{key}"})
+        assert cube.info.shape == SHAPE and cube.info.name == "scan"
+        np.testing.assert_array_equal(cube.data.compute(scheduler="threads"), array)
+    assert source_kind(f"{base}/scan.zarr") == "zarr" and source_kind(f"{base}/scan.h5") == "hdf5"
+    with pytest.raises(DatasetError, match="no HDF5 object and no Zarr store"):
+        open_cube({"path": f"{base}/plain"})
+    with pytest.raises(ConfigError, match="not an s3://bucket/key URL"):
+        open_cube({"path": "s3://bucket-only"})
