@@ -307,3 +307,21 @@ def test_sources_open_from_s3_urls(s3: S3Endpoint, tmp_path: Path, monkeypatch: 
         open_cube({"path": f"{base}/plain"})
     with pytest.raises(ConfigError, match="not an s3://bucket/key URL"):
         open_cube({"path": "s3://bucket-only"})
+
+
+@pytest.mark.slow
+def test_a_run_on_an_endpoint_removes_only_what_it_wrote(
+    s3: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cubebench.runner import run
+
+    for name, value in (("AWS_ACCESS_KEY_ID", s3.access_key_id), ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key)):
+        monkeypatch.setenv(name, value)  # an endpoint cubebench did not start: credentials from the environment
+    shared = s3.storage("shared")
+    put(shared, "runs/keep.bin", b"someone else's")
+    entry = {"kind": "s3", "endpoint": s3.url, "bucket": s3.bucket, "prefix": "shared/runs", "latency_ms": 5}
+    exp = experiment(backends=["hdf5_direct", "zarr_direct"], codecs=["blosc-lz4"], storage=[entry])
+    ds = run(exp, tmp_path / "res", progress=False)
+    assert list(ds["storage"].values) == ["s3-5ms"]
+    assert (ds["status"] == "ok").all() and (ds["latency_ms"] == 5).all()
+    assert list_keys(shared) == ["runs/keep.bin"]  # the run's own prefix is gone, the rest untouched
