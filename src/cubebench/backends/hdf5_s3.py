@@ -20,7 +20,7 @@ import numpy as np
 
 from cubebench.backends.base import Location, ReadBack, WriteSettings, encoder_for
 from cubebench.backends.hdf5_direct import HDF5DirectBackend, _chunk_locator
-from cubebench.backends.hdf5_filter import DATA_PATH, HDF5FilterBackend, _read, _read_pattern
+from cubebench.backends.hdf5_filter import DATA_PATH, PATTERN_BYTES, HDF5FilterBackend, _read
 from cubebench.backends.s3_io import S3Face, S3Target, decode_into, fetched
 from cubebench.cube import Block, StagedCube, checksum, thread_buffer
 from cubebench.fileio import remove
@@ -35,6 +35,8 @@ from cubebench.patterns import (
     overlapping_chunks,
     pattern_batches,
     reduce_tile,
+    scan_tiles,
+    selection,
 )
 from cubebench.storage import RangedFile, get_range, multipart_upload
 
@@ -94,10 +96,10 @@ class HDF5S3(_UploadedHDF5):
         return ReadBack(client.submit(_read, ranged(target), pure=False).result())
 
     def pattern_result(
-        self, client: Client, target: S3Target, sel: Selection, chunks: tuple[int, ...], settings: WriteSettings
+        self, client: Client, target: S3Target, pattern: str, chunks: tuple[int, ...], settings: WriteSettings
     ) -> PatternResult:
-        """h5py slicing on one worker over the ranged file object."""
-        parts: list[TilePart] = client.submit(_read_pattern, ranged(target), sel, pure=False).result()
+        """h5py slicing on one worker over the ranged file object (opened once)."""
+        sel, parts = client.submit(_read_named_pattern, ranged(target), pattern, pure=False).result()
         return combine(sel, parts)
 
 
@@ -131,13 +133,14 @@ class HDF5DirectS3(_UploadedHDF5):
         return ReadBack(sums)
 
     def pattern_result(
-        self, client: Client, target: S3Target, sel: Selection, chunks: tuple[int, ...], settings: WriteSettings
+        self, client: Client, target: S3Target, pattern: str, chunks: tuple[int, ...], settings: WriteSettings
     ) -> PatternResult:
-        """Locate only the chunks overlapping ``sel`` in the index; fetch and decode them in parallel."""
+        """Locate only the chunks overlapping the selection in the index; fetch and decode them in parallel."""
         import h5py
 
         with h5py.File(ranged(target), "r") as f:
             ds = f[DATA_PATH]
+            sel = selection(pattern, tuple(int(s) for s in ds.shape))
             dtype, codec_id = ds.dtype.str, str(ds.attrs.get("cubebench_codec", ""))
             chunks = tuple(int(c) for c in ds.chunks)
             work = pattern_batches(sel, chunks, np.dtype(dtype).itemsize, BATCH_BYTES)
@@ -151,6 +154,20 @@ class HDF5DirectS3(_UploadedHDF5):
         for result in run_batches(client, _pattern_batch, items, sel, target, codec_id, dtype, chunks):
             parts.extend(result)
         return combine(sel, parts)
+
+
+def _read_named_pattern(file: RangedFile, pattern: str) -> tuple[Selection, list[TilePart]]:
+    """The selection of ``pattern`` and its tile parts, through h5py with the file opened once (on a worker)."""
+    import h5py
+    import hdf5plugin  # noqa: F401  (registers the filters in this worker)
+
+    with h5py.File(file, "r") as f:
+        ds = f[DATA_PATH]
+        sel = selection(pattern, tuple(int(s) for s in ds.shape))
+        cy, cx = ds.chunks[:2]
+        per_column = cy * cx * sel.det_shape[0] * sel.det_shape[1] * ds.dtype.itemsize
+        tiles = scan_tiles(sel, (cy, cx * max(1, PATTERN_BYTES // per_column)))  # as the local hdf5 path reads
+        return sel, [reduce_tile(sel, ys.start, xs.start, ds[ys, xs, sel.det[0], sel.det[1]]) for ys, xs in tiles]
 
 
 def _fetch(target: S3Target) -> Any:

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cubebench.backends.base import Location, PatternRead, ReadBack, WriteSettings
 from cubebench.codecs import ChunkEncoder, stores_raw
-from cubebench.patterns import PatternResult, Selection, selection
 from cubebench.storage.tally import tally as counter_named
 
 if TYPE_CHECKING:
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
 
     from cubebench.codecs import CodecSpec
     from cubebench.cube import StagedCube
+    from cubebench.patterns import PatternResult
     from cubebench.storage import RequestCounter, S3Storage
 
 T = TypeVar("T")
@@ -84,16 +84,17 @@ class S3Face(ABC):
 
     @abstractmethod
     def pattern_result(
-        self, client: Client, target: S3Target, sel: Selection, chunks: tuple[int, ...], settings: WriteSettings
+        self, client: Client, target: S3Target, pattern: str, chunks: tuple[int, ...], settings: WriteSettings
     ) -> PatternResult:
-        """Read ``sel`` (only the chunks it overlaps, as the format allows) and reduce it."""
+        """Read the access pattern ``pattern`` (its selection from the store's shape, read once with the rest of the
+        metadata; only the chunks it overlaps, as the format allows) and reduce it."""
 
     def read_pattern(
         self, client: Client, target: S3Target, pattern: str, chunks: tuple[int, ...], settings: WriteSettings
     ) -> PatternRead:
         """One timed access-pattern read, metadata included (as :meth:`Backend.read_pattern`)."""
         start = time.perf_counter()
-        result = self.pattern_result(client, target, selection(pattern, self.stored_shape(target)), chunks, settings)
+        result = self.pattern_result(client, target, pattern, chunks, settings)
         return PatternRead(pattern, time.perf_counter() - start, result.checksum, result.image)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from cubebench.backends.base import ReadBack, WriteSettings, padded
 from cubebench.backends.s3_io import S3Face, S3Target, decode_into, fetched
+from cubebench.backends.s3_shards import decode_shard_window, fetch_shard_window
 from cubebench.backends.zarr_ import ZarrBackend, create_store
 from cubebench.backends.zarr_direct import _codec_of, _decode_shard, _encode_shard, _is_fill, _Layout
 from cubebench.codecs import stores_raw
@@ -31,6 +32,7 @@ from cubebench.patterns import (
     overlapping_chunks,
     pattern_batches,
     reduce_tile,
+    selection,
 )
 from cubebench.storage import get_object, put, zarr_store
 
@@ -49,7 +51,10 @@ def open_s3_array(target: S3Target, mode: str, write_empty_chunks: bool = True) 
     import cubebench.codecs.adapter  # noqa: F401  (registers cubebench's chunk codec in this process)
 
     store = zarr_store(target.storage, target.key, target.counter)
-    return zarr.open_array(store=store, mode=mode).with_config({"write_empty_chunks": write_empty_chunks})
+    # zarr_format=3: without it zarr also probes for v2 metadata, two more GETs per open
+    return zarr.open_array(store=store, mode=mode, zarr_format=3).with_config(
+        {"write_empty_chunks": write_empty_chunks}
+    )
 
 
 class ZarrS3(S3Face):
@@ -90,10 +95,11 @@ class ZarrS3(S3Face):
         return tuple(int(s) for s in open_s3_array(target, "r").shape)
 
     def pattern_result(
-        self, client: Client, target: S3Target, sel: Selection, chunks: tuple[int, ...], settings: WriteSettings
+        self, client: Client, target: S3Target, pattern: str, chunks: tuple[int, ...], settings: WriteSettings
     ) -> PatternResult:
         """Zarr slicing on the workers, one column of chunks (or shards) of the selection per tile."""
         array = open_s3_array(target, "r")
+        sel = selection(pattern, tuple(int(s) for s in array.shape))
         block = tuple(int(c) for c in (array.shards or array.chunks))
         parts: list[TilePart] = []
         for result in run_batches(
@@ -164,10 +170,11 @@ class ZarrDirectS3(S3Face):
         return tuple(int(s) for s in open_s3_array(target, "r").shape)
 
     def pattern_result(
-        self, client: Client, target: S3Target, sel: Selection, chunks: tuple[int, ...], settings: WriteSettings
+        self, client: Client, target: S3Target, pattern: str, chunks: tuple[int, ...], settings: WriteSettings
     ) -> PatternResult:
-        """GET and decode only the chunk (or shard) objects overlapping ``sel``, in parallel."""
+        """GET and decode only the chunk (or shard) objects overlapping the selection, in parallel."""
         array = open_s3_array(target, "r")
+        sel = selection(pattern, tuple(int(s) for s in array.shape))
         layout = _Layout.of(array, _codec_of(array, target.key), "")  # type: ignore[arg-type]
         work = pattern_batches(sel, layout.block, array.dtype.itemsize, BATCH_BYTES)
         items = [
@@ -249,14 +256,33 @@ def _fetched(group: list[tuple[ChunkIndex, Block, str]], target: S3Target) -> An
 def _pattern_objects(
     item: tuple[list[Window], dict[ChunkIndex, str]], sel: Selection, layout: _Layout, target: S3Target
 ) -> list[TilePart]:
+    """A batch of tiles: whole chunk objects, or (sharded) each shard's index and only the inner chunks needed."""
     tiles, keys = item
-    fetch = _fetch(target)
-    data = dict(fetched(lambda index: fetch(keys[index]), list(keys)))
     buffer = thread_buffer(layout.block, layout.dtype)
+    if layout.inner is None:
+        fetch = _fetch(target)
+        data = dict(fetched(lambda index: fetch(keys[index]), list(keys)))
 
-    def read_chunk(index: ChunkIndex) -> np.ndarray:
-        _decode(data[index], keys[index], layout, buffer)
-        return buffer
+        def read_chunk(index: ChunkIndex) -> np.ndarray:
+            _decode(data[index], keys[index], layout, buffer)
+            return buffer
+    else:
+        storage, counter, grid = target.store_storage, target.counter, layout.inner_grid
+        windows = {
+            index: (tile[0], tile[1], sel.det[0], sel.det[1])
+            for tile in tiles
+            for index in overlapping_chunks(sel, tile, layout.block)
+        }
+
+        def fetch_part(index: ChunkIndex) -> Any:
+            origin = tuple(i * b for i, b in zip(index, layout.block, strict=True))
+            return fetch_shard_window(storage, keys[index], grid, origin, windows[index], counter)
+
+        shards = dict(fetched(fetch_part, list(keys)))
+
+        def read_chunk(index: ChunkIndex) -> np.ndarray:
+            decode_shard_window(shards[index], grid, layout.encoder(), buffer)
+            return buffer
 
     return [
         reduce_tile(sel, t[0].start, t[1].start, assemble(sel, t, layout.block, buffer.dtype, read_chunk))

@@ -195,6 +195,23 @@ def get_range(spec: StorageSpec, key: str, start: int, length: int, counter: Req
     return data
 
 
+def get_suffix(spec: StorageSpec, key: str, length: int, counter: RequestCounter | None = None) -> bytes | None:
+    """The last ``length`` bytes of ``key`` (one suffix-ranged GET: a Zarr shard's index), or None without ``key``."""
+    import obstore
+
+    s3 = _checked(spec)
+    try:
+        data = bytes(obstore.get(object_store(s3), key, options={"range": {"suffix": length}}).bytes())
+    except FileNotFoundError:
+        data = None
+    except Exception as exc:
+        raise _fail(s3, f"GET {key} [-{length}:]", exc) from exc
+    pace(s3, len(data or b""))
+    if counter is not None:
+        counter.add(gets=1, bytes_in=len(data or b""))
+    return data
+
+
 def get_object(spec: StorageSpec, key: str, counter: RequestCounter | None = None) -> bytes | None:
     """The whole object ``key`` (one GET), or None when there is none (a chunk never written)."""
     import obstore

@@ -5,7 +5,8 @@ h5py's wheels have no ``ros3`` driver (h5py#2759), but ``h5py.File`` accepts any
 :func:`cubebench.storage.client.get_range`. HDF5 reads its metadata in many small pieces, so small reads go
 through a cache of aligned blocks (``block`` bytes each, the ``blocks`` most recently used kept); a read of at
 least a block bypasses the cache and is one GET. It pickles as its spec and key (a Dask task can carry it) and
-counts its requests into the process's counter of ``tally`` (:mod:`cubebench.storage.tally`).
+counts its requests into the process's counter of ``tally`` (:mod:`cubebench.storage.tally`). The object's size
+comes with the first GET (no HEAD).
 
 >>> # with h5py.File(RangedFile(spec, "cell/data.h5"), "r") as f: f["data"][0, 0]
 """
@@ -17,6 +18,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from cubebench.storage.client import _checked, _fail, get_range, object_store
+from cubebench.storage.pacing import pace
 from cubebench.storage.tally import tally as counter_named
 
 if TYPE_CHECKING:
@@ -55,20 +57,12 @@ class RangedFile(io.RawIOBase):
 
     @property
     def size(self) -> int:
-        """The object's size (one HEAD request, on first use)."""
+        """The object's size, from the first ranged GET (of the first block, which is cached): no HEAD request."""
         if self._size is None:
-            import obstore
-
-            try:
-                self._size = int(obstore.head(object_store(self.spec), self.key)["size"])
-            except FileNotFoundError as exc:
-                raise FileNotFoundError(
-                    f"no object {self.key!r} in s3://{self.spec.bucket}/{self.spec.prefix}"
-                ) from exc
-            except Exception as exc:
-                raise _fail(self.spec, f"HEAD {self.key}", exc) from exc
-            if self.counter is not None:
-                self.counter.add(heads=1)
+            self._cache.pop(0, None)
+            self._block(0)  # sets the size
+        if self._size is None:
+            raise OSError(f"{self!r}: the server did not say the object's size")
         return self._size
 
     def readable(self) -> bool:
@@ -112,10 +106,30 @@ class RangedFile(io.RawIOBase):
             self._cache.move_to_end(number)
             return self._cache[number]
         start = number * self.block
-        data = get_range(self.spec, self.key, start, min(self.block, self.size - start), self.counter)
+        if self._size is None:  # the first request also learns the object's size (S3 clamps the range to it)
+            data = self._first(start)
+        else:
+            data = get_range(self.spec, self.key, start, min(self.block, self.size - start), self.counter)
         self._cache[number] = data
         if len(self._cache) > self.blocks:
             self._cache.popitem(last=False)
+        return data
+
+    def _first(self, start: int) -> bytes:
+        import obstore
+
+        try:
+            result = obstore.get(object_store(self.spec), self.key, options={"range": (start, start + self.block)})
+            data = bytes(result.bytes())
+        except FileNotFoundError as exc:
+            where = f"s3://{self.spec.bucket}/{self.spec.prefix}"
+            raise FileNotFoundError(f"no object {self.key!r} in {where}") from exc
+        except Exception as exc:
+            raise _fail(self.spec, f"GET {self.key} [{start}:{start + self.block}]", exc) from exc
+        self._size = int(result.meta["size"])
+        pace(self.spec, len(data))
+        if self.counter is not None:
+            self.counter.add(gets=1, bytes_in=len(data))
         return data
 
     def write(self, data: Any) -> int:
