@@ -328,3 +328,15 @@ def test_a_run_on_an_endpoint_removes_only_what_it_wrote(
     assert list(ds["storage"].values) == ["s3-5ms"]
     assert (ds["status"] == "ok").all() and (ds["latency_ms"] == 5).all()
     assert list_keys(shared) == ["runs/keep.bin"]  # the run's own prefix is gone, the rest untouched
+
+
+def test_plan_lists_each_storage_and_what_cannot_run_there() -> None:
+    from cubebench.runner import plan
+    from cubebench.runner.planning import format_plan
+
+    exp = experiment(backends=["zarr", "csr"], codecs=["none"], storage=["local", {"kind": "s3", "server": "local"}])
+    planned = plan(exp)
+    by = {(c.backend, c.storage): c for c in planned.cells}
+    assert by[("zarr", "s3")].status == "run" and by[("csr", "local")].status == "run"
+    assert by[("csr", "s3")].status == "unavailable" and "csr on s3" in by[("csr", "s3")].reason
+    assert "zarr on s3" in format_plan(planned)
