@@ -340,3 +340,34 @@ def test_plan_lists_each_storage_and_what_cannot_run_there() -> None:
     assert by[("zarr", "s3")].status == "run" and by[("csr", "local")].status == "run"
     assert by[("csr", "s3")].status == "unavailable" and "csr on s3" in by[("csr", "s3")].reason
     assert "zarr on s3" in format_plan(planned)
+
+
+def test_convert_writes_verified_stores_to_s3(s3: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cubebench.cluster import open_client
+    from cubebench.experiment import ClusterSpec
+
+    for name, value in (
+        ("AWS_ENDPOINT_URL", s3.url),
+        ("AWS_ACCESS_KEY_ID", s3.access_key_id),
+        ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key),
+    ):
+        monkeypatch.setenv(name, value)
+    array = sparse_counts(SHAPE, seed=5)
+    np.save(tmp_path / "scan.npy", array)
+    base = f"s3://{s3.bucket}/converted"
+    with open_client(ClusterSpec(workers=1)) as client:  # workers started after the environment is set
+        _convert_both(base, tmp_path, array, client)
+
+
+def _convert_both(base: str, tmp_path: Path, array: np.ndarray, client: Client) -> None:
+    from cubebench.convert import convert
+    from cubebench.sources import open_cube
+
+    for key in ("scan.zarr", "scan.h5"):
+        url = f"{base}/{key}"
+        assert convert(str(tmp_path / "scan.npy"), url, chunk="2,2,16,16", cluster=client, progress=False) == url
+        np.testing.assert_array_equal(open_cube(url).data.compute(scheduler="threads"), array)
+        with pytest.raises(ConfigError, match="already exists"):
+            convert(str(tmp_path / "scan.npy"), url, cluster=client, progress=False)
+    with pytest.raises(ConfigError, match="DEST must end with"):
+        convert(str(tmp_path / "scan.npy"), f"{base}/scan.txt", cluster=client, progress=False)

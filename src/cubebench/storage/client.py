@@ -212,6 +212,40 @@ def get_suffix(spec: StorageSpec, key: str, length: int, counter: RequestCounter
     return data
 
 
+def object_exists(spec: StorageSpec, key: str, counter: RequestCounter | None = None) -> bool:
+    """Whether the object ``key`` exists (one HEAD)."""
+    import obstore
+
+    s3 = _checked(spec)
+    try:
+        obstore.head(object_store(s3), key)
+        found = True
+    except FileNotFoundError:
+        found = False
+    except Exception as exc:
+        raise _fail(s3, f"HEAD {key}", exc) from exc
+    pace(s3)
+    if counter is not None:
+        counter.add(heads=1)
+    return found
+
+
+def delete_object(spec: StorageSpec, key: str, counter: RequestCounter | None = None) -> None:
+    """Delete the one object ``key`` (missing is fine)."""
+    import obstore
+
+    s3 = _checked(spec)
+    try:
+        obstore.delete(object_store(s3), key)
+    except FileNotFoundError:
+        pass
+    except Exception as exc:
+        raise _fail(s3, f"DELETE {key}", exc) from exc
+    pace(s3)
+    if counter is not None:
+        counter.add(deletes=1)
+
+
 def get_object(spec: StorageSpec, key: str, counter: RequestCounter | None = None) -> bytes | None:
     """The whole object ``key`` (one GET), or None when there is none (a chunk never written)."""
     import obstore
