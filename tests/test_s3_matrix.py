@@ -371,3 +371,17 @@ def _convert_both(base: str, tmp_path: Path, array: np.ndarray, client: Client) 
             convert(str(tmp_path / "scan.npy"), url, cluster=client, progress=False)
     with pytest.raises(ConfigError, match="DEST must end with"):
         convert(str(tmp_path / "scan.npy"), f"{base}/scan.txt", cluster=client, progress=False)
+
+
+def test_wrong_credentials_and_a_missing_bucket_are_one_line_with_the_servers_error(s3: S3Endpoint) -> None:
+    from dataclasses import replace
+
+    from cubebench.storage import check_reachable
+
+    good = s3.storage("checks")
+    check_reachable(good)
+    with pytest.raises(StorageError, match=f"{s3.url} .*refused the request: SignatureDoesNotMatch") as info:
+        check_reachable(replace(good, secret_access_key="not-the-secret"))
+    assert "\n" not in str(info.value)
+    with pytest.raises(StorageError, match=r"bucket 'no-such-bucket'.*no such bucket; create it first"):
+        check_reachable(replace(good, bucket="no-such-bucket"))

@@ -18,6 +18,7 @@ request obstore presigns) and request counting (no hooks: the helpers and
 from __future__ import annotations
 
 import os
+import re
 import urllib.error
 import urllib.request
 from datetime import timedelta
@@ -355,8 +356,17 @@ def multipart_upload(
     return size
 
 
+def _s3_code(exc: BaseException) -> tuple[str, str]:
+    """The S3 error code and message in a failed request's text (the XML body obstore quotes), or ('', '')."""
+    text = str(exc)
+    code = re.search(r"<Code>([^<]+)</Code>", text)
+    message = re.search(r"<Message>([^<]+)</Message>", text)
+    return (code.group(1) if code else "", message.group(1) if message else "")
+
+
 def check_reachable(spec: StorageSpec) -> None:
-    """Raise a one-line :class:`StorageError` naming the endpoint if ``spec``'s bucket cannot be listed."""
+    """Raise a one-line :class:`StorageError` naming the endpoint if ``spec``'s bucket cannot be listed: the
+    server's own error code when it answered (wrong credentials, no such bucket), else why it did not."""
     if isinstance(spec, S3Storage):
         s3 = _checked(spec)
         import obstore
@@ -364,6 +374,10 @@ def check_reachable(spec: StorageSpec) -> None:
         try:
             obstore.list_with_delimiter(object_store(s3, retries=0))
         except Exception as exc:
-            raise StorageError(
-                f"S3 endpoint {s3.endpoint or 'AWS'} (bucket {s3.bucket!r}) unreachable: {_first_line(exc)}"
-            ) from exc
+            where = f"S3 endpoint {s3.endpoint or 'AWS'} (bucket {s3.bucket!r})"
+            code, message = _s3_code(exc)
+            if code == "NoSuchBucket":
+                raise StorageError(f"{where}: no such bucket; create it first ({code}: {message})") from exc
+            if code:
+                raise StorageError(f"{where} refused the request: {code}: {message}") from exc
+            raise StorageError(f"{where} unreachable: {_first_line(exc)}") from exc
