@@ -225,7 +225,7 @@ def test_runner_unchunked_backends_and_pattern_reads(tmp_path: Path) -> None:
                 got = str(status.sel(run=0, **where).item())
                 assert got == ("ok" if (backend, codec, chunk) in ok else "unavailable"), (where, got)
                 for pattern in ("frame", "region", "virtual_detector"):
-                    seconds = float(ds[f"read_{pattern}_seconds"].sel(dataset="tiny", run=0, **where))
+                    seconds = float(ds[f"read_{pattern}_seconds"].sel(dataset="tiny", run=0, **where).item())
                     assert np.isfinite(seconds) == ((backend, codec, chunk) in ok)
     why = str(reason.sel(backend="npy_gzip", codec="gzip-1", chunk="balanced").item())
     assert why == "npy_gzip stores the whole array; chunking does not apply (measured under 'single_frame')"

@@ -47,7 +47,7 @@ def test_run_writes_verified_dataset(tmp_path: Path) -> None:
         out=out,
         progress=False,
     )
-    assert set(ds.dims) == {"dataset", "backend", "codec", "chunk", "run"}
+    assert set(ds.dims) == {"dataset", "backend", "codec", "chunk", "storage", "run"}
     assert (ds["status"] == "ok").all(), ds["reason"].values
     assert ds["verified"].all()
     ratio = ds["ratio"].sel(dataset="diff")

@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("recommend", help="the best codec + chunk + backend for one use")
     p.add_argument("results", help="results folder or results.nc")
     p.add_argument("--for", dest="use", choices=USES, default="balanced", help="the dominant constraint")
+    p.add_argument("--storage", help="the storage to recommend for (local, s3, ...) when the results hold several")
 
     p = sub.add_parser("sufficient", help="the smallest representation keeping an inference target's error within X")
     p.add_argument("results", help="results folder (with sufficiency.nc) or sufficiency.nc")
@@ -313,7 +314,7 @@ def _recommend(args: argparse.Namespace) -> int:
     from cubebench.results import load_results
 
     ds = load_results(args.results)
-    print(format_recommendation(recommend(ds, args.use)))
+    print(format_recommendation(recommend(ds, args.use, storage=args.storage)))
     return 0
 
 
@@ -339,9 +340,12 @@ def summary_table(ds: Any) -> str:
     from cubebench.results import to_frame
 
     frame = to_frame(ds)
-    rows: list[list[str]] = [["dataset", "backend", "codec", "chunk", "status", "ratio", "write GiB/s", "read GiB/s"]]
+    keys = ["dataset", "backend", "codec", "chunk"]
+    if "storage" in frame and frame["storage"].nunique() > 1:  # one line per storage too
+        keys.append("storage")
+    rows: list[list[str]] = [[*keys, "status", "ratio", "write GiB/s", "read GiB/s"]]
     reasons: list[str] = []
-    for key, group in frame.groupby(["dataset", "backend", "codec", "chunk"], sort=False):
+    for key, group in frame.groupby(keys, sort=False):
         ok = group[group["status"] == "ok"]
         status = "ok" if len(ok) == len(group) else ",".join(sorted(set(group["status"])))
         numbers = [ok["ratio"].mean(), ok["write_GiBps"].median(), ok["read_GiBps"].median()] if len(ok) else []
@@ -354,7 +358,8 @@ def summary_table(ds: Any) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     table = "\n".join(
         "  ".join(
-            cell.ljust(w) if i < 5 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            cell.ljust(w) if i <= len(keys) else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
         )
         for row in rows
     )

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cubebench.backends import Backend, WriteSettings, get_backend
+from cubebench.backends import S3_FACES, Backend, S3Target, WriteSettings, get_backend
 from cubebench.chunking import resolve_chunks
 from cubebench.codecs import get_codec
 from cubebench.errors import CodecUnavailableError, ConfigError, VerificationError
@@ -35,7 +35,9 @@ from cubebench.experiment import ClusterSpec
 from cubebench.fileio import remove
 from cubebench.parallel import observe
 from cubebench.sources import open_cube
+from cubebench.sources.s3 import is_s3_url, parse_s3_url
 from cubebench.staging import reusable_npy, source_checksums, stage_cube
+from cubebench.storage import delete_object, delete_prefix, list_keys, object_exists, take
 from cubebench.verify import first_mismatch
 
 if TYPE_CHECKING:
@@ -68,7 +70,7 @@ def convert(
     cluster: Client | ClusterSpec | None = None,
     progress: bool = True,
     scratch: str | os.PathLike[str] | None = None,
-) -> Path:
+) -> Path | str:
     """Write ``source`` to ``dest`` with ``codec`` and ``chunk``, verify every chunk, and return ``dest``.
 
     Parameters
@@ -95,7 +97,11 @@ def convert(
         The codec cannot be written to this destination here.
     VerificationError
         A chunk read back differs from the source (``dest`` is removed).
+
+    ``dest`` may be an ``s3://bucket/key.zarr`` or ``.h5`` URL (:func:`convert_to_s3`); then it is returned as given.
     """
+    if is_s3_url(os.fspath(dest)):
+        return convert_to_s3(source, os.fspath(dest), codec, chunk, cluster, scratch)
     target = Path(dest)
     candidates = _check_dest(target)
     spec = get_codec(codec)
@@ -129,6 +135,51 @@ def convert(
     return target
 
 
+def convert_to_s3(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    url: str,
+    codec: str = DEFAULT_CODEC,
+    chunk: str | Sequence[int] = DEFAULT_CHUNK,
+    cluster: Client | ClusterSpec | None = None,
+    scratch: str | os.PathLike[str] | None = None,
+) -> str:
+    """:func:`convert` to ``s3://bucket/key.zarr`` (or ``.h5``/``.emd``): the backend's S3 path, every chunk
+    verified by reading it back from S3; never overwrites, and removes what it wrote if anything fails. Endpoint
+    and credentials come from the AWS environment (:mod:`cubebench.sources.s3`)."""
+    storage, key = parse_s3_url(url)
+    candidates = DESTINATIONS.get(Path(key).suffix.lower())
+    if candidates is None:
+        raise ConfigError(f"{url}: DEST must end with {', '.join(DESTINATIONS)}")
+    if object_exists(storage, key) or list_keys(storage.under(key)):
+        raise ConfigError(f"{url} already exists; cubebench never overwrites it: remove it or choose another DEST")
+    spec = get_codec(codec)
+    cube = open_cube(source)
+    chunks = resolve_chunks(chunk, cube.info.shape)
+    backend = _writer(candidates, spec, np.dtype(cube.info.dtype))
+    face, settings = S3_FACES[backend.name], WriteSettings()
+    folder = Path(tempfile.mkdtemp(prefix=".cubebench-convert-", dir=scratch))
+    target = S3Target(storage, key, folder / "local.h5", tally=f"convert-{folder.name}")
+    try:
+        with _client(cluster) as client:
+            staged = _reuse_npy(source) or stage_cube(client, cube, folder)
+            face.write(client, staged, spec, chunks, target, settings)
+            expected, _ = source_checksums(client, staged, backend.storage_block(chunks, settings))
+            got = face.read(client, target, chunks, settings).checksums
+        mismatch = first_mismatch(expected, got)
+        if mismatch:
+            raise VerificationError(f"{url}: {mismatch}; removed it")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            delete_object(storage, key)
+        with contextlib.suppress(Exception):
+            delete_prefix(storage.under(key))
+        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        take(target.tally)
+    return url
+
+
 def generate(
     preset: str,
     dest: str | os.PathLike[str],
@@ -138,7 +189,7 @@ def generate(
     chunk: str | Sequence[int] = DEFAULT_CHUNK,
     cluster: Client | ClusterSpec | None = None,
     progress: bool = True,
-) -> Path:
+) -> Path | str:
     """Write the synthetic ``preset`` (scan scaled by ``scale``, noise from ``seed``) to ``dest``, verified.
 
     The same path as :func:`convert`; see there for the parameters.

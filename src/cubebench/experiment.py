@@ -20,6 +20,7 @@ from cubebench.chunking import chunk_name, parse_chunk
 from cubebench.errors import ConfigError
 from cubebench.patterns import PATTERNS
 from cubebench.sources import SOURCE_KEYS
+from cubebench.storage import LocalStorage, StorageSpec, parse_storage
 from cubebench.sufficiency.config import SufficiencyOptions, parse_sufficiency
 
 if TYPE_CHECKING:
@@ -114,6 +115,8 @@ class Experiment:
     #: Paced acquisition (``cubebench acquire``): the raw ``acquisition:`` section, validated by
     #: :func:`cubebench.acquisition.config.parse_acquisition` (that package sits above this module's layer).
     acquisition: Mapping[str, Any] = field(default_factory=dict)
+    #: Where cells store their bytes (:mod:`cubebench.storage`): one more dimension of the matrix.
+    storage: tuple[StorageSpec, ...] = (LocalStorage(),)
 
     @property
     def chunk_labels(self) -> tuple[str, ...]:
@@ -122,7 +125,7 @@ class Experiment:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form, for provenance and round trips through YAML."""
-        return dict(_listify(asdict(self)))
+        return {**_listify(asdict(self)), "storage": [spec.to_dict() for spec in self.storage]}
 
 
 def _listify(value: Any) -> Any:
@@ -154,6 +157,7 @@ _TOP_KEYS = (
     "targets",
     "sufficiency",
     "acquisition",
+    "storage",
 )
 _CLUSTER_KEYS = tuple(ClusterSpec.__dataclass_fields__)
 _ZARR_KEYS = tuple(ZarrSettings.__dataclass_fields__)
@@ -284,7 +288,22 @@ def parse_experiment(raw: Mapping[str, Any], origin: str = "experiment") -> Expe
         targets=targets,
         sufficiency=sufficiency,
         acquisition=dict(acquisition),
+        storage=_parse_storages(raw.get("storage", ["local"]), origin),
     )
+
+
+def _parse_storages(value: Any, origin: str) -> tuple[StorageSpec, ...]:
+    """``storage:`` entries, each through :func:`cubebench.storage.parse_storage`; labels must differ."""
+    if isinstance(value, (str, Mapping)):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{origin}: 'storage' must be a list of entries such as local or {{kind: s3}}, got {value!r}")
+    specs = tuple(parse_storage(entry, f"{origin}: storage[{i}]") for i, entry in enumerate(value))
+    labels = [spec.label for spec in specs]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise ConfigError(f"{origin}: 'storage' has two entries labelled {twice[0]!r}; they must differ")
+    return specs
 
 
 def _check_keys(raw: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:

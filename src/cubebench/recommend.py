@@ -218,6 +218,7 @@ def recommend(
     codecs: Sequence[str] | None = None,
     chunks: Sequence[str] | None = None,
     include_uncompressed: bool = False,
+    storage: str | None = None,
 ) -> Recommendation:
     """Recommend a (codec, chunk, backend) for one use, from verified ok cells only.
 
@@ -245,7 +246,16 @@ def recommend(
         Restrict the candidates (``None``: all).
     include_uncompressed
         Let ``none`` be recommended.
+    storage
+        The storage to recommend for (``local``, ``s3``, ...); needed when the results hold several.
     """
+    if storage is not None:
+        ds = _select(ds, "storage", [storage]).squeeze("storage", drop=True) if "storage" in ds.dims else ds
+        if "storage" in ds.coords and ds["storage"].ndim == 0 and str(ds["storage"].values) != storage:
+            raise ResultsError(f"no storage {storage} in these results; have: {ds['storage'].values}")
+    elif "storage" in ds.dims and ds.sizes["storage"] > 1:
+        have = ", ".join(str(v) for v in ds["storage"].values)
+        raise ResultsError(f"these results hold several storages ({have}); choose one with --storage")
     candidates, ctx = _rank(ds, use, datasets, backends, codecs, chunks, include_uncompressed)
     best = candidates[0]
     per_dataset = ctx["details"][(best.backend, best.codec, best.chunk)]

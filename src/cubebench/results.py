@@ -24,14 +24,14 @@ if TYPE_CHECKING:
     import xarray as xr
 
 #: Bump when the meaning or layout of a variable changes; :func:`load_results` refuses newer files.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: a ``storage`` dimension and request/object counts (older files load as storage "local")
 
 #: File names inside a results folder.
 DATASET_FILE = "results.nc"
 CSV_FILE = "results.csv"
 LOG_FILE = "cells.jsonl"
 
-DIMS = ("dataset", "backend", "codec", "chunk", "run")
+DIMS = ("dataset", "backend", "codec", "chunk", "storage", "run")
 
 #: Cell statuses. Only ``ok`` cells carry timings; ``failed`` and ``unverified`` carry a reason.
 STATUSES = ("ok", "failed", "unverified", "unavailable", "skipped", "missing")
@@ -75,12 +75,26 @@ class CellResult:
     #: Whether the workers were processes (False: threads of the main process, ``cluster.processes: false``).
     worker_processes: bool = True
     started: str = ""
+    #: Where the bytes lived (``local``, ``s3``, ``s3-20ms``: :mod:`cubebench.storage`).
+    storage: str = "local"
+    #: Objects (S3) or files (local) the write stored, and their bytes.
+    objects: int = 0
+    bytes_written: int = 0
+    #: Requests of the write and the full read together (NaN where not counted: local files), by kind, and the
+    #: bytes the full read fetched.
+    requests: float = float("nan")
+    get_requests: float = float("nan")
+    put_requests: float = float("nan")
+    bytes_read: float = float("nan")
+    #: The client-side link model each request waited under (:mod:`cubebench.storage.pacing`).
+    latency_ms: float = 0.0
+    bandwidth_MBps: float = float("nan")
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
-    def key(self) -> tuple[str, str, str, str, int]:
+    def key(self) -> tuple[str, str, str, str, int, str]:
         """The cell's coordinates, used to skip finished cells on resume."""
-        return (self.dataset, self.backend, self.codec, self.chunk, self.run)
+        return (self.dataset, self.backend, self.codec, self.chunk, self.run, self.storage)
 
     @property
     def ratio(self) -> float:
@@ -98,7 +112,7 @@ class CellResult:
         raw = json.loads(line)
         names = {f.name: f for f in fields(cls)}
         kwargs = {k: v for k, v in raw.items() if k in names}
-        for key in ("write_seconds", "read_seconds", "source_read_seconds", "estimate_seconds"):
+        for key in ("write_seconds", "read_seconds", "source_read_seconds", "estimate_seconds", *_COUNTED):
             if kwargs.get(key) is None:
                 kwargs[key] = float("nan")
         return cls(**kwargs)
@@ -110,6 +124,9 @@ class ResultsLog(JsonLinesLog[CellResult]):
     def __init__(self, path: Path) -> None:
         super().__init__(path, CellResult)
 
+
+#: Counts that are NaN where not counted.
+_COUNTED = ("requests", "get_requests", "put_requests", "bytes_read", "bandwidth_MBps")
 
 _NUMERIC = {
     "stored_bytes": np.int64,
@@ -123,6 +140,14 @@ _NUMERIC = {
     "workers": np.int64,
     "threads_per_worker": np.int64,
     "codec_threads": np.int64,
+    "objects": np.int64,
+    "bytes_written": np.int64,
+    "requests": np.float64,
+    "get_requests": np.float64,
+    "put_requests": np.float64,
+    "bytes_read": np.float64,
+    "latency_ms": np.float64,
+    "bandwidth_MBps": np.float64,
 }
 
 _UNITS = {
@@ -136,6 +161,10 @@ _UNITS = {
     "read_GiBps": "GiB/s",
     "peak_memory_bytes": "bytes",
     "estimate_seconds": "s",
+    "bytes_written": "bytes",
+    "bytes_read": "bytes",
+    "latency_ms": "ms",
+    "bandwidth_MBps": "MB/s",
 }
 
 _DESCRIPTIONS = {
@@ -153,6 +182,9 @@ _DESCRIPTIONS = {
     ),
     "status": "ok | failed | unverified | unavailable | skipped | missing",
     "worker_processes": "the workers were processes (false: threads of the main process, cluster.processes)",
+    "objects": "objects (S3) or files (local) the write stored",
+    "requests": "requests of the write and the full read (GET, PUT, HEAD, LIST, DELETE); NaN for local files",
+    "latency_ms": "client-side link model: milliseconds each request waited (0: none)",
 }
 
 
@@ -161,7 +193,7 @@ def records_to_dataset(
     dataset_info: Mapping[str, Mapping[str, Any]] | None = None,
     attrs: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
-    """Build the results Dataset with dims ``(dataset, backend, codec, chunk, run)``.
+    """Build the results Dataset with dims ``(dataset, backend, codec, chunk, storage, run)``.
 
     Parameters
     ----------
@@ -306,7 +338,19 @@ def load_results(path: str | os.PathLike[str]) -> xr.Dataset:
     if not target.exists():
         raise ResultsError(f"no results at {path}: expected a results folder or a {DATASET_FILE} file")
     loaded: xr.Dataset = load_dataset(target, "results", SCHEMA_VERSION, required="status")
-    return loaded
+    return with_storage(loaded)
+
+
+def with_storage(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with a ``storage`` dimension: results from before it (schema 1) get ``storage="local"`` of length 1."""
+    if "storage" in ds.dims:
+        return ds
+    cell_vars = [name for name, var in ds.data_vars.items() if {"backend", "codec", "run"} <= set(var.dims)]
+    out = ds.copy()
+    for name in cell_vars:
+        dims = list(ds[name].dims)
+        out[name] = ds[name].expand_dims(storage=["local"]).transpose(*dims[: dims.index("run")], "storage", "run", ...)
+    return out.assign_coords(storage=["local"]) if "storage" not in out.coords else out
 
 
 def machine_names(

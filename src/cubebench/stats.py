@@ -45,7 +45,16 @@ SUMMARY_STATS = ("mean", "std", "min", "max", "median", "cv")
 
 #: Per-cell numeric variables that are settings or bookkeeping, not measurements: never summarized.
 _NOT_MEASURED = frozenset(
-    {"source_bytes", "n_chunks", "estimate_seconds", "workers", "threads_per_worker", "codec_threads"}
+    {
+        "source_bytes",
+        "n_chunks",
+        "estimate_seconds",
+        "workers",
+        "threads_per_worker",
+        "codec_threads",
+        "latency_ms",
+        "bandwidth_MBps",
+    }
 )
 
 
@@ -77,6 +86,17 @@ def core_results(ds: xr.Dataset) -> xr.Dataset:
                 f"select one first, e.g. ds.sel({dim}=...)"
             )
         ds = ds.isel({dim: 0}, drop=True)
+    return ds
+
+
+def one_storage(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` without a ``storage`` dimension of length 1 (its value kept as a scalar coordinate).
+
+    Results of one storage (all of them before storage became a dimension) then read as they always did; with
+    several storages the dimension stays, as ``machine`` does: select one, or compare them side by side.
+    """
+    if "storage" in ds.dims and ds.sizes["storage"] == 1:
+        return ds.isel(storage=0)
     return ds
 
 
@@ -128,6 +148,7 @@ def summarize_runs(ds: xr.Dataset, require_verified: bool = False) -> xr.Dataset
     """
     if "run" not in ds.dims:
         raise ResultsError("results have no 'run' dimension; pass the Dataset from load_results or run")
+    ds = one_storage(ds)
     mask = ok_mask(ds, require_verified)
     out: dict[str, xr.DataArray] = {}
     for name in measured_variables(ds):
@@ -164,6 +185,7 @@ def ratio_consistency(ds: xr.Dataset, rtol: float = 1e-9) -> xr.DataArray:
     run are not flagged. A flag points at a nondeterministic codec path (threads, timestamps in metadata, a
     changing ``write_empty_chunks`` decision) and deserves a look before ratios are compared.
     """
+    ds = one_storage(ds)
     mask = ok_mask(ds)
     ratio = ds["ratio"].where(mask)
     with warnings.catch_warnings(), np.errstate(all="ignore"):

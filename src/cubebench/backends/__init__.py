@@ -10,10 +10,13 @@ from cubebench.backends.base import Backend, PatternRead, ReadBack, WriteSetting
 from cubebench.backends.csr import CSRBackend
 from cubebench.backends.hdf5_direct import HDF5DirectBackend
 from cubebench.backends.hdf5_filter import HDF5FilterBackend
+from cubebench.backends.hdf5_s3 import HDF5S3, HDF5DirectS3
 from cubebench.backends.npy_gzip import NpyGzipBackend
+from cubebench.backends.s3_io import S3Face, S3Target
 from cubebench.backends.uint8_overflow import Uint8OverflowBackend
 from cubebench.backends.zarr_ import ZarrBackend
 from cubebench.backends.zarr_direct import ZarrDirectBackend
+from cubebench.backends.zarr_s3 import ZarrDirectS3, ZarrS3
 from cubebench.errors import BackendError, CodecUnavailableError
 
 if TYPE_CHECKING:
@@ -31,6 +34,24 @@ BACKENDS: dict[str, type[Backend]] = {
         NpyGzipBackend,
     )
 }
+
+
+#: Backend id -> its path on S3 storage (the same layout and codecs); a backend not listed says why in
+#: :attr:`Backend.s3_unsupported` (see :meth:`Backend.check_storage`).
+S3_FACES: dict[str, S3Face] = {
+    HDF5FilterBackend.name: HDF5S3(),
+    HDF5DirectBackend.name: HDF5DirectS3(),
+    ZarrBackend.name: ZarrS3(),
+    ZarrDirectBackend.name: ZarrDirectS3(),
+}
+
+
+def s3_face(backend: Backend) -> S3Face:
+    """``backend``'s path on S3; a :class:`BackendError` says why when it has none."""
+    try:
+        return S3_FACES[backend.name]
+    except KeyError:
+        raise BackendError(f"{backend.name} has no S3 path registered in backends.S3_FACES") from None
 
 
 def get_backend(name: str) -> Backend:
@@ -56,4 +77,16 @@ def availability(codec: CodecSpec, dtype: Any = "uint16") -> dict[str, str | Non
     return out
 
 
-__all__ = ["BACKENDS", "Backend", "PatternRead", "ReadBack", "WriteSettings", "availability", "get_backend"]
+__all__ = [
+    "BACKENDS",
+    "S3_FACES",
+    "Backend",
+    "PatternRead",
+    "ReadBack",
+    "S3Face",
+    "S3Target",
+    "WriteSettings",
+    "availability",
+    "get_backend",
+    "s3_face",
+]

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.codecs import ChunkEncoder, CodecSpec, get_codec, stores_raw
+from cubebench.errors import BackendError
 from cubebench.patterns import PatternResult, Selection, selection
+from cubebench.storage import S3Storage
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
     from cubebench.cube import StagedCube
+    from cubebench.storage import StorageSpec
 
 ChunkIndex = tuple[int, ...]
 
@@ -76,6 +79,14 @@ class Backend(ABC):
     #: (:mod:`cubebench.runner.estimate`); measured from the 8 GiB run in README (single-frame against balanced
     #: chunks, blosc-zstd, 65 536 chunks).
     chunk_seconds: float = 0.0
+    #: Why the backend does not run on S3 storage; '' when it does (through its face in
+    #: :data:`cubebench.backends.S3_FACES`, same layout and codecs as on local disk).
+    s3_unsupported: str = "it has no S3 path (it writes and reads through local file calls only)"
+
+    def check_storage(self, storage: StorageSpec) -> None:
+        """Raise :class:`~cubebench.errors.BackendError` (with the reason) if the backend cannot use ``storage``."""
+        if isinstance(storage, S3Storage) and self.s3_unsupported:
+            raise BackendError(f"{self.name} on {storage.label}: {self.s3_unsupported}")
 
     @abstractmethod
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:

@@ -52,6 +52,7 @@ class CSRBackend(Backend):
     """SciPy CSR per frame in one uncompressed HDF5 file; parallel conversion, one appending writer."""
 
     name = "csr"
+    s3_unsupported = "its CSR file set is written and read through local file calls; not ported to S3"
     suffix = ".csr.h5"
     chunked = False
 

@@ -33,6 +33,7 @@ class HDF5FilterBackend(Backend):
     """h5py + hdf5plugin filter pipeline, one writer and one reader process."""
 
     name = "hdf5"
+    s3_unsupported = ""  # on S3 through its face in backends.S3_FACES
     suffix = ".h5"
     parallel = False
     reads_blocks = True

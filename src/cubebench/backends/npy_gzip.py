@@ -44,6 +44,7 @@ class NpyGzipBackend(Backend):
     """``.npy`` in a (multi-member) gzip stream; parallel gzip of slabs, one in-order writer, streamed read."""
 
     name = "npy_gzip"
+    s3_unsupported = "one gzip stream read sequentially from the start; not ported to S3 (it has no random access)"
     suffix = ".npy.gz"
     chunked = False
 

@@ -30,6 +30,7 @@ class ZarrBackend(Backend):
     """Zarr v3 ``LocalStore``, optional sharding (shard = the chunk strategy, inner chunk = one frame)."""
 
     name = "zarr"
+    s3_unsupported = ""  # on S3 through its face in backends.S3_FACES
     suffix = ".zarr"
     reads_blocks = True
     shardable = True
@@ -95,7 +96,7 @@ class ZarrBackend(Backend):
 
 
 def create_store(
-    target: Path,
+    target: Path | Any,
     shape: tuple[int, ...],
     dtype: np.dtype[Any],
     codec: CodecSpec,
@@ -104,13 +105,15 @@ def create_store(
 ) -> Any:
     """Create the empty Zarr v3 array every Zarr backend writes into, and return it (open for writing).
 
+    ``target`` is a local folder, or a zarr store (an S3 store of :func:`cubebench.storage.zarr_store`).
+
     Fill value 0, the cube's dimension names, and the catalog codec id as the ``cubebench_codec`` attribute.
     Whether chunks equal to the fill value are stored is decided by the writer (``write_empty_chunks``).
     """
     import zarr
 
     return zarr.create_array(
-        store=str(target),
+        store=str(target) if isinstance(target, Path) else target,
         shape=shape,
         chunks=chunks,
         shards=shards,

@@ -22,6 +22,7 @@ from cubebench.report import index as page
 from cubebench.report.figures import all_figures, save_figure
 from cubebench.report.format import Table, write_table
 from cubebench.report.select import dataset_names
+from cubebench.report.storage import storage_table
 from cubebench.report.study import load_study
 from cubebench.report.sufficiency import sufficiency_blocks, sufficiency_for
 from cubebench.report.tables import all_tables
@@ -100,6 +101,11 @@ def _write_parts(
         ),
         page.link_items(entries),
     ]
+    if dim == "storage":  # the storages side by side: HDF5 against Zarr where they differ
+        table = storage_table(ds)
+        paths = write_table(table, out / TABLES_DIR)
+        links = {"CSV": f"{TABLES_DIR}/{paths['csv'].name}", "Markdown": f"{TABLES_DIR}/{paths['md'].name}"}
+        blocks.append(page.table_block(1, table, links))
     return page.write_index(out, _title(ds), blocks, html)
 
 

@@ -262,7 +262,7 @@ def load_study(path: str | os.PathLike[str], inventory: str | os.PathLike[str] |
         "published_runs": int(runs.max()) if runs.notna().any() else 0,
         "verified_by": "the study (lossless round trips as published); not re-verified by cubebench",
     }
-    ds = records_to_dataset(cells, info or None, attrs)
+    ds = records_to_dataset(cells, info or None, attrs).isel(storage=0, drop=True)  # local disks only
     _overwrite_published(ds, published)
     return ds
 

@@ -1,6 +1,6 @@
 """The cells of an experiment and the rules every cell follows before it runs.
 
-Cells are ``dataset x backend x codec x chunk x run``, interleaved so that run ``k`` of every cell finishes
+Cells are ``dataset x backend x codec x chunk x storage x run``, interleaved so that run ``k`` of every cell finishes
 before run ``k+1`` of any (slow drifts of a shared machine then spread over the whole grid). The run and
 ``cubebench plan`` share these rules: whether a cell runs (:func:`not_run`), its estimate (:func:`cell_seconds`)
 and whether a chunking gets a chunk-major copy (:func:`layout_pays`).
@@ -17,6 +17,7 @@ import numpy as np
 from cubebench.chunking import Chunking, chunk_name
 from cubebench.cube import grid_counts
 from cubebench.errors import (
+    BackendError,
     CodecUnavailableError,
     ConfigError,
 )
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from cubebench.backends import Backend, WriteSettings
     from cubebench.codecs import CodecSpec
     from cubebench.experiment import Experiment
+    from cubebench.storage import StorageSpec
 
 #: ``layout: auto`` stages a chunk-major copy of a chunking once at least this many cells read its blocks.
 #: Measured here per GiB: the copy costs about 0.7 s plus its fsync (about 2 s), and each write reading from it
@@ -45,24 +47,28 @@ class Cell:
     codec: str
     chunk: str | tuple[int, ...]
     run: int
+    #: The storage's label (``local``, ``s3``, ...: :attr:`cubebench.storage.S3Storage.label`).
+    storage: str = "local"
 
     @property
-    def key(self) -> tuple[str, str, str, str, int]:
+    def key(self) -> tuple[str, str, str, str, int, str]:
         """Coordinates as stored in results."""
-        return (self.dataset, self.backend, self.codec, chunk_name(self.chunk), self.run)
+        return (self.dataset, self.backend, self.codec, chunk_name(self.chunk), self.run, self.storage)
 
     @property
     def label(self) -> str:
-        """File-name-safe identifier."""
-        return "_".join(str(k) for k in self.key).replace("/", "_")
+        """File-name-safe identifier (local cells keep the label they had before storage was a dimension)."""
+        key = self.key if self.storage != "local" else self.key[:5]
+        return "_".join(str(k) for k in key).replace("/", "_")
 
 
 def plan_cells(experiment: Experiment, dataset_names: list[str]) -> list[Cell]:
-    """All cells, runs outermost (interleaved), then dataset, backend, codec, chunk."""
+    """All cells, runs outermost (interleaved), then dataset, storage, backend, codec, chunk."""
     return [
-        Cell(name, backend, codec, chunk, run)
+        Cell(name, backend, codec, chunk, run, storage.label)
         for run in range(experiment.runs)
         for name in dataset_names
+        for storage in experiment.storage
         for backend in experiment.backends
         for codec in experiment.codecs
         for chunk in experiment.chunks
@@ -70,14 +76,22 @@ def plan_cells(experiment: Experiment, dataset_names: list[str]) -> list[Cell]:
 
 
 def not_run(
-    exp: Experiment, backend: Backend, codec: CodecSpec, dtype: str, chunk: str, estimate: float
+    exp: Experiment,
+    backend: Backend,
+    codec: CodecSpec,
+    dtype: str,
+    chunk: str,
+    estimate: float,
+    storage: StorageSpec | None = None,
 ) -> tuple[str, str] | None:
     """Why a cell would not run, as ``(status, reason)``: ``unavailable`` (the backend cannot store the codec or
-    dtype, or stores the whole array and the chunking is not the first), ``skipped`` (estimated over
-    ``max_cell_seconds``); None when it runs."""
+    dtype, or on ``storage``, or stores the whole array and the chunking is not the first), ``skipped`` (estimated
+    over ``max_cell_seconds``); None when it runs."""
     try:
         backend.check(codec, np.dtype(dtype))
-    except CodecUnavailableError as exc:
+        if storage is not None:
+            backend.check_storage(storage)
+    except (CodecUnavailableError, BackendError) as exc:
         return "unavailable", str(exc)
     if not backend.chunked and chunk in exp.chunk_labels[1:]:
         first = exp.chunk_labels[0]

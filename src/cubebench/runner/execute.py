@@ -27,6 +27,7 @@ from cubebench.runner.cells import plan_cells, rescale
 from cubebench.runner.inputs import coerce_experiment
 from cubebench.runner.provenance import node_facts, provenance
 from cubebench.runner.session import Session
+from cubebench.runner.storages import open_storages
 from cubebench.runner.workspace import (
     Interrupted,
     prepare_output,
@@ -124,9 +125,13 @@ def run(
     cluster_info: dict[str, Any] = {}
     interrupted, started, lost = False, False, None
     try:
-        with sigterm_as_interrupt(), open_client(exp.cluster, exp.zarr.concurrency) as client:
+        with (
+            sigterm_as_interrupt(),
+            open_storages(exp, scratch) as storages,
+            open_client(exp.cluster, exp.zarr.concurrency) as client,
+        ):
             cluster_info = {**cluster_description(client, exp.cluster), "nodes": node_facts(client)}
-            session = Session(client, exp, scratch, specs, stores, cluster_info, staging)
+            session = Session(client, exp, scratch, specs, stores, cluster_info, staging, storages)
             started = True
             needed = {cell.dataset for cell in todo} | {name for name in cubes if name not in info}
             for name in cubes:  # a source that fails only when read is a bad input too: nothing written before

@@ -88,7 +88,7 @@ def experiment_for_source(
         except (TypeError, ValueError):
             where = os.fspath(path)
             raise ConfigError(f"{where}: scan_shape must be two positive integers, got {scan_shape!r}") from None
-    stem = Path(os.fspath(path)).stem
+    stem = Path(os.fspath(path).rstrip("/")).stem
     exp = replace(base, name=stem or "data", datasets=parse_datasets([entry], os.fspath(path)))
     return override_experiment(exp, **overrides)
 
@@ -117,6 +117,8 @@ def experiment_from_path(
     ConfigError
         ``path`` is neither an experiment nor a data source, or a value is bad (the message names it).
     """
+    if os.fspath(path).startswith("s3://"):  # an object on S3 (cubebench.sources.s3): never a Path
+        return experiment_for_source(path, dataset=dataset, scan_shape=scan_shape, **overrides)
     p = Path(os.fspath(path))
     if p.suffix.lower() not in EXPERIMENT_SUFFIXES:
         if source_kind(p) is not None:  # what open_cube would open it as, from the sources' registry

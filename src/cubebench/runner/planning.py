@@ -47,6 +47,8 @@ class PlannedCell:
     #: ``run``, ``skipped`` (over ``max_cell_seconds``) or ``unavailable``.
     status: str
     reason: str = ""
+    #: The storage's label (``local``, ``s3``, ...).
+    storage: str = "local"
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ def plan(
     reads = Counter(  # as the run counts them: cells whose writes read blocks, per dataset and chunking
         (name, chunk_name(chunk))
         for name in cubes
+        for _storage in exp.storage
         for b in backends.values()
         if b.reads_blocks
         for _ in codecs
@@ -121,23 +124,25 @@ def plan(
         sample = _sample(cube)
         speeds = {cid: measure_speed(codec, sample) for cid, codec in codecs.items()}
         ratios[name] = [s.ratio if s is not None else 1.0 for s in speeds.values()]  # unknown: as stored raw
-        for backend_name, backend in backends.items():
-            for cid, codec in codecs.items():
-                for chunk in exp.chunks:
-                    chunking = chunking_for(backend, chunk, cube.info.shape, settings)
-                    label, shape, nbytes = chunking.label, cube.info.shape, cube.info.nbytes
-                    seconds = cell_seconds(backend, chunking, shape, nbytes, speeds[cid], threads)
-                    verdict = not_run(exp, backend, codec, cube.info.dtype, label, seconds)
-                    status, reason = verdict or ("run", "")
-                    cells.append(PlannedCell(name, backend_name, cid, label, seconds, status, reason))
-                    block = chunking.block
-                    cells_reading = exp.runs * reads[(name, label)]
-                    if (
-                        status == "run"
-                        and backend.reads_blocks
-                        and layout_pays(exp, cube.info.shape, block, cells_reading)
-                    ):
-                        copies.add((name, block))
+        for spec in exp.storage:
+            for backend_name, backend in backends.items():
+                for cid, codec in codecs.items():
+                    for chunk in exp.chunks:
+                        chunking = chunking_for(backend, chunk, cube.info.shape, settings)
+                        label, shape, nbytes = chunking.label, cube.info.shape, cube.info.nbytes
+                        seconds = cell_seconds(backend, chunking, shape, nbytes, speeds[cid], threads)
+                        verdict = not_run(exp, backend, codec, cube.info.dtype, label, seconds, spec)
+                        status, reason = verdict or ("run", "")
+                        planned = PlannedCell(name, backend_name, cid, label, seconds, status, reason, spec.label)
+                        cells.append(planned)
+                        block = chunking.block
+                        cells_reading = exp.runs * reads[(name, label)]
+                        if (
+                            status == "run"
+                            and backend.reads_blocks
+                            and layout_pays(exp, cube.info.shape, block, cells_reading)
+                        ):
+                            copies.add((name, block))
     sizes = {name: cube.info.nbytes for name, cube in cubes.items()}
     return Plan(
         name=exp.name,
@@ -177,9 +182,11 @@ def format_plan(plan: Plan) -> str:
         f"scratch up to {_size(plan.scratch_bytes)} at a time"
     )
     rows = [["dataset", "backend", "codec", "chunkings", "s per run", "all runs", "note"]]
+    several = len({cell.storage for cell in plan.cells}) > 1
     groups: dict[tuple[str, str, str], list[PlannedCell]] = {}
     for cell in plan.cells:
-        groups.setdefault((cell.dataset, cell.backend, cell.codec), []).append(cell)
+        backend = f"{cell.backend} on {cell.storage}" if several else cell.backend
+        groups.setdefault((cell.dataset, backend, cell.codec), []).append(cell)
     for (dataset, backend, codec), cells in groups.items():
         running = [c for c in cells if c.status == "run"]
         per_run = sum(c.seconds for c in running)

@@ -30,6 +30,7 @@ from cubebench.memory import PeakMemory
 from cubebench.results import CellResult, ResultsLog
 from cubebench.runner.cells import Cell, cell_seconds, chunking_for, layout_pays, not_run
 from cubebench.runner.estimate import CodecSpeed, measure_speed, sample_frames
+from cubebench.runner.remote import S3Cell, count_fields, local_fields
 from cubebench.runner.workspace import STOP
 from cubebench.staging import (
     reusable_npy,
@@ -38,6 +39,7 @@ from cubebench.staging import (
     stage_cube,
     stage_layout,
 )
+from cubebench.storage import LocalStorage, S3Storage
 from cubebench.verify import first_mismatch
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from cubebench.chunking import Chunking
     from cubebench.codecs import CodecSpec
     from cubebench.experiment import Experiment
+    from cubebench.storage import StorageSpec
 
 
 class Session:
@@ -62,8 +65,11 @@ class Session:
         backends: dict[str, Backend],
         cluster_info: dict[str, Any],
         staging: Path | None = None,
+        storages: dict[str, StorageSpec] | None = None,
     ) -> None:
         self.client, self.exp, self.scratch = client, exp, scratch
+        #: Storage label -> its spec, resolved for this run (an S3 spec rooted at the run's own prefix).
+        self.storages: dict[str, StorageSpec] = storages or {"local": LocalStorage()}
         self.staging = staging or scratch / "staged"
         self.codecs, self.backends, self.cluster_info = codecs, backends, cluster_info
         self.staged: dict[str, StagedCube] = {}
@@ -108,10 +114,11 @@ class Session:
         info = replace(cube.info, name=f"warmup-{cube.info.name}", shape=tuple(corner.shape), kind="warmup")
         small = Cube(corner, info)
         staged = self.stage(small)
-        for backend in self.backends.values():
-            for codec in self.codecs.values():
-                cell = Cell(small.info.name, backend.name, codec.id, tuple(staged.shape), 0)
-                self.run_cell(cell, staged)
+        for storage in self.storages:
+            for backend in self.backends.values():
+                for codec in self.codecs.values():
+                    cell = Cell(small.info.name, backend.name, codec.id, tuple(staged.shape), 0, storage)
+                    self.run_cell(cell, staged)
 
     def execute(self, todo: list[Cell], log: ResultsLog, progress: bool) -> None:
         """Run ``todo`` in order, appending each result to ``log`` as it finishes."""
@@ -216,8 +223,10 @@ class Session:
             sharded=self.settings.shards and backend.shardable,
             worker_processes=bool(self.cluster_info.get("processes", True)),
             started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            storage=cell.storage,
         )
-        verdict = not_run(self.exp, backend, codec, staged.dtype, result.chunk, estimate)
+        spec = self.storages.get(cell.storage, LocalStorage())
+        verdict = not_run(self.exp, backend, codec, staged.dtype, result.chunk, estimate, spec)
         if verdict is not None:
             return replace(result, status=verdict[0], reason=verdict[1])
         block = chunking.block
@@ -241,26 +250,47 @@ class Session:
                 return replace(result, status="failed", reason=why)
             result = replace(result, chunk_major=True)
         target = self.scratch / f"{cell.label}{backend.suffix}"
+        remote = S3Cell(self.client, spec, cell.label, backend, target) if isinstance(spec, S3Storage) else None
         try:
             reset_worker_peaks(self.client)
-            with PeakMemory() as memory:
-                start = time.perf_counter()
-                backend.write(self.client, staged, codec, chunks, target, self.settings)
-                write_seconds = time.perf_counter() - start
-                size = stored_bytes(target)
-                if self.exp.cache == "cold":
-                    drop_page_cache(target)
-                start = time.perf_counter()
-                back = backend.read(self.client, target, chunks, self.settings)
-                read_seconds = time.perf_counter() - start
-            peak = memory.peak + worker_peaks_outside(self.client, memory.pids)
-            pattern_reads = [self.read_pattern(backend, target, p, chunks) for p in self.exp.access_patterns]
+            if remote is not None:
+                with PeakMemory() as memory:
+                    write_seconds, timings = remote.write(staged, codec, chunks, self.settings)
+                    written, stored = remote.counts(), remote.usage()
+                    size = stored.bytes_out
+                    read_seconds, back = remote.read(chunks, self.settings)
+                    fields = count_fields(written, remote.counts(), stored, spec)  # type: ignore[arg-type]
+                peak = memory.peak + worker_peaks_outside(self.client, memory.pids)
+                pattern_reads = []
+                for pattern in self.exp.access_patterns:
+                    pattern_reads.append(remote.read_pattern(pattern, chunks, self.settings))
+                    timings[f"read_{pattern}_requests"] = float(remote.counts().requests)
+                timings.update(
+                    write_requests=float(written.requests), read_requests=fields["requests"] - written.requests
+                )
+                result = replace(result, extra={**result.extra, **timings}, **fields)
+            else:
+                with PeakMemory() as memory:
+                    start = time.perf_counter()
+                    backend.write(self.client, staged, codec, chunks, target, self.settings)
+                    write_seconds = time.perf_counter() - start
+                    size = stored_bytes(target)
+                    result = replace(result, **local_fields(target, size))
+                    if self.exp.cache == "cold":
+                        drop_page_cache(target)
+                    start = time.perf_counter()
+                    back = backend.read(self.client, target, chunks, self.settings)
+                    read_seconds = time.perf_counter() - start
+                peak = memory.peak + worker_peaks_outside(self.client, memory.pids)
+                pattern_reads = [self.read_pattern(backend, target, p, chunks) for p in self.exp.access_patterns]
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # any failure of a codec path is a result, not a crash
             return replace(result, status="failed", reason=failure_reason(exc, self.scratch))
         finally:
             remove(target)
+            if remote is not None:
+                remote.clean()
         result = replace(
             result,
             stored_bytes=size,

@@ -27,6 +27,7 @@ from cubebench.sources import hdf5_, mib, npy, zarr_  # noqa: F401  (each regist
 from cubebench.sources._common import check_scan_shape
 from cubebench.sources.presets import PRESETS, SYNTHETIC_KEYS, Preset, get_preset, list_presets, open_synthetic
 from cubebench.sources.registry import FILE_KINDS, FileKind, find_kind
+from cubebench.sources.s3 import is_s3_url, open_s3, s3_kind
 from cubebench.sources.synthetic import SyntheticParams, generate_block
 
 if TYPE_CHECKING:
@@ -101,6 +102,8 @@ def _open_path(spec: Mapping[str, Any]) -> Cube:
     raw = spec["path"]
     if not isinstance(raw, (str, os.PathLike)):
         raise ConfigError(f"path must be a string, got {raw!r}")
+    if is_s3_url(raw):  # s3://bucket/key: Zarr or HDF5 on S3 (cubebench.sources.s3)
+        return open_s3(str(raw), spec.get("dataset"), spec.get("scan_shape"), spec.get("name"))
     path = Path(os.fspath(raw)).expanduser()
     where = str(path)
     dataset = spec.get("dataset")
@@ -144,8 +147,10 @@ def source_kind(path: str | os.PathLike[str]) -> str | None:
     """What :func:`open_cube` would open ``path`` as: a :data:`FILE_KINDS` id (``hdf5``, ``zarr``, ...), or None.
 
     Decided as :func:`open_cube` decides, by suffix and signature (a file that does not exist yet counts by its
-    suffix); never raises. Nothing beyond the first bytes is read.
+    suffix); never raises. Nothing beyond the first bytes is read. An ``s3://`` URL counts by its suffix.
     """
+    if is_s3_url(path):
+        return s3_kind(str(path))
     p = Path(os.fspath(path)).expanduser()
     try:
         if p.is_dir():

@@ -18,6 +18,7 @@ request obstore presigns) and request counting (no hooks: the helpers and
 from __future__ import annotations
 
 import os
+import re
 import urllib.error
 import urllib.request
 from datetime import timedelta
@@ -26,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cubebench.errors import ConfigError, StorageError
-from cubebench.storage.counters import CountingStore, RequestCounter
+from cubebench.storage.counters import CountingStore, RequestCounter, RequestCounts
+from cubebench.storage.pacing import pace, paced
 from cubebench.storage.spec import LocalStorage, S3Storage, StorageSpec, join_key
 
 if TYPE_CHECKING:
@@ -129,7 +131,7 @@ def zarr_store(spec: StorageSpec, path: str | Path, counter: RequestCounter | No
         store = LocalStore(Path(path))
     else:
         s3 = _checked(spec)
-        store = ObjectStore(object_store(s3.under(str(path))))
+        store = paced(ObjectStore(object_store(s3.under(str(path)))), s3)
     return store if counter is None else CountingStore(store, counter)
 
 
@@ -172,6 +174,7 @@ def put(spec: StorageSpec, key: str, data: bytes | memoryview, counter: RequestC
         obstore.put(object_store(s3), key, data, use_multipart=False)
     except Exception as exc:
         raise _fail(s3, f"PUT {key}", exc) from exc
+    pace(s3, len(data))
     if counter is not None:
         counter.add(puts=1, bytes_out=len(data), objects_written=1)
 
@@ -187,8 +190,77 @@ def get_range(spec: StorageSpec, key: str, start: int, length: int, counter: Req
         raise FileNotFoundError(f"no object {key!r} in {_where(s3)}") from exc
     except Exception as exc:
         raise _fail(s3, f"GET {key} [{start}:{start + length}]", exc) from exc
+    pace(s3, len(data))
     if counter is not None:
         counter.add(gets=1, bytes_in=len(data))
+    return data
+
+
+def get_suffix(spec: StorageSpec, key: str, length: int, counter: RequestCounter | None = None) -> bytes | None:
+    """The last ``length`` bytes of ``key`` (one suffix-ranged GET: a Zarr shard's index), or None without ``key``."""
+    import obstore
+
+    s3 = _checked(spec)
+    try:
+        data = bytes(obstore.get(object_store(s3), key, options={"range": {"suffix": length}}).bytes())
+    except FileNotFoundError:
+        data = None
+    except Exception as exc:
+        raise _fail(s3, f"GET {key} [-{length}:]", exc) from exc
+    pace(s3, len(data or b""))
+    if counter is not None:
+        counter.add(gets=1, bytes_in=len(data or b""))
+    return data
+
+
+def object_exists(spec: StorageSpec, key: str, counter: RequestCounter | None = None) -> bool:
+    """Whether the object ``key`` exists (one HEAD)."""
+    import obstore
+
+    s3 = _checked(spec)
+    try:
+        obstore.head(object_store(s3), key)
+        found = True
+    except FileNotFoundError:
+        found = False
+    except Exception as exc:
+        raise _fail(s3, f"HEAD {key}", exc) from exc
+    pace(s3)
+    if counter is not None:
+        counter.add(heads=1)
+    return found
+
+
+def delete_object(spec: StorageSpec, key: str, counter: RequestCounter | None = None) -> None:
+    """Delete the one object ``key`` (missing is fine)."""
+    import obstore
+
+    s3 = _checked(spec)
+    try:
+        obstore.delete(object_store(s3), key)
+    except FileNotFoundError:
+        pass
+    except Exception as exc:
+        raise _fail(s3, f"DELETE {key}", exc) from exc
+    pace(s3)
+    if counter is not None:
+        counter.add(deletes=1)
+
+
+def get_object(spec: StorageSpec, key: str, counter: RequestCounter | None = None) -> bytes | None:
+    """The whole object ``key`` (one GET), or None when there is none (a chunk never written)."""
+    import obstore
+
+    s3 = _checked(spec)
+    try:
+        data = bytes(obstore.get(object_store(s3), key).bytes())
+    except FileNotFoundError:
+        data = None
+    except Exception as exc:
+        raise _fail(s3, f"GET {key}", exc) from exc
+    pace(s3, len(data or b""))
+    if counter is not None:
+        counter.add(gets=1, bytes_in=len(data or b""))
     return data
 
 
@@ -205,9 +277,30 @@ def list_keys(spec: StorageSpec, prefix: str = "", counter: RequestCounter | Non
             keys.extend(str(meta["path"]) for meta in page)
     except Exception as exc:
         raise _fail(s3, f"LIST {prefix or '/'}", exc) from exc
+    pace(s3, 0, max(pages, 1))
     if counter is not None:
         counter.add(lists=max(pages, 1))
     return sorted(keys)
+
+
+def object_usage(spec: StorageSpec, prefix: str = "", counter: RequestCounter | None = None) -> RequestCounts:
+    """Objects and bytes under ``prefix`` (as ``objects_written`` and ``bytes_out``): what a cell stored on S3,
+    the S3 face of :func:`cubebench.storage.counters.folder_usage`."""
+    import obstore
+
+    s3 = _checked(spec)
+    objects = nbytes = pages = 0
+    try:
+        for page in obstore.list(object_store(s3), prefix=prefix or None, chunk_size=1000):
+            pages += 1
+            objects += len(page)
+            nbytes += sum(int(meta["size"]) for meta in page)
+    except Exception as exc:
+        raise _fail(s3, f"LIST {prefix or '/'}", exc) from exc
+    pace(s3, 0, max(pages, 1))
+    if counter is not None:
+        counter.add(lists=max(pages, 1))
+    return RequestCounts(objects_written=objects, bytes_out=nbytes)
 
 
 def delete_prefix(spec: StorageSpec, prefix: str = "", counter: RequestCounter | None = None) -> int:
@@ -256,13 +349,24 @@ def multipart_upload(
         )
     except Exception as exc:
         raise _fail(s3, f"multipart PUT {key}", exc) from exc
+    parts = max(1, -(-size // part_size))
+    pace(s3, size, 2 + -(-parts // max_concurrency))  # start, rounds of parts in flight, complete
     if counter is not None:
-        counter.add(puts=2 + max(1, -(-size // part_size)), bytes_out=size, objects_written=1)
+        counter.add(puts=2 + parts, bytes_out=size, objects_written=1)
     return size
 
 
+def _s3_code(exc: BaseException) -> tuple[str, str]:
+    """The S3 error code and message in a failed request's text (the XML body obstore quotes), or ('', '')."""
+    text = str(exc)
+    code = re.search(r"<Code>([^<]+)</Code>", text)
+    message = re.search(r"<Message>([^<]+)</Message>", text)
+    return (code.group(1) if code else "", message.group(1) if message else "")
+
+
 def check_reachable(spec: StorageSpec) -> None:
-    """Raise a one-line :class:`StorageError` naming the endpoint if ``spec``'s bucket cannot be listed."""
+    """Raise a one-line :class:`StorageError` naming the endpoint if ``spec``'s bucket cannot be listed: the
+    server's own error code when it answered (wrong credentials, no such bucket), else why it did not."""
     if isinstance(spec, S3Storage):
         s3 = _checked(spec)
         import obstore
@@ -270,6 +374,10 @@ def check_reachable(spec: StorageSpec) -> None:
         try:
             obstore.list_with_delimiter(object_store(s3, retries=0))
         except Exception as exc:
-            raise StorageError(
-                f"S3 endpoint {s3.endpoint or 'AWS'} (bucket {s3.bucket!r}) unreachable: {_first_line(exc)}"
-            ) from exc
+            where = f"S3 endpoint {s3.endpoint or 'AWS'} (bucket {s3.bucket!r})"
+            code, message = _s3_code(exc)
+            if code == "NoSuchBucket":
+                raise StorageError(f"{where}: no such bucket; create it first ({code}: {message})") from exc
+            if code:
+                raise StorageError(f"{where} refused the request: {code}: {message}") from exc
+            raise StorageError(f"{where} unreachable: {_first_line(exc)}") from exc

@@ -70,6 +70,8 @@ class S3Endpoint:
             prefix=base.under(prefix).prefix,
             region=self.region,
             server="local",
+            latency_ms=base.latency_ms,
+            bandwidth_MBps=base.bandwidth_MBps,
             access_key_id=self.access_key_id,
             secret_access_key=self.secret_access_key,
         )

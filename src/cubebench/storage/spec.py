@@ -28,7 +28,7 @@ from cubebench.errors import ConfigError
 STORAGE_KINDS = ("local", "s3")
 DEFAULT_REGION = "us-east-1"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_S3_KEYS = {"kind", "server", "endpoint", "bucket", "prefix", "region"}
+_S3_KEYS = {"kind", "server", "endpoint", "bucket", "prefix", "region", "latency_ms", "bandwidth_MBps"}
 _SECRET_KEYS = {"access_key_id", "secret_access_key", "session_token", "aws_access_key_id", "aws_secret_access_key"}
 
 
@@ -60,13 +60,32 @@ class S3Storage:
     prefix: str = ""
     region: str = DEFAULT_REGION
     server: Literal["local"] | None = None
+    #: The client-side link model (:mod:`cubebench.storage.latency`): milliseconds each request waits, and the
+    #: bandwidth its bytes share (None: not limited). Applied identically to every backend.
+    latency_ms: float = 0.0
+    bandwidth_MBps: float | None = None
     access_key_id: str | None = field(default=None, repr=False, compare=False)
     secret_access_key: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
-        """The value of the results' ``storage`` dimension."""
-        return "s3"
+        """The value of the results' ``storage`` dimension: ``s3``, or with the link model ``s3-20ms-100MBps``."""
+        parts = ["s3"]
+        if self.latency_ms:
+            parts.append(f"{self.latency_ms:g}ms")
+        if self.bandwidth_MBps is not None:
+            parts.append(f"{self.bandwidth_MBps:g}MBps")
+        return "-".join(parts)
+
+    @property
+    def link(self) -> dict[str, Any]:
+        """The link model's keys of :meth:`to_dict` (empty when there is none)."""
+        out: dict[str, Any] = {}
+        if self.latency_ms:
+            out["latency_ms"] = self.latency_ms
+        if self.bandwidth_MBps is not None:
+            out["bandwidth_MBps"] = self.bandwidth_MBps
+        return out
 
     @property
     def resolved(self) -> bool:
@@ -76,13 +95,13 @@ class S3Storage:
     def to_dict(self) -> dict[str, Any]:
         """The entry that parses back into this spec (no credentials)."""
         if self.server == "local":
-            return {"kind": "s3", "server": "local", **({"prefix": self.prefix} if self.prefix else {})}
+            return {"kind": "s3", "server": "local", **({"prefix": self.prefix} if self.prefix else {}), **self.link}
         out: dict[str, Any] = {"kind": "s3", "bucket": self.bucket, "region": self.region}
         if self.endpoint is not None:
             out["endpoint"] = self.endpoint
         if self.prefix:
             out["prefix"] = self.prefix
-        return out
+        return {**out, **self.link}
 
     def under(self, *parts: str) -> S3Storage:
         """The same storage with ``parts`` appended to the prefix: one run's or one cell's own keys."""
@@ -139,6 +158,7 @@ def _parse_s3(value: dict[str, Any], where: str) -> S3Storage:
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}: unknown key for s3 storage; expected {', '.join(sorted(_S3_KEYS))}")
     prefix = _parse_prefix(value.get("prefix", ""), where)
+    link = _parse_link(value, where)
     server = value.get("server")
     if server is not None:
         if server != "local":
@@ -146,7 +166,7 @@ def _parse_s3(value: dict[str, Any], where: str) -> S3Storage:
         for key in ("endpoint", "bucket", "region"):
             if key in value:
                 raise ConfigError(f"{where}.{key}: not allowed with server: local (the started server sets it)")
-        return S3Storage(server="local", prefix=prefix)
+        return S3Storage(server="local", prefix=prefix, **link)
     endpoint = value.get("endpoint", os.environ.get("AWS_ENDPOINT_URL") or None)
     if endpoint is not None:
         endpoint = _parse_endpoint(endpoint, f"{where}.endpoint")
@@ -160,7 +180,23 @@ def _parse_s3(value: dict[str, Any], where: str) -> S3Storage:
     region = value.get("region", os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION)
     if not isinstance(region, str) or not region:
         raise ConfigError(f"{where}.region: expected a region name such as 'us-east-1', got {region!r}")
-    return S3Storage(endpoint=endpoint, bucket=bucket, prefix=prefix, region=region)
+    return S3Storage(endpoint=endpoint, bucket=bucket, prefix=prefix, region=region, **link)
+
+
+def _parse_link(value: dict[str, Any], where: str) -> dict[str, Any]:
+    """``latency_ms`` (>= 0) and ``bandwidth_MBps`` (> 0) of the client-side link model, validated."""
+    out: dict[str, Any] = {}
+    latency = value.get("latency_ms", 0.0)
+    if isinstance(latency, bool) or not isinstance(latency, (int, float)) or not 0 <= latency <= 60_000:
+        raise ConfigError(f"{where}.latency_ms: expected milliseconds between 0 and 60000, got {latency!r}")
+    if latency:
+        out["latency_ms"] = float(latency)
+    bandwidth = value.get("bandwidth_MBps")
+    if bandwidth is not None:
+        if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, float)) or bandwidth <= 0:
+            raise ConfigError(f"{where}.bandwidth_MBps: expected a positive number of MB/s, got {bandwidth!r}")
+        out["bandwidth_MBps"] = float(bandwidth)
+    return out
 
 
 def _parse_endpoint(endpoint: object, where: str) -> str:

@@ -1,0 +1,148 @@
+"""HDF5 against Zarr on S3 object storage: the issue-21 benchmark, on a real S3 server started on loopback.
+
+    python benchmarks/bench_s3.py [--scale 0.125] [--runs 3] [--latencies 0 20] [--codecs blosc-zstd blosc-lz4]
+                                  [--chunks balanced single_frame] [--backends hdf5 hdf5_direct zarr zarr_direct]
+
+1. The ceiling: the server's own PUT and GET throughput with cubebench's client (obstore), no codec: 4 MiB objects
+   PUT and GET four at a time, and 1 MiB ranged GETs of one 128 MiB object four at a time.
+2. The matrix through ``cubebench.run`` (every chunk verified): each backend x codec x chunking on S3, at each
+   client-side latency (the link model, ``latency_ms``), Zarr also sharded; single-frame reads (``frame``
+   access pattern) for the request counts of a partial read. Medians over ``--runs`` runs.
+
+Prints markdown tables (for docs/storage.md) and the command that made them. The default scale is the 1 GiB
+synthetic ``4d_diff`` cube (``--scale 0.125`` of the 8 GiB preset); ``--scale 0.004`` checks that it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MIB = 2**20
+
+
+def ceiling(scratch: Path, objects: int = 16, large_mib: int = 128, reps: int = 3) -> dict[str, float]:
+    """The server's PUT / GET / ranged-GET throughput (GiB/s, median of ``reps``) with four requests in flight."""
+    from cubebench.storage import get_object, get_range, local_s3_server, put
+
+    data = np.random.default_rng(0).integers(0, 255, 4 * MIB, dtype=np.uint8).tobytes()
+    large = np.random.default_rng(1).integers(0, 255, large_mib * MIB, dtype=np.uint8).tobytes()
+    out: dict[str, list[float]] = {"PUT 4 MiB": [], "GET 4 MiB": [], "ranged GET 1 MiB": []}
+    with local_s3_server(scratch / "ceiling") as server, ThreadPoolExecutor(4) as pool:
+        spec = server.storage("ceiling")
+        put(spec, "warm", data)  # the first write allocates a volume
+        put(spec, "large", large)
+        for rep in range(reps):
+            start = time.perf_counter()
+            keys = [f"o{rep}/{i}" for i in range(objects)]
+            list(pool.map(lambda key: put(spec, key, data), keys))
+            out["PUT 4 MiB"].append(objects * 4 * MIB / (time.perf_counter() - start) / 2**30)
+            start = time.perf_counter()
+            list(pool.map(lambda key: get_object(spec, key), keys))
+            out["GET 4 MiB"].append(objects * 4 * MIB / (time.perf_counter() - start) / 2**30)
+            start = time.perf_counter()
+            list(pool.map(lambda i: get_range(spec, "large", i * MIB, MIB), range(large_mib)))
+            out["ranged GET 1 MiB"].append(large_mib * MIB / (time.perf_counter() - start) / 2**30)
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
+def matrix(args: argparse.Namespace, shards: bool, scratch: Path) -> Any:
+    """One ``cubebench.run`` of the matrix on S3 (every latency as a storage entry); its results Dataset."""
+    from cubebench.runner import run
+
+    backends = [b for b in args.backends if not shards or b.startswith("zarr")]
+    storage = [{"kind": "s3", "server": "local", **({"latency_ms": ms} if ms else {})} for ms in args.latencies]
+    experiment = {
+        "name": f"bench-s3{'-sharded' if shards else ''}",
+        "datasets": [{"preset": "4d_diff", "scale": args.scale, "name": "diff"}],
+        "backends": backends,
+        "codecs": args.codecs,
+        "chunks": args.chunks,
+        "storage": storage,
+        "access_patterns": ["frame"],
+        "runs": args.runs,
+        "zarr": {"shards": shards},
+        "cluster": {"workers": 2, "threads_per_worker": 1, "codec_threads": 1},
+        "scratch": str(scratch),
+    }
+    return run(experiment, scratch / experiment["name"], progress=False)
+
+
+def rows(ds: Any, shards: bool) -> list[list[str]]:
+    """Table rows: medians over the ok runs of each backend x codec x chunking x storage."""
+    out = []
+    for backend in ds["backend"].values:
+        for codec in ds["codec"].values:
+            for chunk in ds["chunk"].values:
+                for storage in ds["storage"].values:
+                    cell = ds.sel(dataset="diff", backend=backend, codec=codec, chunk=chunk, storage=storage)
+                    ok = cell["status"] == "ok"
+                    if not bool(ok.any()):
+                        out.append([str(backend), str(codec), str(chunk), str(storage), "-", "-", "-", "-", "-", "-"])
+                        continue
+
+                    def med(name: str, scale: float = 1.0, cell: Any = cell, ok: Any = ok) -> float:
+                        if name not in cell:
+                            return float("nan")
+                        return float(np.nanmedian(cell[name].where(ok).values)) * scale
+
+                    name = f"{backend}{' sharded' if shards else ''}"
+                    out.append(
+                        [
+                            name,
+                            str(codec),
+                            str(chunk),
+                            str(storage),
+                            f"{med('write_GiBps'):.3f}",
+                            f"{med('read_GiBps'):.3f}",
+                            f"{med('requests'):.0f}",
+                            f"{med('objects'):.0f}",
+                            f"{med('read_frame_seconds', 1000):.1f}",
+                            f"{med('read_frame_requests'):.0f}",
+                        ]
+                    )
+    return out
+
+
+def markdown(header: list[str], body: list[list[str]]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in body)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=0.125, help="of the 8 GiB 4d_diff preset (0.125: 1 GiB)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--latencies", type=float, nargs="+", default=[0, 20], help="client-side ms per request")
+    parser.add_argument("--codecs", nargs="+", default=["blosc-zstd", "blosc-lz4"])
+    parser.add_argument("--chunks", nargs="+", default=["balanced", "single_frame"])
+    parser.add_argument("--backends", nargs="+", default=["hdf5", "hdf5_direct", "zarr", "zarr_direct"])
+    parser.add_argument("--scratch", type=Path, default=None, help="scratch folder (default: the temp folder)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
+        scratch = Path(tmp)
+        top = ceiling(scratch)
+        print("Server ceiling (SeaweedFS on loopback, obstore, 4 requests in flight, no codec), GiB/s:\n")
+        print(markdown(list(top), [[f"{v:.3f}" for v in top.values()]]))
+        header = ["backend", "codec", "chunk", "storage", "write GiB/s", "read GiB/s", "requests", "objects"]
+        header += ["frame read ms", "frame read requests"]
+        body: list[list[str]] = []
+        for shards in (False, True):
+            body += rows(matrix(args, shards, scratch), shards)
+        print(f"\nEach backend on S3 (medians of {args.runs} runs; storage s3-Nms: N ms added per request):\n")
+        print(markdown(header, body))
+    print(f"\nCommand: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:] if argv is None else argv)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

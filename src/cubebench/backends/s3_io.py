@@ -1,0 +1,130 @@
+"""What every backend's S3 face shares: where a cell's objects go, a face's interface, fetching ahead.
+
+A backend that runs on S3 has an :class:`S3Face` (registered in :data:`cubebench.backends.S3_FACES`) that writes
+and reads the same stored layout as its local path, through cubebench's one S3 client
+(:mod:`cubebench.storage.client`). Requests made anywhere (here, or in a Dask task) count into the counters named
+by the target's ``tally`` (:mod:`cubebench.storage.tally`), which the runner gathers after each cell.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cubebench.backends.base import Location, PatternRead, ReadBack, WriteSettings
+from cubebench.codecs import ChunkEncoder, stores_raw
+from cubebench.storage.tally import tally as counter_named
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from pathlib import Path
+
+    import numpy as np
+    from distributed import Client
+
+    from cubebench.codecs import CodecSpec
+    from cubebench.cube import StagedCube
+    from cubebench.patterns import PatternResult
+    from cubebench.storage import RequestCounter, S3Storage
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Requests a task keeps in flight while it decodes (parallel ranged GETs within a task).
+FETCH_AHEAD = 4
+
+
+@dataclass(frozen=True)
+class S3Target:
+    """Where one cell's store lives on S3: ``key`` (a Zarr prefix or an HDF5 object) under ``storage``'s prefix
+    (the cell's own); ``local`` is a scratch path for a local copy (HDF5 is written there, then uploaded)."""
+
+    storage: S3Storage
+    key: str
+    local: Path
+    tally: str
+
+    @property
+    def counter(self) -> RequestCounter:
+        """This process's counter for the cell's requests."""
+        return counter_named(self.tally)
+
+    @property
+    def store_storage(self) -> S3Storage:
+        """The storage rooted at the store itself (Zarr keys relative to it)."""
+        return self.storage.under(self.key)
+
+
+class S3Face(ABC):
+    """A backend's path on S3: the same layout and codecs as on local disk, every chunk verified by the runner."""
+
+    @abstractmethod
+    def write(
+        self,
+        client: Client,
+        staged: StagedCube,
+        codec: CodecSpec,
+        chunks: tuple[int, ...],
+        target: S3Target,
+        settings: WriteSettings,
+    ) -> dict[str, float]:
+        """Write the whole staged cube to ``target``; return extra timings (e.g. ``upload_seconds``)."""
+
+    @abstractmethod
+    def read(self, client: Client, target: S3Target, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:
+        """Read every stored chunk back, decoded, and return its hash."""
+
+    @abstractmethod
+    def stored_shape(self, target: S3Target) -> tuple[int, ...]:
+        """The stored cube's shape, from the store's metadata."""
+
+    @abstractmethod
+    def pattern_result(
+        self, client: Client, target: S3Target, pattern: str, chunks: tuple[int, ...], settings: WriteSettings
+    ) -> PatternResult:
+        """Read the access pattern ``pattern`` (its selection from the store's shape, read once with the rest of the
+        metadata; only the chunks it overlaps, as the format allows) and reduce it."""
+
+    def read_pattern(
+        self, client: Client, target: S3Target, pattern: str, chunks: tuple[int, ...], settings: WriteSettings
+    ) -> PatternRead:
+        """One timed access-pattern read, metadata included (as :meth:`Backend.read_pattern`)."""
+        start = time.perf_counter()
+        result = self.pattern_result(client, target, pattern, chunks, settings)
+        return PatternRead(pattern, time.perf_counter() - start, result.checksum, result.image)
+
+
+def fetched(fetch: Callable[[T], R], items: Iterable[T], ahead: int = FETCH_AHEAD) -> Iterator[tuple[T, R]]:
+    """``(item, fetch(item))`` in order, with up to ``ahead`` fetches in flight on threads (GETs overlap decoding).
+
+    Memory stays bounded: at most ``ahead`` fetched results wait for the caller.
+    """
+    with ThreadPoolExecutor(ahead) as pool:
+        queue: deque[tuple[T, Any]] = deque()
+        for item in items:
+            queue.append((item, pool.submit(fetch, item)))
+            if len(queue) >= ahead:
+                head, future = queue.popleft()
+                yield head, future.result()
+        while queue:
+            head, future = queue.popleft()
+            yield head, future.result()
+
+
+def decode_into(data: bytes | None, name: str, location: Location, encoder: ChunkEncoder, out: np.ndarray) -> None:
+    """Decode one stored chunk's bytes ``data`` (fetched from ``location``) into ``out``; None is the fill value."""
+    if data is None or location is None:
+        out[...] = 0
+        return
+    if location[2]:
+        raise OSError(f"chunk {name} was stored with filter mask {location[2]}")
+    if len(data) != location[1]:
+        raise OSError(f"chunk {name}: got {len(data)} of its {location[1]} stored bytes")
+    if stores_raw(encoder) and len(data) == out.nbytes:
+        out.reshape(-1).view("u1")[:] = memoryview(data).cast("B")
+    else:
+        encoder.decode(data, out)
