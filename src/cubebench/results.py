@@ -70,6 +70,8 @@ class CellResult:
     cache: str = "warm"
     write_empty_chunks: bool = True
     sharded: bool = False
+    #: The Zarr codec pipeline the cell ran (``zarr-python``, ``zarrs``; '' where the setting does not apply).
+    codec_pipeline: str = ""
     #: Whether the write read the source from a chunk-major staged copy (experiment ``layout: chunked``).
     chunk_major: bool = False
     #: Whether the workers were processes (False: threads of the main process, ``cluster.processes: false``).
@@ -153,6 +155,9 @@ _DESCRIPTIONS = {
     ),
     "status": "ok | failed | unverified | unavailable | skipped | missing",
     "worker_processes": "the workers were processes (false: threads of the main process, cluster.processes)",
+    "codec_pipeline": "the zarr backend's codec pipeline (zarr-python or zarrs; empty for other backends)",
+    "data_copy_concurrency": "tensorstore's data_copy_concurrency limit per task (cluster.codec_threads)",
+    "file_io_concurrency": "tensorstore's file_io_concurrency limit per task (zarr.concurrency)",
 }
 
 
@@ -203,6 +208,7 @@ def records_to_dataset(
     status = np.full(shape, "missing", dtype=object)
     reason = np.full(shape, "", dtype=object)
     cache = np.full(shape, "", dtype=object)
+    pipeline = np.full(shape, "", dtype=object)
     extras: dict[str, np.ndarray] = {}
     chunk_shape = np.full((shape[0], shape[3]), "", dtype=object)
     for cell in cells:
@@ -216,6 +222,7 @@ def records_to_dataset(
         status[pos] = cell.status
         reason[pos] = cell.reason
         cache[pos] = cell.cache
+        pipeline[pos] = cell.codec_pipeline
         chunk_shape[pos[0], pos[3]] = cell.chunk_shape
         for key, value in cell.extra.items():
             extras.setdefault(key, np.full(shape, np.nan))[pos] = value
@@ -235,6 +242,7 @@ def records_to_dataset(
         "status": (DIMS, status.astype(str)),
         "reason": (DIMS, reason.astype(str)),
         "cache": (DIMS, cache.astype(str)),
+        "codec_pipeline": (DIMS, pipeline.astype(str)),
     }
     variables.update({name: (DIMS, values) for name, values in data.items()})
     variables.update({name: (DIMS, values) for name, values in extras.items()})

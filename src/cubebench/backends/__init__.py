@@ -6,11 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cubebench.backends._pipelines import PIPELINES
 from cubebench.backends.base import Backend, PatternRead, ReadBack, WriteSettings
 from cubebench.backends.csr import CSRBackend
 from cubebench.backends.hdf5_direct import HDF5DirectBackend
 from cubebench.backends.hdf5_filter import HDF5FilterBackend
 from cubebench.backends.npy_gzip import NpyGzipBackend
+from cubebench.backends.tensorstore_ import TensorstoreBackend
 from cubebench.backends.uint8_overflow import Uint8OverflowBackend
 from cubebench.backends.zarr_ import ZarrBackend
 from cubebench.backends.zarr_direct import ZarrDirectBackend
@@ -26,6 +28,7 @@ BACKENDS: dict[str, type[Backend]] = {
         HDF5DirectBackend,
         ZarrBackend,
         ZarrDirectBackend,
+        TensorstoreBackend,
         CSRBackend,
         Uint8OverflowBackend,
         NpyGzipBackend,
@@ -56,4 +59,13 @@ def availability(codec: CodecSpec, dtype: Any = "uint16") -> dict[str, str | Non
     return out
 
 
-__all__ = ["BACKENDS", "Backend", "PatternRead", "ReadBack", "WriteSettings", "availability", "get_backend"]
+__all__ = [
+    "BACKENDS",
+    "PIPELINES",
+    "Backend",
+    "PatternRead",
+    "ReadBack",
+    "WriteSettings",
+    "availability",
+    "get_backend",
+]
