@@ -165,6 +165,7 @@ def test_codec_pipeline_is_validated_against_the_registry() -> None:
         parse_experiment(experiment(zarr={"codec_pipeline": "rust"}))
 
 
+@pytest.mark.slow  # a whole run of three backends: 15-20 s on 2 shared cores
 def test_run_records_the_pipeline_and_tensorstore_threads(tmp_path: Path) -> None:
     """``cubebench run`` with both peers: cells verified, zarrs' refusal a reason, the settings per cell."""
     exp = experiment(
