@@ -1,11 +1,12 @@
 """Zarr codec pipelines the ``zarr`` backend runs under: zarr-python's own, or the ``zarrs`` Rust pipeline.
 
 zarr-python picks a pipeline class from its configuration (``codec_pipeline.path``) when an array object is
-made, so the choice is made when a task opens the array, under a lock (the configuration is process-global, and
-worker threads open arrays concurrently). The ``zarrs`` pipeline runs in ``strict`` mode: a codec or selection it
-cannot run raises instead of falling back silently to zarr-python's pipeline, and every opened array is checked
-to really hold a ``ZarrsCodecPipeline``, so that a cell recorded as ``zarrs`` measured zarrs. Its Rust thread pool
-is zarr's ``threading.max_workers`` (set on every worker from the experiment's ``zarr.concurrency``).
+made, so the choice is made when a task opens the array, for either pipeline, under a lock (the configuration is
+process-global, and worker threads open arrays concurrently). The ``zarrs`` pipeline runs in ``strict`` mode: a
+codec or selection it cannot run raises instead of falling back silently to zarr-python's pipeline, and every
+opened array is checked to really hold the pipeline asked for, so that a cell recorded as ``zarrs`` measured
+zarrs. Its Rust thread pool is zarr's ``threading.max_workers`` (set on every worker from the experiment's
+``zarr.concurrency``).
 """
 
 from __future__ import annotations
@@ -56,8 +57,7 @@ def open_array(path: str, mode: str, pipeline: str = DEFAULT_PIPELINE, write_emp
 
     import cubebench.codecs.adapter  # noqa: F401  (registers cubebench's chunk codec in this process)
 
-    if pipeline == DEFAULT_PIPELINE:
-        return zarr.open_array(path, mode=mode).with_config({"write_empty_chunks": write_empty_chunks})
+    # set for the default pipeline too: another thread may hold zarrs' configuration at this moment
     with _CONFIG_LOCK, zarr.config.set(pipeline_config(pipeline)):
         # with_config makes a new array object, whose pipeline is chosen again: inside the lock too
         array = zarr.open_array(path, mode=mode).with_config({"write_empty_chunks": write_empty_chunks})

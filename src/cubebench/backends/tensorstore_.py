@@ -89,9 +89,9 @@ class TensorstoreBackend(ZarrBackend):
 
     def read(self, client: Client, target: Path, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:
         """Each worker reads and decodes whole chunks (or shards) of its batch into its reused buffer."""
-        shape = self.stored_shape(target)
-        dtype = np.dtype(_open(str(target), options(settings)).dtype.numpy_dtype)
-        work = scan_batches(client, shape, self.storage_block(chunks, settings), dtype.itemsize)
+        store = _open(str(target), options(settings))
+        itemsize = np.dtype(store.dtype.numpy_dtype).itemsize
+        work = scan_batches(client, tuple(store.shape), self.storage_block(chunks, settings), itemsize)
         sums: dict[ChunkIndex, int] = {}
         for result in run_batches(client, _read_batch, work, str(target), options(settings)):
             sums.update(result)
