@@ -32,6 +32,8 @@ LIBRARIES = (
     "pcodec",
     "dask-jobqueue",
     "rosettasciio",
+    "tensorstore",
+    "zarrs",
 )
 
 
