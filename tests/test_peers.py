@@ -173,10 +173,12 @@ def test_run_records_the_pipeline_and_tensorstore_threads(tmp_path: Path) -> Non
         backends=["zarr", "zarr_direct", "tensorstore"],
         codecs=["blosc-lz4", "lzf"],
         zarr={"codec_pipeline": "zarrs"},
+        access_patterns=["frame", "region", "virtual_detector"],
     )
     ds = cubebench.run(exp, out=tmp_path / "res", progress=False)
     ok = ds.sel(codec="blosc-lz4")
-    assert (ok["status"] == "ok").all() and ok["verified"].all()
+    assert (ok["status"] == "ok").all() and ok["verified"].all()  # access patterns verified too
+    assert (ok["read_virtual_detector_seconds"] > 0).all()
     assert ok["codec_pipeline"].sel(backend="zarr").item() == "zarrs"
     assert ok["codec_pipeline"].sel(backend="zarr_direct").item() == ""
     assert ok["data_copy_concurrency"].sel(backend="tensorstore").item() == 1
