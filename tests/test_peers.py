@@ -7,6 +7,7 @@ backend through the Rust pipeline, verified, with the codecs zarrs cannot run un
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -106,6 +107,26 @@ def test_tensorstore_gzip_is_another_deflate_build(
         get_backend(name).write(client, staged, CODECS[codec_id], (2, 2, 256, 256), target, WriteSettings())
         sizes[name] = sum(p.stat().st_size for p in target.rglob("c/**/*") if p.is_file())
     assert abs(sizes["tensorstore"] - sizes["zarr"]) <= tolerance * sizes["zarr"], sizes
+
+
+def test_missing_peers_are_unavailable_with_the_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cubebench.backends import _pipelines
+
+    for name in ("tensorstore", "zarrs", "zarrs.pipeline"):
+        monkeypatch.setitem(sys.modules, name, None)  # "import ..." now raises ImportError
+    _pipelines._refusal.cache_clear()
+    try:
+        with pytest.raises(
+            CodecUnavailableError, match=r"^none: tensorstore is not installed \(pip install 'cubebench\[peers\]'\)$"
+        ):
+            get_backend("tensorstore").check(CODECS["none"], np.dtype("uint16"))
+        with pytest.raises(
+            CodecUnavailableError, match=r"^none: zarrs is not installed \(pip install 'cubebench\[peers\]'\)$"
+        ):
+            get_backend("zarr").check_settings(CODECS["none"], np.dtype("uint16"), ZARRS)
+        get_backend("zarr").check_settings(CODECS["none"], np.dtype("uint16"), WriteSettings())
+    finally:
+        _pipelines._refusal.cache_clear()
 
 
 def test_tensorstore_records_its_thread_pools() -> None:
