@@ -82,6 +82,7 @@ class TensorstoreBackend(ZarrBackend):
     ) -> None:
         """Create the array here (its ``zarr.json``), then let each worker write its own chunks (or shards)."""
         dtype = np.dtype(staged.dtype)
+        load_everywhere(client)
         create(target, staged.shape, dtype, codec, *self._layout(chunks, settings))
         block = self.storage_block(chunks, settings)
         work = scan_batches(client, staged.shape, block, dtype.itemsize)
@@ -89,6 +90,7 @@ class TensorstoreBackend(ZarrBackend):
 
     def read(self, client: Client, target: Path, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:
         """Each worker reads and decodes whole chunks (or shards) of its batch into its reused buffer."""
+        load_everywhere(client)
         store = _open(str(target), options(settings))
         itemsize = np.dtype(store.dtype.numpy_dtype).itemsize
         work = scan_batches(client, tuple(store.shape), self.storage_block(chunks, settings), itemsize)
@@ -113,6 +115,19 @@ class TensorstoreBackend(ZarrBackend):
         for result in run_batches(client, _pattern_batch, work, sel, str(target), options(settings)):
             parts.extend(result)
         return combine(sel, parts)
+
+
+def load_everywhere(client: Client) -> None:
+    """Import tensorstore on every worker (about 1.2 s here the first time, a few ms after).
+
+    The warm-up pass runs one task, on one worker: without this, another worker would load the library inside
+    the first timed cell.
+    """
+    client.run(_load)
+
+
+def _load() -> None:
+    import tensorstore  # noqa: F401
 
 
 def options(settings: WriteSettings) -> Options:
