@@ -138,13 +138,16 @@ def test_tensorstore_records_its_thread_pools() -> None:
 # --- zarrs ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("write_empty", [True, False])
 @pytest.mark.parametrize("shards", [False, True])
 @pytest.mark.parametrize("codec_id", ["blosc-zstd", "none"])
-def test_zarrs_pipeline_round_trip(client: Client, tmp_path: Path, codec_id: str, shards: bool) -> None:
+def test_zarrs_pipeline_round_trip(
+    client: Client, tmp_path: Path, codec_id: str, shards: bool, write_empty: bool
+) -> None:
     array = sparse_counts(SHAPE)
-    array[:2, :3] = 0  # a chunk equal to the fill value
+    array[:2, :3] = 0  # a chunk (and, sharded, a shard) equal to the fill value
     staged = stage_array(array, tmp_path)
-    settings = WriteSettings(shards=shards, codec_pipeline="zarrs")
+    settings = WriteSettings(shards=shards, codec_pipeline="zarrs", write_empty_chunks=write_empty)
     chunks = (2, 2, 24, 20) if shards else CHUNKS
     backend = get_backend("zarr")
     backend.check_settings(CODECS[codec_id], array.dtype, settings)
@@ -154,6 +157,9 @@ def test_zarrs_pipeline_round_trip(client: Client, tmp_path: Path, codec_id: str
     expected, _ = source_checksums(client, staged, backend.storage_block(chunks, settings))
     assert back.checksums == expected
     np.testing.assert_array_equal(zarr.open_array(str(target), mode="r")[...], array)  # plain zarr-python
+    # zarrs 0.2 stores no chunk equal to the fill value, whatever write_empty_chunks says; the cell records it
+    assert not (target / "c/0/0/0/0").exists()
+    assert not backend.stores_empty_chunks(settings)
 
 
 def test_zarrs_pipeline_is_what_the_workers_ran(tmp_path: Path) -> None:
@@ -202,6 +208,8 @@ def test_run_records_the_pipeline_and_tensorstore_threads(tmp_path: Path) -> Non
     assert (ok["read_virtual_detector_seconds"] > 0).all()
     assert ok["codec_pipeline"].sel(backend="zarr").item() == "zarrs"
     assert ok["codec_pipeline"].sel(backend="zarr_direct").item() == ""
+    assert not ok["write_empty_chunks"].sel(backend="zarr").item()  # zarrs stores no empty chunk (see above)
+    assert ok["write_empty_chunks"].sel(backend="tensorstore").item()
     assert ok["data_copy_concurrency"].sel(backend="tensorstore").item() == 1
     assert ok["file_io_concurrency"].sel(backend="tensorstore").item() == 2
     assert np.isnan(ok["data_copy_concurrency"].sel(backend="zarr").item())

@@ -155,6 +155,7 @@ _DESCRIPTIONS = {
     ),
     "status": "ok | failed | unverified | unavailable | skipped | missing",
     "worker_processes": "the workers were processes (false: threads of the main process, cluster.processes)",
+    "write_empty_chunks": "chunks equal to the fill value were stored (zarr.write_empty_chunks; false under zarrs)",
     "codec_pipeline": "the zarr backend's codec pipeline (zarr-python or zarrs; empty for other backends)",
     "data_copy_concurrency": "tensorstore's data_copy_concurrency limit per task (cluster.codec_threads)",
     "file_io_concurrency": "tensorstore's file_io_concurrency limit per task (zarr.concurrency)",
@@ -203,6 +204,7 @@ def records_to_dataset(
         data[name] = np.full(shape, fill, dtype=dtype)
     data["verified"] = np.zeros(shape, dtype=bool)
     data["sharded"] = np.zeros(shape, dtype=bool)
+    data["write_empty_chunks"] = np.ones(shape, dtype=bool)
     data["chunk_major"] = np.zeros(shape, dtype=bool)
     data["worker_processes"] = np.ones(shape, dtype=bool)
     status = np.full(shape, "missing", dtype=object)
@@ -217,6 +219,7 @@ def records_to_dataset(
             data[name][pos] = getattr(cell, name)
         data["verified"][pos] = cell.verified
         data["sharded"][pos] = cell.sharded
+        data["write_empty_chunks"][pos] = cell.write_empty_chunks
         data["chunk_major"][pos] = cell.chunk_major
         data["worker_processes"][pos] = cell.worker_processes
         status[pos] = cell.status

@@ -67,6 +67,15 @@ def open_array(path: str, mode: str, pipeline: str = DEFAULT_PIPELINE, write_emp
     return array
 
 
+def stores_empty_chunks(pipeline: str) -> bool:
+    """Whether ``pipeline`` stores chunks equal to the fill value when asked to (``write_empty_chunks``).
+
+    zarrs-python 0.2.3 does not: it skips such chunks (and such inner chunks of a shard) even with
+    ``write_empty_chunks: true`` (tested in tests/test_peers.py, so that a zarrs release that stores them shows).
+    """
+    return pipeline != "zarrs"
+
+
 def refusal(codec: CodecSpec, dtype: np.dtype[Any], pipeline: str, shards: bool) -> str | None:
     """Why ``pipeline`` cannot run ``codec`` on ``dtype`` (sharded or not); None when it can.
 

@@ -97,6 +97,11 @@ class Backend(ABC):
         """The codec pipeline a cell runs under ``settings``, recorded per cell ('' where the choice does not apply)."""
         return ""
 
+    def stores_empty_chunks(self, settings: WriteSettings) -> bool:
+        """Whether chunks equal to the fill value are stored under ``settings`` (recorded per cell as
+        ``write_empty_chunks``): the setting, unless the library ignores it."""
+        return settings.write_empty_chunks
+
     def recorded(self, settings: WriteSettings) -> dict[str, float]:
         """Numeric settings a cell of this backend records beyond the common fields (its thread-pool sizes)."""
         return {}

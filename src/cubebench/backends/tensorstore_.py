@@ -66,6 +66,10 @@ class TensorstoreBackend(ZarrBackend):
         """'': tensorstore has its own codecs."""
         return ""
 
+    def stores_empty_chunks(self, settings: WriteSettings) -> bool:
+        """The setting (tensorstore's ``store_data_equal_to_fill_value``)."""
+        return settings.write_empty_chunks
+
     def recorded(self, settings: WriteSettings) -> dict[str, float]:
         """The thread-pool limits every task's tensorstore context had."""
         _, copies, io = options(settings)

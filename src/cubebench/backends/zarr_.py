@@ -51,6 +51,10 @@ class ZarrBackend(Backend):
         """``zarr-python`` or ``zarrs``: the experiment's ``zarr.codec_pipeline``."""
         return settings.codec_pipeline
 
+    def stores_empty_chunks(self, settings: WriteSettings) -> bool:
+        """The setting, except under zarrs: zarrs 0.2 stores no chunk equal to the fill value whatever it says."""
+        return settings.write_empty_chunks and _pipelines.stores_empty_chunks(settings.codec_pipeline)
+
     def write(
         self,
         client: Client,

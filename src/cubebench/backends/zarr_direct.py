@@ -86,6 +86,10 @@ class ZarrDirectBackend(ZarrBackend):
         """'': zarr_direct runs the catalog's own encoders, whatever ``zarr.codec_pipeline`` says."""
         return ""
 
+    def stores_empty_chunks(self, settings: WriteSettings) -> bool:
+        """The setting (its own encoders honour it, whatever the pipeline)."""
+        return settings.write_empty_chunks
+
     def write(
         self,
         client: Client,

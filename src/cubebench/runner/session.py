@@ -212,7 +212,7 @@ class Session:
             threads_per_worker=self.exp.cluster.threads_per_worker,
             codec_threads=self.exp.cluster.codec_threads,
             cache=self.exp.cache,
-            write_empty_chunks=self.settings.write_empty_chunks,
+            write_empty_chunks=backend.stores_empty_chunks(self.settings),
             sharded=self.settings.shards and backend.shardable,
             codec_pipeline=backend.codec_pipeline(self.settings),
             extra=backend.recorded(self.settings),
