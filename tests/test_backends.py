@@ -136,7 +136,7 @@ class TestNpyGzip(BackendContract):
             return np.asarray(np.load(f))
 
 
-ZARR_BACKENDS = ["zarr", "zarr_direct"]
+ZARR_BACKENDS = ["zarr", "zarr_direct", "tensorstore"]
 
 
 @pytest.mark.parametrize("name", ZARR_BACKENDS)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from cubebench.backends import BACKENDS
+from cubebench.backends import BACKENDS, PIPELINES
 from cubebench.chunking import chunk_name, parse_chunk
 from cubebench.errors import ConfigError
 from cubebench.patterns import PATTERNS
@@ -74,11 +74,14 @@ class ZarrSettings:
 
     ``write_empty_chunks`` defaults to True so Zarr stores every chunk as HDF5 does (a fair size comparison);
     ``shards`` stores each chunk strategy's shape as one shard of single-frame inner chunks.
+    ``codec_pipeline`` runs the ``zarr`` backend through zarr-python's codec pipeline or the ``zarrs`` Rust one
+    (ids: :data:`cubebench.backends.PIPELINES`).
     """
 
     write_empty_chunks: bool = True
     shards: bool = False
     concurrency: int = 2
+    codec_pipeline: str = "zarr-python"
 
 
 @dataclass(frozen=True)
@@ -463,4 +466,8 @@ def _parse_zarr(value: Any, origin: str) -> ZarrSettings:
             raise ConfigError(f"{where}.{key} must be true or false, got {value[key]!r}")
     if "concurrency" in value:
         _positive_int(value["concurrency"], "zarr.concurrency", origin)
+    if "codec_pipeline" in value and value["codec_pipeline"] not in PIPELINES:
+        raise ConfigError(
+            f"{where}.codec_pipeline: unknown pipeline {value['codec_pipeline']!r}; valid: {', '.join(PIPELINES)}"
+        )
     return ZarrSettings(**value)

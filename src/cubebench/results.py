@@ -70,6 +70,8 @@ class CellResult:
     cache: str = "warm"
     write_empty_chunks: bool = True
     sharded: bool = False
+    #: The Zarr codec pipeline the cell ran (``zarr-python``, ``zarrs``; '' where the setting does not apply).
+    codec_pipeline: str = ""
     #: Whether the write read the source from a chunk-major staged copy (experiment ``layout: chunked``).
     chunk_major: bool = False
     #: Whether the workers were processes (False: threads of the main process, ``cluster.processes: false``).
@@ -185,6 +187,10 @@ _DESCRIPTIONS = {
     "objects": "objects (S3) or files (local) the write stored",
     "requests": "requests of the write and the full read (GET, PUT, HEAD, LIST, DELETE); NaN for local files",
     "latency_ms": "client-side link model: milliseconds each request waited (0: none)",
+    "write_empty_chunks": "chunks equal to the fill value were stored (zarr.write_empty_chunks; false under zarrs)",
+    "codec_pipeline": "the zarr backend's codec pipeline (zarr-python or zarrs; empty for other backends)",
+    "data_copy_concurrency": "tensorstore's data_copy_concurrency limit per task (cluster.codec_threads)",
+    "file_io_concurrency": "tensorstore's file_io_concurrency limit per task (zarr.concurrency)",
 }
 
 
@@ -230,11 +236,13 @@ def records_to_dataset(
         data[name] = np.full(shape, fill, dtype=dtype)
     data["verified"] = np.zeros(shape, dtype=bool)
     data["sharded"] = np.zeros(shape, dtype=bool)
+    data["write_empty_chunks"] = np.ones(shape, dtype=bool)
     data["chunk_major"] = np.zeros(shape, dtype=bool)
     data["worker_processes"] = np.ones(shape, dtype=bool)
     status = np.full(shape, "missing", dtype=object)
     reason = np.full(shape, "", dtype=object)
     cache = np.full(shape, "", dtype=object)
+    pipeline = np.full(shape, "", dtype=object)
     extras: dict[str, np.ndarray] = {}
     chunk_shape = np.full((shape[0], shape[3]), "", dtype=object)
     for cell in cells:
@@ -243,11 +251,13 @@ def records_to_dataset(
             data[name][pos] = getattr(cell, name)
         data["verified"][pos] = cell.verified
         data["sharded"][pos] = cell.sharded
+        data["write_empty_chunks"][pos] = cell.write_empty_chunks
         data["chunk_major"][pos] = cell.chunk_major
         data["worker_processes"][pos] = cell.worker_processes
         status[pos] = cell.status
         reason[pos] = cell.reason
         cache[pos] = cell.cache
+        pipeline[pos] = cell.codec_pipeline
         chunk_shape[pos[0], pos[3]] = cell.chunk_shape
         for key, value in cell.extra.items():
             extras.setdefault(key, np.full(shape, np.nan))[pos] = value
@@ -267,6 +277,7 @@ def records_to_dataset(
         "status": (DIMS, status.astype(str)),
         "reason": (DIMS, reason.astype(str)),
         "cache": (DIMS, cache.astype(str)),
+        "codec_pipeline": (DIMS, pipeline.astype(str)),
     }
     variables.update({name: (DIMS, values) for name, values in data.items()})
     variables.update({name: (DIMS, values) for name, values in extras.items()})

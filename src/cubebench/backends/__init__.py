@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cubebench.backends._pipelines import PIPELINES
 from cubebench.backends.base import Backend, PatternRead, ReadBack, WriteSettings
 from cubebench.backends.csr import CSRBackend
 from cubebench.backends.hdf5_direct import HDF5DirectBackend
@@ -13,6 +14,7 @@ from cubebench.backends.hdf5_filter import HDF5FilterBackend
 from cubebench.backends.hdf5_s3 import HDF5S3, HDF5DirectS3
 from cubebench.backends.npy_gzip import NpyGzipBackend
 from cubebench.backends.s3_io import S3Face, S3Target
+from cubebench.backends.tensorstore_ import TensorstoreBackend
 from cubebench.backends.uint8_overflow import Uint8OverflowBackend
 from cubebench.backends.zarr_ import ZarrBackend
 from cubebench.backends.zarr_direct import ZarrDirectBackend
@@ -29,6 +31,7 @@ BACKENDS: dict[str, type[Backend]] = {
         HDF5DirectBackend,
         ZarrBackend,
         ZarrDirectBackend,
+        TensorstoreBackend,
         CSRBackend,
         Uint8OverflowBackend,
         NpyGzipBackend,
@@ -79,6 +82,7 @@ def availability(codec: CodecSpec, dtype: Any = "uint16") -> dict[str, str | Non
 
 __all__ = [
     "BACKENDS",
+    "PIPELINES",
     "S3_FACES",
     "Backend",
     "PatternRead",

@@ -35,10 +35,18 @@ ChunkIndex = tuple[int, ...]
 
 @dataclass(frozen=True)
 class WriteSettings:
-    """Backend options that change what is stored, recorded with every result."""
+    """Backend options that change what is stored or how it is run, recorded with every result.
+
+    ``codec_pipeline`` is the ``zarr`` backend's codec pipeline (``zarr-python`` or ``zarrs``, the Rust one);
+    ``codec_threads`` and ``io_concurrency`` are the experiment's ``cluster.codec_threads`` and
+    ``zarr.concurrency``, for backends that size their own thread pools (tensorstore).
+    """
 
     write_empty_chunks: bool = True
     shards: bool = False
+    codec_pipeline: str = "zarr-python"
+    codec_threads: int = 1
+    io_concurrency: int = 2
 
 
 @dataclass
@@ -83,14 +91,32 @@ class Backend(ABC):
     #: :data:`cubebench.backends.S3_FACES`, same layout and codecs as on local disk).
     s3_unsupported: str = "it has no S3 path (it writes and reads through local file calls only)"
 
-    def check_storage(self, storage: StorageSpec) -> None:
-        """Raise :class:`~cubebench.errors.BackendError` (with the reason) if the backend cannot use ``storage``."""
+    def check_storage(self, storage: StorageSpec, settings: WriteSettings | None = None) -> None:
+        """Raise :class:`~cubebench.errors.BackendError` (with the reason) if the backend cannot use ``storage``
+        (under ``settings``, when given)."""
         if isinstance(storage, S3Storage) and self.s3_unsupported:
             raise BackendError(f"{self.name} on {storage.label}: {self.s3_unsupported}")
 
     @abstractmethod
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
         """Raise :class:`~cubebench.errors.CodecUnavailableError` (with the reason) if ``codec`` cannot run here."""
+
+    def check_settings(self, codec: CodecSpec, dtype: np.dtype[Any], settings: WriteSettings) -> None:
+        """:meth:`check`, under ``settings`` (a codec pipeline may run fewer codecs); the runner asks this one."""
+        self.check(codec, dtype)
+
+    def codec_pipeline(self, settings: WriteSettings) -> str:
+        """The codec pipeline a cell runs under ``settings``, recorded per cell ('' where the choice does not apply)."""
+        return ""
+
+    def stores_empty_chunks(self, settings: WriteSettings) -> bool:
+        """Whether chunks equal to the fill value are stored under ``settings`` (recorded per cell as
+        ``write_empty_chunks``): the setting, unless the library ignores it."""
+        return settings.write_empty_chunks
+
+    def recorded(self, settings: WriteSettings) -> dict[str, float]:
+        """Numeric settings a cell of this backend records beyond the common fields (its thread-pool sizes)."""
+        return {}
 
     @abstractmethod
     def write(

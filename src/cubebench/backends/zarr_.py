@@ -2,7 +2,9 @@
 
 Each task writes (or reads) a batch of whole chunks, or whole shards when sharding is on, so tasks never
 touch the same stored object. ``write_empty_chunks`` is a recorded setting: Zarr skips chunks equal to the fill
-value by default while HDF5 stores them, which changes sizes on very sparse data.
+value by default while HDF5 stores them, which changes sizes on very sparse data. ``codec_pipeline`` (a recorded
+setting too) runs the same zarr-python calls through zarr-python's pipeline or the ``zarrs`` Rust one
+(:mod:`cubebench.backends._pipelines`).
 """
 
 from __future__ import annotations
@@ -12,16 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cubebench.backends import _pipelines
 from cubebench.backends.base import Backend, ReadBack, WriteSettings
 from cubebench.cube import Block, StagedCube, block_shape, checksum, largest_block_bytes, thread_buffer
+from cubebench.errors import BackendError
 from cubebench.fileio import fsync_tree, sync_soon, wait_synced
 from cubebench.parallel import BATCH_BYTES, run_batches, scan_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
+from cubebench.storage import S3Storage
 
 if TYPE_CHECKING:
     from distributed import Client
 
     from cubebench.codecs import CodecSpec
+    from cubebench.storage import StorageSpec
 
 ChunkIndex = tuple[int, ...]
 
@@ -36,9 +42,32 @@ class ZarrBackend(Backend):
     shardable = True
     chunk_seconds = 1.5e-3  # 8 GiB, 65 536 chunk files: write 86 s against 18.2, read 33.9 against 5.0
 
+    def check_storage(self, storage: StorageSpec, settings: WriteSettings | None = None) -> None:
+        """As every backend; and the zarrs pipeline only on local stores (the S3 face goes through zarr-python, so
+        a zarrs cell there would record a pipeline it did not use)."""
+        super().check_storage(storage, settings)
+        if isinstance(storage, S3Storage) and settings is not None and settings.codec_pipeline != "zarr-python":
+            raise BackendError(
+                f"{self.name} on {storage.label}: the {settings.codec_pipeline} pipeline runs on local stores here "
+                "(the S3 path uses zarr-python's)"
+            )
+
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
         """Unavailable when the codec has no Zarr v3 form here."""
         codec.zarr_kwargs(dtype)
+
+    def check_settings(self, codec: CodecSpec, dtype: np.dtype[Any], settings: WriteSettings) -> None:
+        """:meth:`check`, and the codec pipeline's own refusal (zarrs runs no cubebench HDF5-framed codec)."""
+        self.check(codec, dtype)
+        _pipelines.check(codec, dtype, settings.codec_pipeline, settings.shards)
+
+    def codec_pipeline(self, settings: WriteSettings) -> str:
+        """``zarr-python`` or ``zarrs``: the experiment's ``zarr.codec_pipeline``."""
+        return settings.codec_pipeline
+
+    def stores_empty_chunks(self, settings: WriteSettings) -> bool:
+        """The setting, except under zarrs: zarrs 0.2 stores no chunk equal to the fill value whatever it says."""
+        return settings.write_empty_chunks and _pipelines.stores_empty_chunks(settings.codec_pipeline)
 
     def write(
         self,
@@ -54,7 +83,8 @@ class ZarrBackend(Backend):
         create_store(target, staged.shape, dtype, codec, *self._layout(chunks, settings))
         block = self.storage_block(chunks, settings)
         work = scan_batches(client, staged.shape, block, dtype.itemsize)
-        fill_store(client, target, _write_batch, work, staged, str(target), settings.write_empty_chunks)
+        options = (settings.write_empty_chunks, settings.codec_pipeline)
+        fill_store(client, target, _write_batch, work, staged, str(target), options)
 
     def read(self, client: Client, target: Path, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:
         """Each worker reads and decodes whole chunks (or shards) of its batch."""
@@ -64,7 +94,7 @@ class ZarrBackend(Backend):
         block = self.storage_block(chunks, settings)
         work = scan_batches(client, array.shape, block, array.dtype.itemsize)
         sums: dict[ChunkIndex, int] = {}
-        for result in run_batches(client, _read_batch, work, str(target)):
+        for result in run_batches(client, _read_batch, work, str(target), settings.codec_pipeline):
             sums.update(result)
         return ReadBack(sums)
 
@@ -84,7 +114,7 @@ class ZarrBackend(Backend):
         block = tuple(int(c) for c in (array.shards or array.chunks))
         parts: list[TilePart] = []
         work = pattern_batches(sel, block, array.dtype.itemsize, BATCH_BYTES)
-        for result in run_batches(client, _pattern_batch, work, sel, str(target)):
+        for result in run_batches(client, _pattern_batch, work, sel, str(target), settings.codec_pipeline):
             parts.extend(result)
         return combine(sel, parts)
 
@@ -141,16 +171,11 @@ def fill_store(client: Client, target: Path, task: Any, work: list[Any], *args: 
     fsync_tree(target / "zarr.json")
 
 
-def _open(path: str, mode: str, write_empty_chunks: bool = True) -> Any:
-    import zarr
-
-    import cubebench.codecs.adapter  # noqa: F401  (registers cubebench's chunk codec in this process)
-
-    return zarr.open_array(path, mode=mode).with_config({"write_empty_chunks": write_empty_chunks})
-
-
-def _write_batch(group: list[tuple[ChunkIndex, Block]], staged: StagedCube, path: str, write_empty: bool) -> None:
-    array = _open(path, "r+", write_empty)
+def _write_batch(
+    group: list[tuple[ChunkIndex, Block]], staged: StagedCube, path: str, options: tuple[bool, str]
+) -> None:
+    write_empty, pipeline = options
+    array = _pipelines.open_array(path, "r+", pipeline, write_empty)
     blocks = [block for _, block in group]
     for (index, block), data in zip(group, staged.iter_blocks(blocks), strict=True):
         array[block] = data
@@ -161,7 +186,7 @@ def _write_batch(group: list[tuple[ChunkIndex, Block]], staged: StagedCube, path
             sync_soon(path, [chunk_file])
 
 
-def _read_batch(group: list[tuple[ChunkIndex, Block]], path: str) -> dict[ChunkIndex, int]:
+def _read_batch(group: list[tuple[ChunkIndex, Block]], path: str, pipeline: str) -> dict[ChunkIndex, int]:
     """Read each chunk (or shard) through zarr's ``get_basic_selection`` into this thread's reused buffer.
 
     Zarr's public API for a caller-owned output array: a fresh array per chunk costs its page faults again
@@ -169,7 +194,7 @@ def _read_batch(group: list[tuple[ChunkIndex, Block]], path: str) -> dict[ChunkI
     """
     from zarr.core.buffer import default_buffer_prototype
 
-    array = _open(path, "r")
+    array = _pipelines.open_array(path, "r", pipeline)
     wrap = default_buffer_prototype().nd_buffer.from_numpy_array
     capacity = largest_block_bytes((block for _, block in group), array.dtype)
     sums: dict[ChunkIndex, int] = {}
@@ -180,6 +205,6 @@ def _read_batch(group: list[tuple[ChunkIndex, Block]], path: str) -> dict[ChunkI
     return sums
 
 
-def _pattern_batch(tiles: list[Window], sel: Selection, path: str) -> list[TilePart]:
-    array = _open(path, "r")
+def _pattern_batch(tiles: list[Window], sel: Selection, path: str, pipeline: str) -> list[TilePart]:
+    array = _pipelines.open_array(path, "r", pipeline)
     return [reduce_tile(sel, ys.start, xs.start, array[ys, xs, sel.det[0], sel.det[1]]) for ys, xs in tiles]

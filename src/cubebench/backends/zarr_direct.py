@@ -78,6 +78,18 @@ class ZarrDirectBackend(ZarrBackend):
         codec.zarr_kwargs(dtype)
         codec.zarr_encoder(dtype)
 
+    def check_settings(self, codec: CodecSpec, dtype: np.dtype[Any], settings: WriteSettings) -> None:
+        """:meth:`check`: no Zarr codec pipeline runs here (the workers encode and decode), so none refuses."""
+        self.check(codec, dtype)
+
+    def codec_pipeline(self, settings: WriteSettings) -> str:
+        """'': zarr_direct runs the catalog's own encoders, whatever ``zarr.codec_pipeline`` says."""
+        return ""
+
+    def stores_empty_chunks(self, settings: WriteSettings) -> bool:
+        """The setting (its own encoders honour it, whatever the pipeline)."""
+        return settings.write_empty_chunks
+
     def write(
         self,
         client: Client,

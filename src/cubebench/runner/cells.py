@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cubebench.backends import WriteSettings
 from cubebench.chunking import Chunking, chunk_name
 from cubebench.cube import grid_counts
 from cubebench.errors import (
@@ -27,7 +28,7 @@ from cubebench.staging import (
 )
 
 if TYPE_CHECKING:
-    from cubebench.backends import Backend, WriteSettings
+    from cubebench.backends import Backend
     from cubebench.codecs import CodecSpec
     from cubebench.experiment import Experiment
     from cubebench.storage import StorageSpec
@@ -88,9 +89,9 @@ def not_run(
     dtype, or on ``storage``, or stores the whole array and the chunking is not the first), ``skipped`` (estimated
     over ``max_cell_seconds``); None when it runs."""
     try:
-        backend.check(codec, np.dtype(dtype))
+        backend.check_settings(codec, np.dtype(dtype), write_settings(exp))
         if storage is not None:
-            backend.check_storage(storage)
+            backend.check_storage(storage, write_settings(exp))
     except (CodecUnavailableError, BackendError) as exc:
         return "unavailable", str(exc)
     if not backend.chunked and chunk in exp.chunk_labels[1:]:
@@ -103,6 +104,17 @@ def not_run(
     if budget is not None and np.isfinite(estimate) and estimate > budget:
         return "skipped", f"estimated {estimate:.0f} s > max_cell_seconds {budget:g}"
     return None
+
+
+def write_settings(exp: Experiment) -> WriteSettings:
+    """The backend settings every cell of ``exp`` runs with (its ``zarr:`` section and codec threads)."""
+    return WriteSettings(
+        write_empty_chunks=exp.zarr.write_empty_chunks,
+        shards=exp.zarr.shards,
+        codec_pipeline=exp.zarr.codec_pipeline,
+        codec_threads=exp.cluster.codec_threads,
+        io_concurrency=exp.zarr.concurrency,
+    )
 
 
 def chunking_for(

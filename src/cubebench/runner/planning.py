@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cubebench.backends import WriteSettings, get_backend
+from cubebench.backends import get_backend
 from cubebench.chunking import chunk_name
 from cubebench.codecs import get_codec
-from cubebench.runner.cells import cell_seconds, chunking_for, layout_pays, not_run, rescale
+from cubebench.runner.cells import cell_seconds, chunking_for, layout_pays, not_run, rescale, write_settings
 from cubebench.runner.estimate import measure_speed, sample_blocks, stack_frames
 from cubebench.runner.execute import open_sources
 from cubebench.runner.inputs import coerce_experiment
@@ -106,7 +106,7 @@ def plan(
     cubes = open_sources(exp)
     backends = {name: get_backend(name) for name in exp.backends}
     codecs = {cid: get_codec(cid) for cid in exp.codecs}
-    settings = WriteSettings(exp.zarr.write_empty_chunks, exp.zarr.shards)
+    settings = write_settings(exp)
     threads = max(1, exp.cluster.workers * exp.cluster.threads_per_worker)
     cells: list[PlannedCell] = []
     ratios: dict[str, list[float]] = {}

@@ -32,6 +32,8 @@ LIBRARIES = (
     "pcodec",
     "dask-jobqueue",
     "rosettasciio",
+    "tensorstore",
+    "zarrs",
 )
 
 
@@ -176,6 +178,11 @@ def provenance(exp: Experiment, cluster: dict[str, Any]) -> dict[str, Any]:
             "write_empty_chunks": exp.zarr.write_empty_chunks,
             "shards": exp.zarr.shards,
             "concurrency": exp.zarr.concurrency,
+            "codec_pipeline": exp.zarr.codec_pipeline,
+        },
+        "tensorstore": {  # its thread pools, per task (backends/tensorstore_.py)
+            "data_copy_concurrency": exp.cluster.codec_threads,
+            "file_io_concurrency": exp.zarr.concurrency,
         },
         "codecs": {cid: get_codec(cid).to_dict() for cid in exp.codecs},
     }

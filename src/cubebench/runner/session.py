@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cubebench.backends import Backend, PatternRead, WriteSettings
 from cubebench.cluster import reset_worker_peaks, worker_peaks_outside
 from cubebench.cube import Cube, StagedCube
 from cubebench.errors import (
@@ -28,7 +27,7 @@ from cubebench.errors import (
 from cubebench.fileio import drop_page_cache, remove, stored_bytes
 from cubebench.memory import PeakMemory
 from cubebench.results import CellResult, ResultsLog
-from cubebench.runner.cells import Cell, cell_seconds, chunking_for, layout_pays, not_run
+from cubebench.runner.cells import Cell, cell_seconds, chunking_for, layout_pays, not_run, write_settings
 from cubebench.runner.estimate import CodecSpeed, measure_speed, sample_frames
 from cubebench.runner.remote import S3Cell, count_fields, local_fields
 from cubebench.runner.workspace import STOP
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
 
     from distributed import Client
 
+    from cubebench.backends import Backend, PatternRead
     from cubebench.chunking import Chunking
     from cubebench.codecs import CodecSpec
     from cubebench.experiment import Experiment
@@ -82,7 +82,7 @@ class Session:
         self.source_failed: dict[tuple[str, tuple[int, ...]], str] = {}
         self.speeds: dict[tuple[str, str], CodecSpeed | None] = {}
         self.patterns: dict[tuple[str, str], int] = {}
-        self.settings = WriteSettings(exp.zarr.write_empty_chunks, exp.zarr.shards)
+        self.settings = write_settings(exp)
         self.threads = max(1, int(cluster_info.get("total_threads", 1)))
 
     def stage(self, cube: Cube) -> StagedCube:
@@ -219,8 +219,10 @@ class Session:
             threads_per_worker=self.exp.cluster.threads_per_worker,
             codec_threads=self.exp.cluster.codec_threads,
             cache=self.exp.cache,
-            write_empty_chunks=self.settings.write_empty_chunks,
+            write_empty_chunks=backend.stores_empty_chunks(self.settings),
             sharded=self.settings.shards and backend.shardable,
+            codec_pipeline=backend.codec_pipeline(self.settings),
+            extra=backend.recorded(self.settings),
             worker_processes=bool(self.cluster_info.get("processes", True)),
             started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             storage=cell.storage,
