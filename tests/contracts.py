@@ -22,9 +22,9 @@ import pytest
 from tests.helpers import sparse_counts, stage_array
 
 from cubebench.backends import WriteSettings, get_backend
-from cubebench.backends.base import drop_page_cache, stored_bytes
 from cubebench.codecs import CODECS
 from cubebench.errors import CodecUnavailableError
+from cubebench.fileio import drop_page_cache, stored_bytes
 from cubebench.memory import PeakMemory, tree_rss
 from cubebench.patterns import PATTERNS, combine, reduce_tile, scan_tiles, selection
 from cubebench.staging import source_checksums, source_pattern

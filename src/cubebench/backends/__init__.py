@@ -10,6 +10,7 @@ from cubebench.backends.base import Backend, PatternRead, ReadBack, WriteSetting
 from cubebench.backends.csr import CSRBackend
 from cubebench.backends.hdf5_direct import HDF5DirectBackend
 from cubebench.backends.hdf5_filter import HDF5FilterBackend
+from cubebench.backends.hdf5_vds import HDF5VDSBackend
 from cubebench.backends.npy_gzip import NpyGzipBackend
 from cubebench.backends.uint8_overflow import Uint8OverflowBackend
 from cubebench.backends.zarr_ import ZarrBackend
@@ -24,6 +25,7 @@ BACKENDS: dict[str, type[Backend]] = {
     for cls in (
         HDF5FilterBackend,
         HDF5DirectBackend,
+        HDF5VDSBackend,
         ZarrBackend,
         ZarrDirectBackend,
         CSRBackend,
