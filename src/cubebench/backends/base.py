@@ -76,6 +76,11 @@ class Backend(ABC):
     #: (:mod:`cubebench.runner.estimate`); measured from the 8 GiB run in README (single-frame against balanced
     #: chunks, blosc-zstd, 65 536 chunks).
     chunk_seconds: float = 0.0
+    #: How a write and a full read spread, for the scaling model (:mod:`cubebench.scaling`): ``"workers"`` (every
+    #: worker thread encodes and stores its own chunks), ``"one_writer"`` (workers encode, one process stores
+    #: everything) or ``"one_process"`` (the whole pass runs in one process, on one core).
+    writes: str = "workers"
+    reads: str = "workers"
 
     @abstractmethod
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:

@@ -52,6 +52,7 @@ class CSRBackend(Backend):
     """SciPy CSR per frame in one uncompressed HDF5 file; parallel conversion, one appending writer."""
 
     name = "csr"
+    writes = "one_writer"  # workers convert, one process appends
     suffix = ".csr.h5"
     chunked = False
 

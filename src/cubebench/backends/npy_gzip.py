@@ -44,6 +44,7 @@ class NpyGzipBackend(Backend):
     """``.npy`` in a (multi-member) gzip stream; parallel gzip of slabs, one in-order writer, streamed read."""
 
     name = "npy_gzip"
+    writes, reads = "one_writer", "one_process"  # workers gzip, the client writes; one worker streams back
     suffix = ".npy.gz"
     chunked = False
 

@@ -61,6 +61,7 @@ class Uint8OverflowBackend(Backend):
     """uint8 + overflow map in one uncompressed HDF5 file; parallel encode, one writer, parallel read."""
 
     name = "uint8_overflow"
+    writes = "one_writer"  # workers convert, one process appends
     suffix = ".u8.h5"
     chunked = False
 
