@@ -326,6 +326,29 @@ def test_same_chunk_bytes_on_every_path(tmp_path, codec_id):
         assert abs(len(got) - len(filtered)) <= 0.005 * len(filtered), (codec_id, len(got), len(filtered))
 
 
+def test_filter_encoder_runs_any_filter_and_refuses_what_it_cannot_say():
+    """FilterEncoder works for any filter (here blosc-zstd and szip): the filter's bytes, decoded through it too;
+    a chunk the optional filter declines (random bytes: LZF stores them raw, mask 1) falls back to the
+    standalone encoder when there is one, and is refused with the reason when not."""
+    from cubebench.codecs.through_filter import FilterEncoder, filter_chunk_bytes
+
+    data = make_cube("uint16", (2, 2, 32, 32), seed=9)
+    for codec_id in ("blosc-zstd", "szip"):
+        spec = get_codec(codec_id)
+        enc = FilterEncoder(dtype=np.dtype("uint16"), filter_kwargs=tuple(spec.hdf5_filter("uint16").items()))
+        encoded = enc.encode(data)
+        assert encoded == spec.encoder("uint16").encode(data)
+        np.testing.assert_array_equal(enc.decode(encoded, np.empty_like(data)), data)
+    noise = np.random.default_rng(1).integers(0, 2**16, size=(1, 1, 8, 8), dtype=np.uint16)
+    mask, raw = filter_chunk_bytes(noise, {"compression": "lzf"})
+    assert mask != 0 and raw == noise.tobytes()
+    lzf = get_codec("lzf").encoder("uint16")
+    np.testing.assert_array_equal(lzf.decode(lzf.encode(noise), np.empty_like(noise)), noise)
+    bare = FilterEncoder(dtype=np.dtype("uint16"), filter_kwargs=(("compression", "lzf"),))
+    with pytest.raises(ValueError, match=r"declined a chunk of shape \(1, 1, 8, 8\)"):
+        bare.encode(noise)
+
+
 def test_adapter_store_reads_in_a_fresh_process(tmp_path):
     data = make_cube("uint16")
     write_zarr(tmp_path / "a.zarr", get_codec("bitshuffle-lz4"), data)
