@@ -57,8 +57,8 @@ _LZF_FRAMING = (
 )
 _ZSTD_FRAMING = (
     "zarr's ZstdCodec (numcodecs) links libzstd 1.5 where hdf5plugin and imagecodecs (direct paths) link 1.4: "
-    "the same level makes a slightly different frame (0.06 % apart on 4d_diff chunks); zarr_direct stores the "
-    "HDF5 filter's bytes"
+    "the same level makes a slightly different frame (0.06 % apart on a 512 KiB chunk of sparse counts); "
+    "zarr_direct stores the HDF5 filter's bytes"
 )
 
 
