@@ -83,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--for", dest="use", choices=USES, default="balanced", help="the dominant constraint")
     p.add_argument("--storage", help="the storage to recommend for (local, s3, ...) when the results hold several")
 
+    p = sub.add_parser("scaling", help="predicted write/read throughput on N nodes per backend (a stated model)")
+    p.add_argument("results", help="results folder or results.nc")
+    p.add_argument("--nodes", default="1,2,4,...,64", help="node counts, e.g. 1,2,4,...,64 (default)")
+    p.add_argument("--storage-bandwidth", default="10GB/s", help="aggregate storage bandwidth (default: 10GB/s)")
+    p.add_argument("--workers-per-node", type=int, help="workers per node (default: the measured workers)")
+    p.add_argument("--dataset", help="dataset of the tables (default: the first)")
+    p.add_argument("--chunk", help="chunking of the tables (default: the first)")
+    p.add_argument("--check", metavar="RESULTS2", help="results with more workers: prediction vs measurement")
+
     p = sub.add_parser("sufficient", help="the smallest representation keeping an inference target's error within X")
     p.add_argument("results", help="results folder (with sufficiency.nc) or sufficiency.nc")
     p.add_argument("--target", required=True, help="inference target: bf, adf, com or mean_pattern")
@@ -318,6 +327,28 @@ def _recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scaling(args: argparse.Namespace) -> int:
+    from cubebench.backends import BACKENDS
+    from cubebench.results import load_results
+    from cubebench.scaling import scaling_report
+
+    registry = {name: (cls.writes, cls.reads) for name, cls in BACKENDS.items()}
+    check = load_results(args.check) if args.check else None
+    print(
+        scaling_report(
+            load_results(args.results),
+            args.nodes,
+            args.storage_bandwidth,
+            workers_per_node=args.workers_per_node,
+            dataset=args.dataset,
+            chunk=args.chunk,
+            kinds=registry,
+            check=check,
+        )
+    )
+    return 0
+
+
 def _sufficient(args: argparse.Namespace) -> int:
     from cubebench.sufficiency.results import load_sufficiency
     from cubebench.sufficiency.stats import format_answer, principles, smallest_sufficient
@@ -405,6 +436,7 @@ COMMANDS = {
     "generate": _generate,
     "merge": _merge,
     "sufficient": _sufficient,
+    "scaling": _scaling,
 }
 
 

@@ -12,6 +12,7 @@ from cubebench.backends.csr import CSRBackend
 from cubebench.backends.hdf5_direct import HDF5DirectBackend
 from cubebench.backends.hdf5_filter import HDF5FilterBackend
 from cubebench.backends.hdf5_s3 import HDF5S3, HDF5DirectS3
+from cubebench.backends.hdf5_vds import HDF5VDSBackend
 from cubebench.backends.npy_gzip import NpyGzipBackend
 from cubebench.backends.s3_io import S3Face, S3Target
 from cubebench.backends.tensorstore_ import TensorstoreBackend
@@ -29,6 +30,7 @@ BACKENDS: dict[str, type[Backend]] = {
     for cls in (
         HDF5FilterBackend,
         HDF5DirectBackend,
+        HDF5VDSBackend,
         ZarrBackend,
         ZarrDirectBackend,
         TensorstoreBackend,

@@ -97,6 +97,12 @@ class Backend(ABC):
         if isinstance(storage, S3Storage) and self.s3_unsupported:
             raise BackendError(f"{self.name} on {storage.label}: {self.s3_unsupported}")
 
+    #: How a write and a full read spread, for the scaling model (:mod:`cubebench.scaling`): ``"workers"`` (every
+    #: worker thread encodes and stores its own chunks), ``"one_writer"`` (workers encode, one process stores
+    #: everything) or ``"one_process"`` (the whole pass runs in one process, on one core).
+    writes: str = "workers"
+    reads: str = "workers"
+
     @abstractmethod
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
         """Raise :class:`~cubebench.errors.CodecUnavailableError` (with the reason) if ``codec`` cannot run here."""

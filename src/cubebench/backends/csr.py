@@ -53,6 +53,7 @@ class CSRBackend(Backend):
 
     name = "csr"
     s3_unsupported = "its CSR file set is written and read through local file calls; not ported to S3"
+    writes = "one_writer"  # workers convert, one process appends
     suffix = ".csr.h5"
     chunked = False
 

@@ -45,6 +45,7 @@ class NpyGzipBackend(Backend):
 
     name = "npy_gzip"
     s3_unsupported = "one gzip stream read sequentially from the start; not ported to S3 (it has no random access)"
+    writes, reads = "one_writer", "one_process"  # workers gzip, the client writes; one worker streams back
     suffix = ".npy.gz"
     chunked = False
 

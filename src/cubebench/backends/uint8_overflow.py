@@ -62,6 +62,7 @@ class Uint8OverflowBackend(Backend):
 
     name = "uint8_overflow"
     s3_unsupported = "its byte planes and overflow list are written through local file calls; not ported to S3"
+    writes = "one_writer"  # workers convert, one process appends
     suffix = ".u8.h5"
     chunked = False
 

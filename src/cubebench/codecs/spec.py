@@ -77,6 +77,10 @@ class CodecSpec:
         The family's parameters as ``(name, value)`` pairs (JSON-able values); the only place they are written.
     study
         True for the original study's codecs (and ``none``).
+    framing_note
+        Empty when every path stores the same chunk bytes (the HDF5 filter, the direct encoder, the Zarr face);
+        otherwise why a path frames the same compressed payload differently by design (checked within 0.5 %
+        by ``tests/test_codecs.py``).
     """
 
     id: str
@@ -84,6 +88,7 @@ class CodecSpec:
     description: str
     params: tuple[tuple[str, Any], ...]
     study: bool
+    framing_note: str = ""
 
     @property
     def kw(self) -> dict[str, Any]:
@@ -98,7 +103,7 @@ class CodecSpec:
             "description": self.description,
             "params": self.kw,
             "study": self.study,
-        }
+        } | ({"framing_note": self.framing_note} if self.framing_note else {})
 
     def hdf5_filter(self, dtype: Any) -> dict[str, Any]:
         """Keyword arguments for h5py ``create_dataset`` (``compression=``, ``compression_opts=``).

@@ -589,4 +589,20 @@ def all_figures(ds: xr.Dataset, study: xr.Dataset | None = None) -> list[ReportF
             "and chunking; dashed: Pareto front (nothing is better on both axes); dotted: uncompressed.",
             pareto_figure(core),
         ),
+        *_scaling(core),
     ]
+
+
+def _scaling(ds: xr.Dataset) -> list[ReportFigure]:
+    """The scaling figure when the results recorded how each backend spreads (docs/scaling.md), else nothing."""
+    from cubebench.report.scaling import NODES, STORAGE_BANDWIDTH, scaling_figure
+
+    fig = scaling_figure(ds)
+    if fig is None:
+        return []
+    caption = (
+        f"Predicted write and read throughput on {NODES[0]}-{NODES[-1]} nodes like this machine, per backend, by "
+        f"the stated model of docs/scaling.md (linear in workers; hdf5_direct writes capped by its single writer; "
+        f"hdf5 on one core; storage {STORAGE_BANDWIDTH / 1e9:.3g} GB/s shared): `cubebench scaling` for the tables."
+    )
+    return [ReportFigure("scaling", caption, fig)]

@@ -9,6 +9,7 @@ import socket
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from cubebench.backends import BACKENDS
 from cubebench.codecs import get_codec
 
 if TYPE_CHECKING:
@@ -185,4 +186,7 @@ def provenance(exp: Experiment, cluster: dict[str, Any]) -> dict[str, Any]:
             "file_io_concurrency": exp.zarr.concurrency,
         },
         "codecs": {cid: get_codec(cid).to_dict() for cid in exp.codecs},
+        "backend_scaling": {
+            name: {"writes": BACKENDS[name].writes, "reads": BACKENDS[name].reads} for name in exp.backends
+        },
     }
