@@ -55,7 +55,7 @@ class TensorstoreBackend(ZarrBackend):
     chunk_seconds = 1.5e-3  # not measured at 65 536 chunks yet: the zarr backend's figure
     #: For the storage dimension (S3, on main): the zarr backend's S3 face is zarr-python's, not tensorstore's;
     #: tensorstore's own s3 kvstore is not wired to cubebench's storage yet.
-    s3_unsupported = "tensorstore runs on its local file kvstore here (its s3 kvstore is not wired in yet)"
+    s3_unsupported = "tensorstore runs on its local file kvstore here (its S3 kvstore is not wired in yet)"
 
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
         """Needs tensorstore, and a Zarr face made only of codecs tensorstore implements."""
