@@ -9,8 +9,9 @@
    client-side latency (the link model, ``latency_ms``), Zarr also sharded; single-frame reads (``frame``
    access pattern) for the request counts of a partial read. Medians over ``--runs`` runs.
 
-Prints markdown tables (for docs/storage.md) and the command that made them. The default scale is the 1 GiB
-synthetic ``4d_diff`` cube (``--scale 0.125`` of the 8 GiB preset); ``--scale 0.004`` checks that it runs.
+Prints markdown tables (for docs/storage.md) and the command that made them. ``--scale`` scales each scan axis of the
+8 GiB ``4d_diff`` preset (256 x 256 frames of 128 KiB): 0.125 is a 32 x 32 scan (128 MiB), 0.03125 an 8 x 8 scan
+(8 MiB); ``--scale 0.004`` checks that it runs.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def markdown(header: list[str], body: list[list[str]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=0.125, help="of the 8 GiB 4d_diff preset (0.125: 1 GiB)")
+    parser.add_argument("--scale", type=float, default=0.125, help="of each scan axis of the 8 GiB 4d_diff preset (0.125: 128 MiB)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--latencies", type=float, nargs="+", default=[0, 20], help="client-side ms per request")
     parser.add_argument("--codecs", nargs="+", default=["blosc-zstd", "blosc-lz4"])
