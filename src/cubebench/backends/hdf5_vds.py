@@ -34,6 +34,7 @@ from cubebench.backends.base import (
     read_stored_chunk,
     stored_buffer,
 )
+from cubebench.backends.hdf5_direct import HDF5DirectBackend
 from cubebench.backends.hdf5_filter import DATA_PATH, PATTERN_BYTES, emd_dims, emd_group
 from cubebench.cube import Block, StagedCube, block_grid, checksum, grid_counts, thread_buffer
 from cubebench.fileio import WritebackAhead, fsync_tree, hdf5_for_writing
@@ -79,10 +80,8 @@ class HDF5VDSBackend(Backend):
     chunk_seconds = 1.9e-4
     s3_unsupported = "its part files and master are written and read through local file calls; not ported to S3 yet"
 
-    def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
-        """Needs the HDF5 filter (so the files are readable) and a byte-compatible encoder, as hdf5_direct."""
-        codec.hdf5_filter(dtype)
-        codec.encoder(dtype)
+    #: The same rule as hdf5_direct's: the HDF5 filter (so the files are readable) and a byte-compatible encoder.
+    check = HDF5DirectBackend.check
 
     def write(
         self,
