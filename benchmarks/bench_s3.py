@@ -121,7 +121,9 @@ def markdown(header: list[str], body: list[list[str]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=0.125, help="of each scan axis of the 8 GiB 4d_diff preset (0.125: 128 MiB)")
+    parser.add_argument(
+        "--scale", type=float, default=0.125, help="of each scan axis of the 8 GiB 4d_diff preset (0.125: 128 MiB)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--latencies", type=float, nargs="+", default=[0, 20], help="client-side ms per request")
     parser.add_argument("--codecs", nargs="+", default=["blosc-zstd", "blosc-lz4"])
