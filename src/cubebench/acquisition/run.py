@@ -27,7 +27,7 @@ from cubebench.errors import ConfigError, CubebenchError, ResultsError
 from cubebench.experiment import Experiment, load_experiment
 from cubebench.fileio import remove
 from cubebench.runner.execute import open_sources
-from cubebench.runner.workspace import sigterm_as_interrupt, work_folder
+from cubebench.runner.workspace import STOP, sigterm_as_interrupt, work_folder
 from cubebench.staging import stage_cube
 
 if TYPE_CHECKING:
@@ -85,6 +85,8 @@ def acquire(
                 sums: dict[Any, Any] = {}
                 warmed: set[tuple[str, str]] = set()
                 for name, backend, codec_id, chunking, rate, _ in todo:
+                    if STOP.is_set():  # an interrupt that was swallowed on its way up (in a finalizer)
+                        raise KeyboardInterrupt
                     if name not in staged:
                         staged[name] = stage_cube(client, cubes[name], scratch)
                         sums.clear()
@@ -93,7 +95,10 @@ def acquire(
                     if (name, backend) not in warmed and not check_runs(spec):
                         warm_pipeline(client, spec, rate, opts, scratch)
                         warmed.add((name, backend))
-                    log.append(_run_item(client, spec, rate, opts, scratch, sums, find_max_rate))
+                    item = _run_item(client, spec, rate, opts, scratch, sums, find_max_rate)
+                    if STOP.is_set():  # interrupted mid-cell: the cell is not a measurement
+                        raise KeyboardInterrupt
+                    log.append(item)
                     finished += 1
             finally:
                 remove(scratch)
