@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: Requests a task keeps in flight while it decodes (parallel ranged GETs within a task).
+#: Requests a task keeps in flight while it decodes or encodes (parallel GETs and PUTs within a task).
 FETCH_AHEAD = 4
 
 
@@ -113,6 +113,27 @@ def fetched(fetch: Callable[[T], R], items: Iterable[T], ahead: int = FETCH_AHEA
         while queue:
             head, future = queue.popleft()
             yield head, future.result()
+
+
+def overlapped(run: Callable[[T], object], items: Iterable[T], ahead: int = FETCH_AHEAD) -> None:
+    """``run(item)`` for every item on threads, at most ``ahead`` in flight, the caller producing the next items
+    meanwhile (PUTs overlap encoding); returns when all finished and raises the first error.
+
+    Memory stays bounded: at most ``ahead`` produced items wait for their request.
+
+    >>> done = []
+    >>> overlapped(done.append, range(10), ahead=3)
+    >>> sorted(done)
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    """
+    with ThreadPoolExecutor(ahead) as pool:
+        pending: deque[Any] = deque()
+        for item in items:
+            pending.append(pool.submit(run, item))
+            if len(pending) >= ahead:
+                pending.popleft().result()
+        for future in pending:
+            future.result()
 
 
 def decode_into(data: bytes | None, name: str, location: Location, encoder: ChunkEncoder, out: np.ndarray) -> None:

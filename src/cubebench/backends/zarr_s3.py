@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.backends.base import ReadBack, WriteSettings, padded
-from cubebench.backends.s3_io import S3Face, S3Target, decode_into, fetched
+from cubebench.backends.s3_io import S3Face, S3Target, decode_into, fetched, overlapped
 from cubebench.backends.s3_shards import decode_shard_window, fetch_shard_window
 from cubebench.backends.zarr_ import ZarrBackend, create_store
 from cubebench.backends.zarr_direct import _codec_of, _decode_shard, _encode_shard, _is_fill, _Layout
@@ -37,6 +37,8 @@ from cubebench.patterns import (
 from cubebench.storage import get_object, put, zarr_store
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from distributed import Client
 
     from cubebench.codecs import CodecSpec
@@ -208,22 +210,30 @@ def _put_batch(
     target: S3Target,
     settings: WriteSettings,
 ) -> None:
+    """Encode the batch's chunks (or shards) in order and PUT each object, a few in flight while the next encodes."""
+    storage, counter = target.store_storage, target.counter
+    overlapped(lambda item: put(storage, item[0], item[1], counter), _encoded_objects(group, staged, layout, settings))
+
+
+def _encoded_objects(
+    group: list[tuple[ChunkIndex, Block, str]], staged: StagedCube, layout: _Layout, settings: WriteSettings
+) -> Iterator[tuple[str, memoryview]]:
+    """``(key, body)`` of each object the batch stores (fill-only chunks skipped unless empty chunks are written)."""
     encoder = layout.encoder()
-    storage = target.store_storage
     blocks = [block for _, block, _ in group]
     for (_, _, key), data in zip(group, staged.iter_blocks(blocks), strict=True):
         full = padded(data, layout.block)
         if layout.inner is None:
             if not settings.write_empty_chunks and _is_fill(full):
                 continue
-            raw = stores_raw(encoder)
-            parts: list[Any] = [np.ascontiguousarray(full).view(np.uint8).reshape(-1) if raw else encoder.encode(full)]
+            # a raw chunk is copied: the source's buffer is reused for the next block while its PUT is in flight
+            parts: list[Any] = [full.tobytes() if stores_raw(encoder) else encoder.encode(full)]
         else:
             parts = _encode_shard(full, data.shape, layout, encoder, settings.write_empty_chunks)
             if not parts:
                 continue
         body = parts[0] if len(parts) == 1 else b"".join(memoryview(p).cast("B") for p in parts)
-        put(storage, key, memoryview(body).cast("B"), target.counter)
+        yield key, memoryview(body).cast("B")
 
 
 def _fetch(target: S3Target) -> Any:
