@@ -385,3 +385,21 @@ def test_wrong_credentials_and_a_missing_bucket_are_one_line_with_the_servers_er
     assert "\n" not in str(info.value)
     with pytest.raises(StorageError, match=r"bucket 'no-such-bucket'.*no such bucket; create it first"):
         check_reachable(replace(good, bucket="no-such-bucket"))
+
+
+def test_hdf5_direct_reads_adjacent_chunks_in_one_ranged_get(
+    s3: S3Endpoint, client: Client, cube: tuple[np.ndarray, Any], tmp_path: Path
+) -> None:
+    array, staged = cube
+    cell = s3.storage("runs/coalesced")
+    target = S3Target(cell, "store.h5", tmp_path / "local.h5", "test-coalesced")
+    face = S3_FACES["hdf5_direct"]
+    settings = WriteSettings(True, False)
+    face.write(client, staged, get_codec("blosc-zstd"), CHUNKS, target, settings)
+    [take(target.tally), *client.run(take, target.tally).values()]  # forget the write's requests
+    back = face.read(client, target, CHUNKS, settings)
+    assert back.checksums == {i: checksum(array[b]) for i, b in block_grid(SHAPE, CHUNKS)}
+    counts = [take(target.tally), *client.run(take, target.tally).values()]
+    gets = sum(c["gets"] for c in counts)
+    # 16 chunks written back to back by one writer: a few GETs for the metadata and one per task's run of chunks
+    assert gets < len(block_grid(SHAPE, CHUNKS)), gets

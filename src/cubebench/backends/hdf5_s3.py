@@ -8,7 +8,8 @@ times are recorded (``local_write_seconds``, ``upload_seconds``; the cell's writ
   cache), on one worker;
 - ``hdf5_direct`` reads the chunk index (``chunk_iter``, or ``get_chunk_info`` for a few chunks) from the file's
   metadata through the same ranged file, then the workers fetch the chunks with parallel ranged GETs (a few in
-  flight per task) and decode them: HDF5's chunks are byte ranges of one object, as kerchunk/VirtualiZarr read them.
+  flight per task, adjacent chunks merged into one GET of up to 8 MiB) and decode them: HDF5's chunks are byte
+  ranges of one object, as kerchunk/VirtualiZarr read them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from cubebench.backends.base import Location, ReadBack, WriteSettings, encoder_for
 from cubebench.backends.hdf5_direct import HDF5DirectBackend, _chunk_locator
 from cubebench.backends.hdf5_filter import DATA_PATH, PATTERN_BYTES, HDF5FilterBackend, _read
-from cubebench.backends.s3_io import S3Face, S3Target, decode_into, fetched
+from cubebench.backends.s3_io import S3Face, S3Target, decode_into, fetched_ranges
 from cubebench.cube import Block, StagedCube, checksum, thread_buffer
 from cubebench.fileio import remove
 from cubebench.parallel import BATCH_BYTES, run_batches, scan_batches
@@ -172,11 +173,7 @@ def _read_named_pattern(file: RangedFile, pattern: str) -> tuple[Selection, list
 
 def _fetch(target: S3Target) -> Any:
     storage, key, counter = target.storage, target.key, target.counter
-
-    def fetch(location: Location) -> bytes | None:
-        return None if location is None else get_range(storage, key, location[0], location[1], counter)
-
-    return fetch
+    return lambda start, length: get_range(storage, key, start, length, counter)
 
 
 def _read_batch(
@@ -188,9 +185,9 @@ def _read_batch(
 ) -> dict[ChunkIndex, int]:
     encoder = encoder_for(codec_id, dtype)
     buffer = thread_buffer(chunks, dtype)
-    fetch = _fetch(target)
     sums: dict[ChunkIndex, int] = {}
-    for (index, block, location), data in fetched(lambda item: fetch(item[2]), group):
+    for i, data in fetched_ranges(_fetch(target), [location for _, _, location in group]):
+        index, block, location = group[i]
         decode_into(data, f"{index} of {target.key}", location, encoder, buffer)
         sums[index] = checksum(buffer[tuple(slice(0, b.stop - b.start) for b in block)])
     return sums
@@ -207,8 +204,8 @@ def _pattern_batch(
     tiles, locations = item
     encoder = encoder_for(codec_id, dtype)
     buffer = thread_buffer(chunks, dtype)
-    fetch = _fetch(target)
-    data = dict(fetched(lambda index: fetch(locations[index]), list(locations)))
+    indices = list(locations)
+    data = {indices[i]: part for i, part in fetched_ranges(_fetch(target), [locations[i] for i in indices])}
 
     def read_chunk(index: ChunkIndex) -> np.ndarray:
         decode_into(data[index], f"{index} of {target.key}", locations[index], encoder, buffer)

@@ -20,7 +20,7 @@ from cubebench.codecs import ChunkEncoder, stores_raw
 from cubebench.storage.tally import tally as counter_named
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from pathlib import Path
 
     import numpy as np
@@ -115,6 +115,56 @@ def fetched(fetch: Callable[[T], R], items: Iterable[T], ahead: int = FETCH_AHEA
             yield head, future.result()
 
 
+#: Adjacent chunks of one object are fetched by one ranged GET up to this many bytes, as kerchunk-style readers
+#: merge ranges: one writer stores a task's chunks back to back, so a batch is often one request, not one a chunk.
+COALESCE_BYTES = 8 * 2**20
+
+
+def fetched_ranges(
+    fetch: Callable[[int, int], bytes],
+    locations: Sequence[Location],
+    ahead: int = FETCH_AHEAD,
+    limit: int = COALESCE_BYTES,
+) -> Iterator[tuple[int, memoryview | None]]:
+    """``(i, bytes of locations[i])`` for every location (None for a chunk never written), in file order, where
+    ``fetch(start, length)`` is one ranged GET; adjacent ranges merge into one GET of at most ``limit`` bytes
+    (:func:`fsspec.utils.merge_offset_ranges`), ``ahead`` GETs in flight.
+
+    >>> blob = b"abcdefghijklmnopqrstuvwxyz" * 4
+    >>> calls = []
+    >>> def fetch(start, length):
+    ...     calls.append((start, length))
+    ...     return blob[start : start + length]
+    >>> parts = dict(fetched_ranges(fetch, [(10, 5, 0), None, (0, 10, 0), (50, 2, 0)]))
+    >>> [None if p is None else bytes(p) for _, p in sorted(parts.items())]
+    [b'klmno', None, b'abcdefghij', b'yz']
+    >>> sorted(calls)  # the two adjacent chunks in one GET
+    [(0, 15), (50, 2)]
+    """
+    from fsspec.utils import merge_offset_ranges
+
+    stored = sorted((loc[0], loc[0] + loc[1], i) for i, loc in enumerate(locations) if loc is not None)
+    yield from ((i, None) for i, loc in enumerate(locations) if loc is None)
+    if not stored:
+        return
+    merged = merge_offset_ranges(["o"] * len(stored), [s[0] for s in stored], [s[1] for s in stored], max_block=limit)
+    spans = [(int(start), int(end or 0)) for start, end in zip(merged[1], merged[2], strict=True)]
+    members: list[list[tuple[int, int, int]]] = [[] for _ in spans]
+    span = 0
+    for start, end, i in stored:
+        while start >= spans[span][1]:
+            span += 1
+        members[span].append((start, end, i))
+
+    def fetch_span(n: int) -> bytes:
+        return fetch(spans[n][0], spans[n][1] - spans[n][0])
+
+    for n, data in fetched(fetch_span, range(len(spans)), ahead):
+        view = memoryview(data)
+        for start, end, i in members[n]:
+            yield i, view[start - spans[n][0] : end - spans[n][0]]
+
+
 def overlapped(run: Callable[[T], object], items: Iterable[T], ahead: int = FETCH_AHEAD) -> None:
     """``run(item)`` for every item on threads, at most ``ahead`` in flight, the caller producing the next items
     meanwhile (PUTs overlap encoding); returns when all finished and raises the first error.
@@ -136,7 +186,9 @@ def overlapped(run: Callable[[T], object], items: Iterable[T], ahead: int = FETC
             future.result()
 
 
-def decode_into(data: bytes | None, name: str, location: Location, encoder: ChunkEncoder, out: np.ndarray) -> None:
+def decode_into(
+    data: bytes | memoryview | None, name: str, location: Location, encoder: ChunkEncoder, out: np.ndarray
+) -> None:
     """Decode one stored chunk's bytes ``data`` (fetched from ``location``) into ``out``; None is the fill value."""
     if data is None or location is None:
         out[...] = 0
