@@ -27,7 +27,6 @@ from cubebench.staging import source_pattern
 from cubebench.storage import (
     LocalStorage,
     PacedStore,
-    RangedFile,
     S3Storage,
     get_object,
     list_keys,
@@ -201,27 +200,43 @@ def test_backend_round_trip_on_s3(
     assert get_object(outside, "keep/me") == b"precious"
 
 
-def _check_with_plain_zarr(cell: S3Storage, key: str, array: np.ndarray) -> None:
-    import zarr
+def _plain_store(cell: S3Storage, key: str) -> Any:
+    """An obstore S3 store at ``key`` under the cell's prefix, built from the endpoint alone."""
     from obstore.store import S3Store
-    from zarr.storage import ObjectStore
 
-    store = S3Store(
+    return S3Store(
         cell.bucket,
-        prefix=f"{cell.prefix}/{key}",
+        prefix=f"{cell.prefix}/{key}".rstrip("/"),
         config={"endpoint": cell.endpoint, "access_key_id": cell.access_key_id,
                 "secret_access_key": cell.secret_access_key, "region": cell.region,
                 "virtual_hosted_style_request": False},
         client_options={"allow_http": True},
     )  # fmt: skip
-    np.testing.assert_array_equal(zarr.open_array(store=ObjectStore(store, read_only=True), mode="r")[...], array)
+
+
+def _check_with_plain_zarr(cell: S3Storage, key: str, array: np.ndarray) -> None:
+    import zarr
+    from zarr.storage import ObjectStore
+
+    store = ObjectStore(_plain_store(cell, key), read_only=True)
+    np.testing.assert_array_equal(zarr.open_array(store=store, mode="r")[...], array)
 
 
 def _check_with_plain_h5py(cell: S3Storage, key: str, array: np.ndarray) -> None:
+    """h5py over obstore's own buffered file reader: an S3 reader cubebench did not write."""
     import h5py
     import hdf5plugin  # noqa: F401
+    import obstore
 
-    with h5py.File(RangedFile(cell, key), "r") as f:
+    class Reader:  # obstore's reader returns its own Bytes; h5py's file driver wants bytes
+        def __init__(self) -> None:
+            self.inner = obstore.open_reader(_plain_store(cell, ""), key)
+            self.seek, self.tell = self.inner.seek, self.inner.tell
+
+        def read(self, size: int = -1) -> bytes:
+            return bytes(self.inner.read(size))
+
+    with h5py.File(Reader(), "r") as f:
         np.testing.assert_array_equal(f["version_1/data/datacubes/datacube_000/data"][...], array)
 
 
