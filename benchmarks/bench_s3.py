@@ -55,6 +55,84 @@ def ceiling(scratch: Path, objects: int = 16, large_mib: int = 128, reps: int = 
     return {k: statistics.median(v) for k, v in out.items()}
 
 
+def decode_rates(args: argparse.Namespace, sample_mib: int = 48) -> dict[tuple[str, str], float]:
+    """One core's decode speed (GiB/s of raw data) per codec x chunking, on chunks of the benchmark's own cube.
+
+    The chunks come from the start of the scan (up to ``sample_mib`` MiB), encoded by the codec's HDF5 encoder
+    (the same bytes every path stores), then decoded into one buffer, single-threaded, best of three passes.
+    """
+    from cubebench.backends.base import encoder_for
+    from cubebench.chunking import Chunking
+    from cubebench.codecs import set_codec_threads
+    from cubebench.sources import open_cube
+
+    set_codec_threads(1)
+    cube = open_cube({"preset": "4d_diff", "scale": args.scale, "name": "diff"})
+    out: dict[tuple[str, str], float] = {}
+    for chunk in args.chunks:
+        shape = Chunking.resolve(chunk, cube.data.shape).shape
+        nbytes = int(np.prod(shape)) * cube.data.dtype.itemsize
+        chunks_in_cube = int(np.prod([-(-a // c) for a, c in zip(cube.data.shape, shape, strict=True)]))
+        count = max(1, min(sample_mib * MIB // nbytes, chunks_in_cube))
+        blocks = cube.data.rechunk(shape).blocks.ravel()[:count]
+        raws = [np.ascontiguousarray(b.compute()) for b in blocks]
+        for codec in args.codecs:
+            encoder = encoder_for(codec, cube.data.dtype.str)
+            encoded = [encoder.encode(r) for r in raws]
+            buffer = np.empty(shape, cube.data.dtype)
+            best = float("inf")
+            for _ in range(3):
+                start = time.perf_counter()
+                for data in encoded:
+                    encoder.decode(data, buffer)
+                best = min(best, time.perf_counter() - start)
+            out[codec, chunk] = sum(r.nbytes for r in raws) / best / 2**30
+    return out
+
+
+def targets(
+    datasets: list[tuple[bool, Any]], top: dict[str, float], decode: dict[tuple[str, str], float]
+) -> list[list[str]]:
+    """The issue's read targets, per codec x chunking: ``zarr_direct`` / ``hdf5_direct`` read GiB/s at 0 ms against
+    0.7 x min(server ceiling x compression ratio, 2 x one-core decode), and ``hdf5_direct`` against h5py's own read
+    at 20 ms (>= 3x)."""
+    out = []
+    for shards, ds in datasets:
+        storages = [str(s) for s in ds["storage"].values]
+        for backend in ("hdf5_direct", "zarr_direct"):
+            if backend not in ds["backend"].values or (shards and backend.startswith("hdf5")):
+                continue
+            for codec in ds["codec"].values:
+                for chunk in ds["chunk"].values:
+
+                    def med(
+                        name: str, storage: str, b: str = backend, ds: Any = ds, codec: Any = codec, chunk: Any = chunk
+                    ) -> float:
+                        cell = ds.sel(dataset="diff", backend=b, codec=codec, chunk=chunk, storage=storage)
+                        return float(np.nanmedian(cell[name].where(cell["status"] == "ok").values))
+
+                    ceiling_key = "ranged GET 1 MiB" if backend == "hdf5_direct" else "GET 4 MiB"
+                    name = f"{backend}{' sharded' if shards else ''}"
+                    if "s3" in storages:
+                        read, ratio = med("read_GiBps", "s3"), med("ratio", "s3")
+                        server = top[ceiling_key] * ratio
+                        two_cores = 2 * decode[str(codec), str(chunk)]
+                        bound = min(server, two_cores)
+                        out.append([name, str(codec), str(chunk), "read at 0 ms", f"{read:.3f}",
+                                    f"0.7 x min({server:.2f}, {two_cores:.2f}) = {0.7 * bound:.3f}",
+                                    f"{read / bound:.2f}", "yes" if read >= 0.7 * bound else "no"])  # fmt: skip
+                    if backend == "hdf5_direct" and "s3-20ms" in storages and "hdf5" in ds["backend"].values:
+                        mine, h5py_own = med("read_GiBps", "s3-20ms"), med("read_GiBps", "s3-20ms", "hdf5")
+                        out.append([name, str(codec), str(chunk), "read at 20 ms vs hdf5", f"{mine:.3f}",
+                                    f">= 3 x {h5py_own:.3f}", f"{mine / h5py_own:.2f} x",
+                                    "yes" if mine >= 3 * h5py_own else "no"])  # fmt: skip
+                    if "s3-20ms" in storages and (shards or backend == "hdf5_direct") and chunk == "single_frame":
+                        requests = med("read_frame_requests", "s3-20ms")
+                        out.append([name, str(codec), str(chunk), "frame read requests at 20 ms", f"{requests:.0f}",
+                                    "<= 3", "", "yes" if requests <= 3 else "no"])  # fmt: skip
+    return out
+
+
 def matrix(args: argparse.Namespace, shards: bool, scratch: Path) -> Any:
     """One ``cubebench.run`` of the matrix on S3 (every latency as a storage entry); its results Dataset."""
     from cubebench.runner import run
@@ -87,7 +165,7 @@ def rows(ds: Any, shards: bool) -> list[list[str]]:
                     cell = ds.sel(dataset="diff", backend=backend, codec=codec, chunk=chunk, storage=storage)
                     ok = cell["status"] == "ok"
                     if not bool(ok.any()):
-                        out.append([str(backend), str(codec), str(chunk), str(storage), "-", "-", "-", "-", "-", "-"])
+                        out.append([str(backend), str(codec), str(chunk), str(storage), *["-"] * 7])
                         continue
 
                     def med(name: str, scale: float = 1.0, cell: Any = cell, ok: Any = ok) -> float:
@@ -108,6 +186,7 @@ def rows(ds: Any, shards: bool) -> list[list[str]]:
                             f"{med('objects'):.0f}",
                             f"{med('read_frame_seconds', 1000):.1f}",
                             f"{med('read_frame_requests'):.0f}",
+                            f"{med('peak_memory_bytes', 1 / 2**30):.2f}",
                         ]
                     )
     return out
@@ -129,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--codecs", nargs="+", default=["blosc-zstd", "blosc-lz4"])
     parser.add_argument("--chunks", nargs="+", default=["balanced", "single_frame"])
     parser.add_argument("--backends", nargs="+", default=["hdf5", "hdf5_direct", "zarr", "zarr_direct"])
+    parser.add_argument("--no-shards", action="store_true", help="skip the sharded Zarr matrix")
     parser.add_argument("--scratch", type=Path, default=None, help="scratch folder (default: the temp folder)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
@@ -137,12 +217,21 @@ def main(argv: list[str] | None = None) -> int:
         print("Server ceiling (SeaweedFS on loopback, obstore, 4 requests in flight, no codec), GiB/s:\n")
         print(markdown(list(top), [[f"{v:.3f}" for v in top.values()]]))
         header = ["backend", "codec", "chunk", "storage", "write GiB/s", "read GiB/s", "requests", "objects"]
-        header += ["frame read ms", "frame read requests"]
+        header += ["frame read ms", "frame read requests", "peak memory GiB"]
+        decode = decode_rates(args)
+        print("\nOne core's decode speed on this cube's chunks, GiB/s:\n")
+        print(markdown(["codec", "chunk", "GiB/s"], [[c, k, f"{v:.2f}"] for (c, k), v in decode.items()]))
         body: list[list[str]] = []
-        for shards in (False, True):
-            body += rows(matrix(args, shards, scratch), shards)
-        print(f"\nEach backend on S3 (medians of {args.runs} runs; storage s3-Nms: N ms added per request):\n")
+        results = []
+        for shards in (False, True) if not args.no_shards else (False,):
+            results.append((shards, matrix(args, shards, scratch)))
+            body += rows(results[-1][1], shards)
+        print(f"\nEach backend on S3 (medians of {args.runs} runs; storage s3-Nms: N ms added per request;")
+        print("peak memory: all processes, the S3 server included):\n")
         print(markdown(header, body))
+        print("\nTargets (medians):\n")
+        print(markdown(["backend", "codec", "chunk", "target", "measured", "needed", "fraction", "met"],
+                       targets(results, top, decode)))  # fmt: skip
     print(f"\nCommand: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:] if argv is None else argv)}")
     return 0
 
