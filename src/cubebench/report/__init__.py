@@ -21,6 +21,7 @@ from cubebench.recommend import CONSTRAINT_NOTE, USES, format_recommendation, re
 from cubebench.report import index as page
 from cubebench.report.figures import all_figures, save_figure
 from cubebench.report.format import Table, write_table
+from cubebench.report.latency import latency_figure, latency_frame
 from cubebench.report.select import dataset_names
 from cubebench.report.storage import storage_table
 from cubebench.report.study import load_study
@@ -38,6 +39,7 @@ __all__ = ["format_recommendation", "load_study", "write_report"]
 TABLES_DIR = "tables"
 FIGURES_DIR = "figures"
 SUMMARY_FILE = "run_summary.csv"
+LATENCY_FIGURE = "latency_sweep"
 RECOMMENDATIONS_FILE = "recommendations.txt"
 
 
@@ -106,7 +108,28 @@ def _write_parts(
         paths = write_table(table, out / TABLES_DIR)
         links = {"CSV": f"{TABLES_DIR}/{paths['csv'].name}", "Markdown": f"{TABLES_DIR}/{paths['md'].name}"}
         blocks.append(page.table_block(1, table, links))
+        blocks += _latency_blocks(ds, out)
     return page.write_index(out, _title(ds), blocks, html)
+
+
+def _latency_blocks(ds: xr.Dataset, out: Path) -> list[page.Block]:
+    """The latency sweep (figure and its table) when the storages differ by ``latency_ms``, else nothing."""
+    frame = latency_frame(ds)
+    fig = latency_figure(frame)
+    if fig is None:
+        return []
+    png, pdf = save_figure(fig, out / FIGURES_DIR, LATENCY_FIGURE)
+    csv = out / TABLES_DIR / f"{LATENCY_FIGURE}.csv"
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(csv, index=False)
+    picks = sorted({f"{b}: {c}, {k}" for b, c, k in zip(frame["backend"], frame["codec"], frame["chunk"], strict=True)})
+    caption = (
+        f"Read time against the modelled latency per request, per backend, for the full read and each access pattern "
+        f"({frame['dataset'].iloc[0]}; medians over verified ok runs; each backend's codec and chunking fastest at the "
+        f"highest latency: {'; '.join(picks)})."
+    )
+    links = {"PNG": f"{FIGURES_DIR}/{png.name}", "PDF": f"{FIGURES_DIR}/{pdf.name}", "CSV": f"{TABLES_DIR}/{csv.name}"}
+    return [page.figure_block(1, caption, f"{FIGURES_DIR}/{png.name}", links)]
 
 
 def _title(ds: xr.Dataset) -> str:

@@ -1,7 +1,7 @@
 """Run an experiment: open its sources, start the cluster, run every missing cell, save the results.
 
 Each finished cell is appended to the results log at once; ``resume=True`` skips the cells already in it, and
-Ctrl-C, SIGTERM or a lost cluster keep every finished cell.
+Ctrl-C, SIGTERM, a lost cluster or an S3 endpoint that stops answering keep every finished cell.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from cubebench.runner.cells import plan_cells, rescale
 from cubebench.runner.inputs import coerce_experiment
 from cubebench.runner.provenance import node_facts, provenance
 from cubebench.runner.session import Session
-from cubebench.runner.storages import open_storages
+from cubebench.runner.storages import StorageLost, open_storages
 from cubebench.runner.workspace import (
     Interrupted,
     prepare_output,
@@ -147,7 +147,7 @@ def run(
                 run_sufficiency(client, exp, cubes, session.staged, scratch, folder, progress, stage=session.stage)
     except KeyboardInterrupt:
         interrupted = True
-    except ClusterError as exc:  # the cluster went away mid-run: save what finished, then say so
+    except (ClusterError, StorageLost) as exc:  # the cluster or an S3 endpoint went away: save what finished, say so
         if not started:
             raise
         lost = exc
@@ -170,7 +170,7 @@ def run(
     if interrupted or lost:
         missing = len(plan_cells(exp, list(cubes))) - len(cells)
         if lost:
-            raise ClusterError(
+            raise type(lost)(
                 f"{lost}; {len(cells)} finished cells saved in {folder}, {missing} missing; "
                 f"finish with: {resume_command(folder, experiment, options)}"
             )

@@ -30,6 +30,7 @@ from cubebench.results import CellResult, ResultsLog
 from cubebench.runner.cells import Cell, cell_seconds, chunking_for, layout_pays, not_run, write_settings
 from cubebench.runner.estimate import CodecSpeed, measure_speed, sample_frames
 from cubebench.runner.remote import S3Cell, count_fields, local_fields
+from cubebench.runner.storages import StorageLost, storage_down
 from cubebench.runner.workspace import STOP
 from cubebench.staging import (
     reusable_npy,
@@ -136,16 +137,29 @@ class Session:
             file=sys.stderr,
             bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} est-s [{elapsed}<{remaining}] {postfix}",
         )
+        down: dict[str, str] = {}  # storage label -> why it stopped answering
+        not_run: Counter[str] = Counter()
         try:
             for done, cell in enumerate(todo, 1):
                 if STOP.is_set():  # an interrupt that was swallowed on its way up
                     raise KeyboardInterrupt
                 bar.set_postfix_str(f"{done}/{len(todo)} {cell.label}")
-                result = self.run_whole(cell, self.staged[cell.dataset], estimates[cell])
-                log.append(result)
+                if cell.storage not in down:
+                    result = self.run_whole(cell, self.staged[cell.dataset], estimates[cell])
+                    why = storage_down(self.storages[cell.storage]) if result.status == "failed" else ""
+                    if why:  # not the cell's fault: left missing, for --resume once the storage is back
+                        down[cell.storage] = why
+                    else:
+                        log.append(result)
+                if cell.storage in down:
+                    not_run[cell.storage] += 1
                 bar.update(weight[cell])
         finally:
             bar.close()
+        if down:
+            raise StorageLost(
+                "; ".join(f"{why} (storage {label}: {not_run[label]} cells not run)" for label, why in down.items())
+            )
 
     def run_whole(self, cell: Cell, staged: StagedCube, estimate: float = float("nan")) -> CellResult:
         """Run ``cell`` on the whole cluster; when a worker is lost meanwhile, run it once more.

@@ -21,6 +21,21 @@ if TYPE_CHECKING:
     from cubebench.storage import S3Endpoint, StorageSpec
 
 
+class StorageLost(StorageError):
+    """An S3 storage stopped answering during a run: its remaining cells were not run (``--resume`` runs them)."""
+
+
+def storage_down(spec: StorageSpec) -> str:
+    """Why ``spec`` no longer answers (one line naming the endpoint), or '' when it does or is local."""
+    if not isinstance(spec, S3Storage):
+        return ""
+    try:
+        check_reachable(spec)
+    except StorageError as exc:
+        return str(exc)
+    return ""
+
+
 def run_prefix(exp: Experiment) -> str:
     """A prefix no earlier run used: ``<experiment>/<UTC time>-<random>``."""
     return f"{exp.name}/{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(3)}"
