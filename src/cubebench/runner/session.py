@@ -221,6 +221,7 @@ class Session:
             cache=self.exp.cache,
             write_empty_chunks=backend.stores_empty_chunks(self.settings),
             sharded=self.settings.shards and backend.shardable,
+            hdf5_page_size=backend.page_size(self.settings),
             codec_pipeline=backend.codec_pipeline(self.settings),
             extra=backend.recorded(self.settings),
             worker_processes=bool(self.cluster_info.get("processes", True)),
