@@ -465,3 +465,60 @@ def test_paged_hdf5_on_s3_reads_a_frame_in_no_more_requests(
             assert page_size_of(f) == page_size
         _check_with_plain_h5py(cell, "store.h5", array)
     assert 1 <= frame_requests[PAGE] <= frame_requests[0], frame_requests
+
+
+# -- tensorstore on S3 ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_tensorstore_round_trip_on_s3_through_its_own_driver(
+    s3: S3Endpoint, client: Client, cube: tuple[np.ndarray, Any], tmp_path: Path, sharded: bool
+) -> None:
+    pytest.importorskip("tensorstore")
+    array, staged = cube
+    cell = s3.storage(f"runs/tensorstore-{sharded}")
+    target = S3Target(cell, "store.zarr", tmp_path / "local.zarr", f"test-tensorstore-{sharded}")
+    settings, face = WriteSettings(True, sharded), S3_FACES["tensorstore"]
+    face.write(client, staged, get_codec("blosc-zstd"), CHUNKS, target, settings)
+    back = face.read(client, target, CHUNKS, settings)
+    assert back.checksums == {i: checksum(array[b]) for i, b in block_grid(SHAPE, CHUNKS)}
+    for name_ in PATTERNS:
+        pattern = face.read_pattern(client, target, name_, CHUNKS, settings)
+        assert pattern.checksum == source_pattern(client, staged, name_).checksum, name_
+    assert face.stored_shape(target) == SHAPE
+    assert len(list_keys(cell)) == 1 + len(block_grid(SHAPE, CHUNKS))  # zarr.json + one object per chunk (or shard)
+    _check_with_plain_zarr(cell, "store.zarr", array)
+    assert list(tmp_path.iterdir()) == []  # the credentials files went with the write and the read
+    assert "cannot count" in face.uncounted
+
+
+def test_tensorstore_refuses_the_link_model_and_its_cells_record_no_request_counts() -> None:
+    from cubebench.runner.remote import count_fields
+    from cubebench.storage import RequestCounts
+
+    backend = get_backend("tensorstore")
+    backend.check_storage(S3Storage(server="local"))
+    with pytest.raises(BackendError, match=r"tensorstore on s3-20ms: the link model .* cannot be applied inside"):
+        backend.check_storage(S3Storage(server="local", latency_ms=20))
+    with pytest.raises(BackendError, match=r"hdf5_vds on s3: .*no HDF5 S3 driver"):
+        get_backend("hdf5_vds").check_storage(S3Storage(server="local"))
+    counts = RequestCounts(gets=3, puts=2, objects_written=5, bytes_out=10)
+    fields = count_fields(counts, counts, counts, S3Storage(server="local"), counted=False)
+    assert np.isnan(fields["requests"]) and np.isnan(fields["get_requests"]) and np.isnan(fields["bytes_read"])
+    assert fields["objects"] == 5 and fields["bytes_written"] == 10
+
+
+@pytest.mark.slow
+def test_run_tensorstore_on_s3_records_requests_as_not_counted(s3: S3Endpoint, tmp_path: Path) -> None:
+    from cubebench.runner import run
+
+    pytest.importorskip("tensorstore")
+    slow = {"kind": "s3", "server": "local", "latency_ms": 20}
+    exp = experiment(backends=["tensorstore"], codecs=["blosc-lz4"], storage=["s3", slow], access_patterns=["frame"])
+    ds = run(exp, tmp_path / "res", progress=False).sel(backend="tensorstore", codec="blosc-lz4", run=0).squeeze()
+    assert str(ds["status"].sel(storage="s3").values) == "ok" and bool(ds["verified"].sel(storage="s3"))
+    assert np.isnan(float(ds["requests"].sel(storage="s3"))) and np.isnan(float(ds["read_frame_requests"].sel(
+        storage="s3")))  # fmt: skip
+    assert int(ds["objects"].sel(storage="s3")) > 1
+    assert str(ds["status"].sel(storage="s3-20ms").values) == "unavailable"
+    assert "link model" in str(ds["reason"].sel(storage="s3-20ms").values)

@@ -190,7 +190,10 @@ _DESCRIPTIONS = {
     "status": "ok | failed | unverified | unavailable | skipped | missing",
     "worker_processes": "the workers were processes (false: threads of the main process, cluster.processes)",
     "objects": "objects (S3) or files (local) the write stored",
-    "requests": "requests of the write and the full read (GET, PUT, HEAD, LIST, DELETE); NaN for local files",
+    "requests": (
+        "requests of the write and the full read (GET, PUT, HEAD, LIST, DELETE); NaN for local files and for "
+        "tensorstore on S3 (its own HTTP client, which cubebench cannot count)"
+    ),
     "latency_ms": "client-side link model: milliseconds each request waited (0: none)",
     "write_empty_chunks": "chunks equal to the fill value were stored (zarr.write_empty_chunks; false under zarrs)",
     "hdf5_page_size": "page size of a paged HDF5 file (fs_strategy page, hdf5.page_size); 0: not paged",
