@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cubebench.backends.base import ReadBack, WriteSettings
+from cubebench.backends.base import Backend, ReadBack, WriteSettings
 from cubebench.backends.zarr_ import ZarrBackend, fill_store
 from cubebench.cube import Block, StagedCube, block_shape, checksum, largest_block_bytes, thread_buffer
 from cubebench.errors import BackendError, CodecUnavailableError
@@ -61,8 +61,11 @@ class TensorstoreBackend(ZarrBackend):
     s3_unsupported = ""  # on S3 through its own s3 kvstore (backends.tensorstore_s3), without the link model
 
     def check_storage(self, storage: StorageSpec, settings: WriteSettings | None = None) -> None:
-        """Refuse S3 storage with a link model: its waits cannot be applied inside tensorstore's HTTP client."""
-        super().check_storage(storage, settings)
+        """Refuse S3 storage with a link model: its waits cannot be applied inside tensorstore's HTTP client.
+
+        The ``zarr.codec_pipeline`` setting is zarr-python's and does not apply (tensorstore has its own codecs).
+        """
+        Backend.check_storage(self, storage, settings)
         if isinstance(storage, S3Storage) and storage.link:
             raise BackendError(
                 f"{self.name} on {storage.label}: the link model (latency_ms, bandwidth_MBps) cannot be applied "
