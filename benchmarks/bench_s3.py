@@ -2,12 +2,14 @@
 
     python benchmarks/bench_s3.py [--scale 0.125] [--runs 3] [--latencies 0 20] [--codecs blosc-zstd blosc-lz4]
                                   [--chunks balanced single_frame] [--backends hdf5 hdf5_direct zarr zarr_direct]
+                                  [--hdf5-page-size 4MiB]
 
 1. The ceiling: the server's own PUT and GET throughput with cubebench's client (obstore), no codec: 4 MiB objects
    PUT and GET four at a time, and 1 MiB ranged GETs of one 128 MiB object four at a time.
 2. The matrix through ``cubebench.run`` (every chunk verified): each backend x codec x chunking on S3, at each
-   client-side latency (the link model, ``latency_ms``), Zarr also sharded; single-frame reads (``frame``
-   access pattern) for the request counts of a partial read. Medians over ``--runs`` runs.
+   client-side latency (the link model, ``latency_ms``), Zarr also sharded and HDF5 also paged (cloud-optimised,
+   ``hdf5: {page_size: ...}``); single-frame reads (``frame`` access pattern) for the request counts of a partial
+   read. Medians over ``--runs`` runs.
 
 Prints markdown tables (for docs/storage.md) and the command that made them. ``--scale`` scales each scan axis of the
 8 GiB ``4d_diff`` preset (256 x 256 frames of 128 KiB): 0.125 is a 32 x 32 scan (128 MiB), 0.03125 an 8 x 8 scan
@@ -91,13 +93,16 @@ def decode_rates(args: argparse.Namespace, sample_mib: int = 48) -> dict[tuple[s
 
 
 def targets(
-    datasets: list[tuple[bool, Any]], top: dict[str, float], decode: dict[tuple[str, str], float]
+    datasets: list[tuple[str, Any]], top: dict[str, float], decode: dict[tuple[str, str], float]
 ) -> list[list[str]]:
     """The issue's read targets, per codec x chunking: ``zarr_direct`` / ``hdf5_direct`` read GiB/s at 0 ms against
     0.7 x min(server ceiling x compression ratio, 2 x one-core decode), and ``hdf5_direct`` against h5py's own read
     at 20 ms (>= 3x)."""
     out = []
-    for shards, ds in datasets:
+    for variant, ds in datasets:
+        shards = variant == "sharded"
+        if variant == "paged":
+            continue
         storages = [str(s) for s in ds["storage"].values]
         for backend in ("hdf5_direct", "zarr_direct"):
             if backend not in ds["backend"].values or (shards and backend.startswith("hdf5")):
@@ -133,14 +138,24 @@ def targets(
     return out
 
 
-def matrix(args: argparse.Namespace, shards: bool, scratch: Path) -> Any:
-    """One ``cubebench.run`` of the matrix on S3 (every latency as a storage entry); its results Dataset."""
+#: The passes of the matrix: (name, which backends, experiment settings).
+VARIANTS = ("plain", "sharded", "paged")
+
+
+def matrix(args: argparse.Namespace, variant: str, scratch: Path) -> Any:
+    """One ``cubebench.run`` of the matrix on S3 (every latency as a storage entry); its results Dataset.
+
+    ``variant``: ``plain``, ``sharded`` (the Zarr backends, ``zarr: {shards: true}``) or ``paged`` (the HDF5
+    backends, ``hdf5: {page_size: --hdf5-page-size}``).
+    """
     from cubebench.runner import run
 
-    backends = [b for b in args.backends if not shards or b.startswith("zarr")]
+    shards = variant == "sharded"
+    family = {"sharded": "zarr", "paged": "hdf5"}.get(variant, "")
+    backends = [b for b in args.backends if b.startswith(family)]
     storage = [{"kind": "s3", "server": "local", **({"latency_ms": ms} if ms else {})} for ms in args.latencies]
     experiment = {
-        "name": f"bench-s3{'-sharded' if shards else ''}",
+        "name": f"bench-s3{'' if variant == 'plain' else '-' + variant}",
         "datasets": [{"preset": "4d_diff", "scale": args.scale, "name": "diff"}],
         "backends": backends,
         "codecs": args.codecs,
@@ -149,13 +164,25 @@ def matrix(args: argparse.Namespace, shards: bool, scratch: Path) -> Any:
         "access_patterns": ["frame"],
         "runs": args.runs,
         "zarr": {"shards": shards},
+        "hdf5": {"page_size": args.hdf5_page_size if variant == "paged" else 0},
         "cluster": {"workers": 2, "threads_per_worker": 1, "codec_threads": 1},
         "scratch": str(scratch),
     }
     return run(experiment, scratch / experiment["name"], progress=False)
 
 
-def rows(ds: Any, shards: bool) -> list[list[str]]:
+def label(cell: Any, backend: str) -> str:
+    """A row's backend label from what the cells recorded: ``zarr sharded``, ``hdf5 paged 4MiB``."""
+    from dask.utils import format_bytes
+
+    name = backend
+    if bool(cell["sharded"].any()):
+        name += " sharded"
+    page = int(cell["hdf5_page_size"].max()) if "hdf5_page_size" in cell else 0
+    return f"{name} paged {format_bytes(page).replace(' ', '').replace('.00', '')}" if page else name
+
+
+def rows(ds: Any) -> list[list[str]]:
     """Table rows: medians over the ok runs of each backend x codec x chunking x storage."""
     out = []
     for backend in ds["backend"].values:
@@ -173,7 +200,7 @@ def rows(ds: Any, shards: bool) -> list[list[str]]:
                             return float("nan")
                         return float(np.nanmedian(cell[name].where(ok).values)) * scale
 
-                    name = f"{backend}{' sharded' if shards else ''}"
+                    name = label(cell, str(backend))
                     out.append(
                         [
                             name,
@@ -208,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--codecs", nargs="+", default=["blosc-zstd", "blosc-lz4"])
     parser.add_argument("--chunks", nargs="+", default=["balanced", "single_frame"])
     parser.add_argument("--backends", nargs="+", default=["hdf5", "hdf5_direct", "zarr", "zarr_direct"])
-    parser.add_argument("--no-shards", action="store_true", help="skip the sharded Zarr matrix")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS, help="passes to run")
+    parser.add_argument("--hdf5-page-size", default="4MiB", help="page size of the paged HDF5 pass")
     parser.add_argument("--scratch", type=Path, default=None, help="scratch folder (default: the temp folder)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
@@ -223,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(["codec", "chunk", "GiB/s"], [[c, k, f"{v:.2f}"] for (c, k), v in decode.items()]))
         body: list[list[str]] = []
         results = []
-        for shards in (False, True) if not args.no_shards else (False,):
-            results.append((shards, matrix(args, shards, scratch)))
-            body += rows(results[-1][1], shards)
+        for variant in args.variants:
+            results.append((variant, matrix(args, variant, scratch)))
+            body += rows(results[-1][1])
         print(f"\nEach backend on S3 (medians of {args.runs} runs; storage s3-Nms: N ms added per request;")
         print("peak memory: all processes, the S3 server included):\n")
         print(markdown(header, body))

@@ -27,6 +27,7 @@ from cubebench.staging import source_pattern
 from cubebench.storage import (
     LocalStorage,
     PacedStore,
+    RangedFile,
     S3Storage,
     get_object,
     list_keys,
@@ -418,3 +419,140 @@ def test_hdf5_direct_reads_adjacent_chunks_in_one_ranged_get(
     gets = sum(c["gets"] for c in counts)
     # 16 chunks written back to back by one writer: a few GETs for the metadata and one per task's run of chunks
     assert gets < len(block_grid(SHAPE, CHUNKS)), gets
+
+
+# -- paged (cloud-optimised) HDF5 -----------------------------------------------------------------------------------
+
+PAGE = 256 * 2**10
+
+
+def test_hdf5_page_size_is_a_validated_recorded_setting() -> None:
+    from cubebench.runner.cells import write_settings
+
+    exp = parse_experiment(experiment(hdf5={"page_size": "4MiB"}))
+    assert exp.hdf5.page_size == 4 * 2**20 and parse_experiment(exp.to_dict()).hdf5 == exp.hdf5
+    settings = write_settings(exp)
+    assert [get_backend(b).page_size(settings) for b in ("hdf5", "hdf5_direct", "hdf5_vds", "zarr")] == [
+        4 * 2**20, 4 * 2**20, 0, 0]  # fmt: skip
+    assert write_settings(parse_experiment(experiment())).hdf5_page_size == 0
+    for entry, match in (
+        ({"page_size": "big"}, "hdf5.page_size must be a size like '4MiB'"),
+        ({"page_size": 100}, "hdf5.page_size must be 0 .* between 512 bytes and 1GiB, got 100"),
+        ({"page_size": True}, "hdf5.page_size must be a size"),
+        ({"pages": 1}, "pages"),
+        ("4MiB", "hdf5 must be a mapping"),
+    ):
+        with pytest.raises(ConfigError, match=match) as info:
+            parse_experiment(experiment(hdf5=entry))
+        assert "\n" not in str(info.value)
+    ds = records_to_dataset([_cell("s3", hdf5_page_size=PAGE), _cell("local")])
+    assert ds["hdf5_page_size"].attrs["units"] == "bytes"
+    assert int(ds["hdf5_page_size"].sel(storage="s3", run=0).squeeze()) == PAGE
+
+
+@pytest.mark.parametrize("name", ["hdf5", "hdf5_direct"])
+def test_paged_hdf5_on_local_disk_is_plain_hdf5(
+    client: Client, cube: tuple[np.ndarray, Any], tmp_path: Path, name: str
+) -> None:
+    import h5py
+    import hdf5plugin  # noqa: F401
+
+    from cubebench.backends.hdf5_paging import page_size_of
+
+    array, staged = cube
+    backend, target, settings = get_backend(name), tmp_path / "paged.h5", WriteSettings(hdf5_page_size=PAGE)
+    backend.write(client, staged, get_codec("blosc-zstd"), CHUNKS, target, settings)
+    assert backend.read(client, target, CHUNKS, settings).checksums == {
+        i: checksum(array[b]) for i, b in block_grid(SHAPE, CHUNKS)}  # fmt: skip
+    with h5py.File(target, "r") as f:  # plain h5py, no page buffer
+        assert f.id.get_create_plist().get_file_space_strategy()[0] == h5py.h5f.FSPACE_STRATEGY_PAGE
+        assert page_size_of(f) == PAGE
+        np.testing.assert_array_equal(f["version_1/data/datacubes/datacube_000/data"][...], array)
+
+
+@pytest.mark.parametrize("name", ["hdf5", "hdf5_direct"])
+def test_paged_hdf5_on_s3_reads_a_frame_in_no_more_requests(
+    s3: S3Endpoint, client: Client, tmp_path: Path, name: str
+) -> None:
+    import h5py
+
+    from cubebench.backends.hdf5_paging import page_size_of
+
+    shape, chunks = (16, 16, 64, 64), (1, 1, 64, 64)  # 256 chunks: unpaged, the index spreads over the file
+    array = sparse_counts(shape, seed=7)
+    staged = stage_array(array, tmp_path)
+    face, frame_requests = S3_FACES[name], {}
+    for page_size in (0, PAGE):
+        cell, tally = s3.storage(f"paged/{name}-{page_size}"), f"paged-{name}-{page_size}"
+        target = S3Target(cell, "store.h5", tmp_path / "local.h5", tally)
+        settings = WriteSettings(hdf5_page_size=page_size)
+        face.write(client, staged, get_codec("none"), chunks, target, settings)
+        back = face.read(client, target, chunks, settings)
+        assert back.checksums == {i: checksum(array[b]) for i, b in block_grid(shape, chunks)}
+        for _ in (take(tally), client.run(take, tally)):  # the write's and the full read's requests
+            pass
+        frame = face.read_pattern(client, target, "frame", chunks, settings)
+        assert frame.checksum == source_pattern(client, staged, "frame").checksum
+        counts = [take(tally), *client.run(take, tally).values()]
+        frame_requests[page_size] = sum(c["gets"] + c["heads"] for c in counts)
+        with h5py.File(RangedFile(cell, "store.h5"), "r") as f:
+            assert page_size_of(f) == page_size
+        _check_with_plain_h5py(cell, "store.h5", array)
+    assert 1 <= frame_requests[PAGE] <= frame_requests[0], frame_requests
+
+
+# -- tensorstore on S3 ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_tensorstore_round_trip_on_s3_through_its_own_driver(
+    s3: S3Endpoint, client: Client, cube: tuple[np.ndarray, Any], tmp_path: Path, sharded: bool
+) -> None:
+    pytest.importorskip("tensorstore")
+    array, staged = cube
+    cell = s3.storage(f"runs/tensorstore-{sharded}")
+    target = S3Target(cell, "store.zarr", tmp_path / "local.zarr", f"test-tensorstore-{sharded}")
+    settings, face = WriteSettings(True, sharded), S3_FACES["tensorstore"]
+    face.write(client, staged, get_codec("blosc-zstd"), CHUNKS, target, settings)
+    back = face.read(client, target, CHUNKS, settings)
+    assert back.checksums == {i: checksum(array[b]) for i, b in block_grid(SHAPE, CHUNKS)}
+    for name_ in PATTERNS:
+        pattern = face.read_pattern(client, target, name_, CHUNKS, settings)
+        assert pattern.checksum == source_pattern(client, staged, name_).checksum, name_
+    assert face.stored_shape(target) == SHAPE
+    assert len(list_keys(cell)) == 1 + len(block_grid(SHAPE, CHUNKS))  # zarr.json + one object per chunk (or shard)
+    _check_with_plain_zarr(cell, "store.zarr", array)
+    assert list(tmp_path.iterdir()) == []  # the credentials files went with the write and the read
+    assert "cannot count" in face.uncounted
+
+
+def test_tensorstore_refuses_the_link_model_and_its_cells_record_no_request_counts() -> None:
+    from cubebench.runner.remote import count_fields
+    from cubebench.storage import RequestCounts
+
+    backend = get_backend("tensorstore")
+    backend.check_storage(S3Storage(server="local"))
+    with pytest.raises(BackendError, match=r"tensorstore on s3-20ms: the link model .* cannot be applied inside"):
+        backend.check_storage(S3Storage(server="local", latency_ms=20))
+    with pytest.raises(BackendError, match=r"hdf5_vds on s3: .*no HDF5 S3 driver"):
+        get_backend("hdf5_vds").check_storage(S3Storage(server="local"))
+    counts = RequestCounts(gets=3, puts=2, objects_written=5, bytes_out=10)
+    fields = count_fields(counts, counts, counts, S3Storage(server="local"), counted=False)
+    assert np.isnan(fields["requests"]) and np.isnan(fields["get_requests"]) and np.isnan(fields["bytes_read"])
+    assert fields["objects"] == 5 and fields["bytes_written"] == 10
+
+
+@pytest.mark.slow
+def test_run_tensorstore_on_s3_records_requests_as_not_counted(s3: S3Endpoint, tmp_path: Path) -> None:
+    from cubebench.runner import run
+
+    pytest.importorskip("tensorstore")
+    slow = {"kind": "s3", "server": "local", "latency_ms": 20}
+    exp = experiment(backends=["tensorstore"], codecs=["blosc-lz4"], storage=["s3", slow], access_patterns=["frame"])
+    ds = run(exp, tmp_path / "res", progress=False).sel(backend="tensorstore", codec="blosc-lz4", run=0).squeeze()
+    assert str(ds["status"].sel(storage="s3").values) == "ok" and bool(ds["verified"].sel(storage="s3"))
+    assert np.isnan(float(ds["requests"].sel(storage="s3"))) and np.isnan(float(ds["read_frame_requests"].sel(
+        storage="s3")))  # fmt: skip
+    assert int(ds["objects"].sel(storage="s3")) > 1
+    assert str(ds["status"].sel(storage="s3-20ms").values) == "unavailable"
+    assert "link model" in str(ds["reason"].sel(storage="s3-20ms").values)

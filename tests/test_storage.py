@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 import zarr
+from tests.helpers import experiment
 from zarr.codecs import BloscCodec
 
 from cubebench.errors import ConfigError
@@ -304,6 +305,8 @@ def test_rclone_refuses_ranged_reads_clearly(tmp_path: Path) -> None:
         ({"kind": "s3", "server": "minio"}, "storage.server: 'minio'"),
         ({"kind": "s3", "server": "local", "bucket": "b"}, "storage.bucket: not allowed"),
         ({"kind": "s3", "bucket": "b", "secret_access_key": "x"}, "storage.secret_access_key: credentials"),
+        ({"kind": "s3", "bucket": "b", "create_bucket": "yes"}, "storage.create_bucket: expected true or false"),
+        ({"kind": "s3", "server": "local", "create_bucket": True}, "storage.create_bucket: not allowed"),
     ],
 )
 def test_bad_specs_name_the_key(entry: object, names: str) -> None:
@@ -320,10 +323,32 @@ def test_specs_parse_label_and_round_trip(monkeypatch: pytest.MonkeyPatch) -> No
     remote = parse_storage({"kind": "s3", "endpoint": "http://h:9000/", "bucket": "cubes", "prefix": "/runs/a/"})
     assert remote == S3Storage(endpoint="http://h:9000", bucket="cubes", prefix="runs/a", region="eu-west-1")
     assert [s.label for s in (LocalStorage(), remote)] == ["local", "s3"]
-    for parsed in (LocalStorage(), remote, S3Storage(server="local", prefix="p")):
+    creating = parse_storage({"kind": "s3", "bucket": "cubes", "create_bucket": True})
+    assert creating.create_bucket and not remote.create_bucket  # type: ignore[union-attr]
+    for parsed in (LocalStorage(), remote, S3Storage(server="local", prefix="p"), creating):
         assert parse_storage(parsed.to_dict()) == parsed
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://env-host:9000")
     assert parse_storage({"kind": "s3", "bucket": "cubes"}).endpoint == "http://env-host:9000"  # type: ignore[union-attr]
+
+
+def test_create_bucket_creates_a_missing_bucket_only_when_asked(
+    s3: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cubebench.experiment import parse_experiment
+    from cubebench.runner.storages import open_storages
+
+    for name, value in (("AWS_ACCESS_KEY_ID", s3.access_key_id), ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key)):
+        monkeypatch.setenv(name, value)  # an endpoint cubebench did not start: credentials from the environment
+    bucket = f"fresh-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+    entry = {"kind": "s3", "endpoint": s3.url, "bucket": bucket}
+    refused = pytest.raises(StorageError, match=f"bucket '{bucket}'.*no such bucket.*create_bucket: true")
+    with refused as info, open_storages(parse_experiment(experiment(storage=[entry])), tmp_path):
+        pass
+    assert "\n" not in str(info.value)
+    with open_storages(parse_experiment(experiment(storage=[{**entry, "create_bucket": True}])), tmp_path) as specs:
+        put(specs["s3"], "k", b"v")  # the bucket exists now, under the run's own prefix
+        assert list_keys(specs["s3"]) == ["k"]
+    check_reachable(S3Storage(endpoint=s3.url, bucket=bucket, region=s3.region))
 
 
 def test_unstarted_local_server_spec_is_a_clear_error() -> None:

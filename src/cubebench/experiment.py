@@ -85,6 +85,17 @@ class ZarrSettings:
 
 
 @dataclass(frozen=True)
+class HDF5Settings:
+    """HDF5-specific choices of the ``hdf5`` and ``hdf5_direct`` backends, recorded in every result.
+
+    ``page_size`` (bytes; 0: off) writes cloud-optimised HDF5: paged aggregation (``fs_strategy="page"``), so the
+    metadata sit together in pages of this size that a reader fetches whole, through a page buffer.
+    """
+
+    page_size: int = 0
+
+
+@dataclass(frozen=True)
 class Experiment:
     """A validated benchmark plan. Build with :func:`load_experiment` or :func:`parse_experiment`.
 
@@ -111,6 +122,7 @@ class Experiment:
     layout: str = "auto"
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     zarr: ZarrSettings = field(default_factory=ZarrSettings)
+    hdf5: HDF5Settings = field(default_factory=HDF5Settings)
     #: Inference sufficiency (:mod:`cubebench.sufficiency.config`): representations to score, targets, options.
     representations: tuple[str, ...] = ()
     targets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -156,6 +168,7 @@ _TOP_KEYS = (
     "layout",
     "cluster",
     "zarr",
+    "hdf5",
     "representations",
     "targets",
     "sufficiency",
@@ -164,6 +177,9 @@ _TOP_KEYS = (
 )
 _CLUSTER_KEYS = tuple(ClusterSpec.__dataclass_fields__)
 _ZARR_KEYS = tuple(ZarrSettings.__dataclass_fields__)
+_HDF5_KEYS = tuple(HDF5Settings.__dataclass_fields__)
+#: HDF5's smallest file-space page, and the largest cubebench accepts (a page buffer holds several).
+PAGE_SIZES = (512, 2**30)
 
 
 def load_experiment(path: str | os.PathLike[str]) -> Experiment:
@@ -286,6 +302,7 @@ def parse_experiment(raw: Mapping[str, Any], origin: str = "experiment") -> Expe
         layout=layout,
         cluster=_parse_cluster(raw.get("cluster") or {}, origin),
         zarr=_parse_zarr(raw.get("zarr") or {}, origin),
+        hdf5=_parse_hdf5(raw.get("hdf5") or {}, origin),
         access_patterns=_parse_patterns(raw.get("access_patterns") or [], origin),
         representations=representations,
         targets=targets,
@@ -471,3 +488,24 @@ def _parse_zarr(value: Any, origin: str) -> ZarrSettings:
             f"{where}.codec_pipeline: unknown pipeline {value['codec_pipeline']!r}; valid: {', '.join(PIPELINES)}"
         )
     return ZarrSettings(**value)
+
+
+def _parse_hdf5(value: Any, origin: str) -> HDF5Settings:
+    """``hdf5: {page_size: 4MiB}``: the page size in bytes or as a size string; 0 (or absent) leaves paging off."""
+    from dask.utils import parse_bytes
+
+    where = f"{origin}: hdf5"
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {value!r}")
+    _check_keys(value, _HDF5_KEYS, where)
+    size = value.get("page_size", 0)
+    try:
+        if isinstance(size, bool) or not isinstance(size, (int, str)):
+            raise TypeError
+        pages = parse_bytes(size) if isinstance(size, str) else size
+    except (ValueError, TypeError):
+        raise ConfigError(f"{where}.page_size must be a size like '4MiB' or a number of bytes, got {size!r}") from None
+    low, high = PAGE_SIZES
+    if pages and not low <= pages <= high:
+        raise ConfigError(f"{where}.page_size must be 0 (off) or between {low} bytes and 1GiB, got {size!r}")
+    return HDF5Settings(page_size=int(pages))

@@ -92,8 +92,9 @@ async def wait_synced(key: str) -> int:
 
 
 @contextlib.contextmanager
-def hdf5_for_writing(target: Path) -> Iterator[Any]:
-    """``h5py.File(target, "w")``, flushed at the end of the block, that closes cleanly even after a failed write.
+def hdf5_for_writing(target: Path, **options: Any) -> Iterator[Any]:
+    """``h5py.File(target, "w", **options)``, flushed at the end of the block, that closes cleanly even after a
+    failed write.
 
     HDF5 cannot close a file whose writes failed (a full disk): closing flushes the same dirty data again, fails
     again, and leaves the file open inside the library, which keeps its disk space and then crashes the process
@@ -103,7 +104,7 @@ def hdf5_for_writing(target: Path) -> Iterator[Any]:
     """
     import h5py
 
-    f = h5py.File(target, "w")
+    f = h5py.File(target, "w", **options)
     try:
         yield f
         f.flush()

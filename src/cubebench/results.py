@@ -70,6 +70,9 @@ class CellResult:
     cache: str = "warm"
     write_empty_chunks: bool = True
     sharded: bool = False
+    #: The HDF5 file-space page size of a paged (cloud-optimised) file, in bytes; 0 when not paged
+    #: (``hdf5.page_size``; only the ``hdf5`` and ``hdf5_direct`` backends page).
+    hdf5_page_size: int = 0
     #: The Zarr codec pipeline the cell ran (``zarr-python``, ``zarrs``; '' where the setting does not apply).
     codec_pipeline: str = ""
     #: Whether the write read the source from a chunk-major staged copy (experiment ``layout: chunked``).
@@ -142,6 +145,7 @@ _NUMERIC = {
     "workers": np.int64,
     "threads_per_worker": np.int64,
     "codec_threads": np.int64,
+    "hdf5_page_size": np.int64,
     "objects": np.int64,
     "bytes_written": np.int64,
     "requests": np.float64,
@@ -156,6 +160,7 @@ _UNITS = {
     "ratio": "1",
     "stored_bytes": "bytes",
     "source_bytes": "bytes",
+    "hdf5_page_size": "bytes",
     "write_seconds": "s",
     "read_seconds": "s",
     "source_read_seconds": "s",
@@ -185,9 +190,13 @@ _DESCRIPTIONS = {
     "status": "ok | failed | unverified | unavailable | skipped | missing",
     "worker_processes": "the workers were processes (false: threads of the main process, cluster.processes)",
     "objects": "objects (S3) or files (local) the write stored",
-    "requests": "requests of the write and the full read (GET, PUT, HEAD, LIST, DELETE); NaN for local files",
+    "requests": (
+        "requests of the write and the full read (GET, PUT, HEAD, LIST, DELETE); NaN for local files and for "
+        "tensorstore on S3 (its own HTTP client, which cubebench cannot count)"
+    ),
     "latency_ms": "client-side link model: milliseconds each request waited (0: none)",
     "write_empty_chunks": "chunks equal to the fill value were stored (zarr.write_empty_chunks; false under zarrs)",
+    "hdf5_page_size": "page size of a paged HDF5 file (fs_strategy page, hdf5.page_size); 0: not paged",
     "codec_pipeline": "the zarr backend's codec pipeline (zarr-python or zarrs; empty for other backends)",
     "data_copy_concurrency": "tensorstore's data_copy_concurrency limit per task (cluster.codec_threads)",
     "file_io_concurrency": "tensorstore's file_io_concurrency limit per task (zarr.concurrency)",

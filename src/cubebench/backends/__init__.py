@@ -16,6 +16,7 @@ from cubebench.backends.hdf5_vds import HDF5VDSBackend
 from cubebench.backends.npy_gzip import NpyGzipBackend
 from cubebench.backends.s3_io import S3Face, S3Target
 from cubebench.backends.tensorstore_ import TensorstoreBackend
+from cubebench.backends.tensorstore_s3 import TensorstoreS3
 from cubebench.backends.uint8_overflow import Uint8OverflowBackend
 from cubebench.backends.zarr_ import ZarrBackend
 from cubebench.backends.zarr_direct import ZarrDirectBackend
@@ -48,6 +49,7 @@ S3_FACES: dict[str, S3Face] = {
     HDF5DirectBackend.name: HDF5DirectS3(),
     ZarrBackend.name: ZarrS3(),
     ZarrDirectBackend.name: ZarrDirectS3(),
+    TensorstoreBackend.name: TensorstoreS3(),
 }
 
 

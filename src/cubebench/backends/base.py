@@ -39,7 +39,8 @@ class WriteSettings:
 
     ``codec_pipeline`` is the ``zarr`` backend's codec pipeline (``zarr-python`` or ``zarrs``, the Rust one);
     ``codec_threads`` and ``io_concurrency`` are the experiment's ``cluster.codec_threads`` and
-    ``zarr.concurrency``, for backends that size their own thread pools (tensorstore).
+    ``zarr.concurrency``, for backends that size their own thread pools (tensorstore); ``hdf5_page_size`` is the
+    experiment's ``hdf5.page_size`` (paged aggregation, 0: off; :mod:`cubebench.backends.hdf5_paging`).
     """
 
     write_empty_chunks: bool = True
@@ -47,6 +48,7 @@ class WriteSettings:
     codec_pipeline: str = "zarr-python"
     codec_threads: int = 1
     io_concurrency: int = 2
+    hdf5_page_size: int = 0
 
 
 @dataclass
@@ -82,6 +84,8 @@ class Backend(ABC):
     reads_blocks: bool = False
     #: Whether the ``shards`` setting applies (Zarr: each storage block is one shard of single-frame chunks).
     shardable: bool = False
+    #: Whether the ``hdf5.page_size`` setting applies (HDF5 files written with paged aggregation).
+    pageable: bool = False
     #: Wall seconds each stored chunk (or shard) adds to a cell's write and read beyond its bytes, on two
     #: workers: a file or an index entry, a library call, an fsync. For the estimates only
     #: (:mod:`cubebench.runner.estimate`); measured from the 8 GiB run in README (single-frame against balanced
@@ -119,6 +123,10 @@ class Backend(ABC):
         """Whether chunks equal to the fill value are stored under ``settings`` (recorded per cell as
         ``write_empty_chunks``): the setting, unless the library ignores it."""
         return settings.write_empty_chunks
+
+    def page_size(self, settings: WriteSettings) -> int:
+        """The HDF5 page size a cell writes under ``settings`` (recorded per cell as ``hdf5_page_size``; 0: none)."""
+        return settings.hdf5_page_size if self.pageable else 0
 
     def recorded(self, settings: WriteSettings) -> dict[str, float]:
         """Numeric settings a cell of this backend records beyond the common fields (its thread-pool sizes)."""

@@ -21,7 +21,8 @@ import numpy as np
 
 from cubebench.backends.base import Location, ReadBack, WriteSettings, encoder_for
 from cubebench.backends.hdf5_direct import HDF5DirectBackend, _chunk_locator
-from cubebench.backends.hdf5_filter import DATA_PATH, PATTERN_BYTES, HDF5FilterBackend, _read
+from cubebench.backends.hdf5_filter import DATA_PATH, PATTERN_BYTES, HDF5FilterBackend, _read, codec_of
+from cubebench.backends.hdf5_paging import open_options
 from cubebench.backends.s3_io import S3Face, S3Target, decode_into, fetched_ranges
 from cubebench.cube import Block, StagedCube, checksum, thread_buffer
 from cubebench.fileio import remove
@@ -40,6 +41,7 @@ from cubebench.patterns import (
     selection,
 )
 from cubebench.storage import RangedFile, get_range, multipart_upload
+from cubebench.storage.rangefile import BLOCK, BLOCKS
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -50,9 +52,14 @@ if TYPE_CHECKING:
 ChunkIndex = tuple[int, ...]
 
 
-def ranged(target: S3Target) -> RangedFile:
-    """A read-only file object over the target's HDF5 object (counted into the cell's counters)."""
-    return RangedFile(target.storage, target.key, target.tally)
+def ranged(target: S3Target, page_size: int = 0) -> RangedFile:
+    """A read-only file object over the target's HDF5 object (counted into the cell's counters).
+
+    For a paged file (``page_size``) its blocks are at least a page, so the first GET brings the whole first
+    metadata page and each page the page buffer asks for is one GET; the cache keeps the same bytes as otherwise.
+    """
+    block = max(BLOCK, page_size)
+    return RangedFile(target.storage, target.key, target.tally, block, max(2, BLOCK * BLOCKS // block))
 
 
 class _UploadedHDF5(S3Face):
@@ -94,13 +101,16 @@ class HDF5S3(_UploadedHDF5):
 
     def read(self, client: Client, target: S3Target, chunks: tuple[int, ...], settings: WriteSettings) -> ReadBack:
         """Read on one worker, chunk by chunk through h5py and the filter pipeline."""
-        return ReadBack(client.submit(_read, ranged(target), pure=False).result())
+        page_size = self.local.page_size(settings)
+        return ReadBack(client.submit(_read, ranged(target, page_size), page_size, pure=False).result())
 
     def pattern_result(
         self, client: Client, target: S3Target, pattern: str, chunks: tuple[int, ...], settings: WriteSettings
     ) -> PatternResult:
         """h5py slicing on one worker over the ranged file object (opened once)."""
-        sel, parts = client.submit(_read_named_pattern, ranged(target), pattern, pure=False).result()
+        page_size = self.local.page_size(settings)
+        file = ranged(target, page_size)
+        sel, parts = client.submit(_read_named_pattern, file, pattern, page_size, pure=False).result()
         return combine(sel, parts)
 
 
@@ -113,9 +123,10 @@ class HDF5DirectS3(_UploadedHDF5):
         """The chunk index from the file's metadata, then ranged GETs and decoding on the workers."""
         import h5py
 
-        with h5py.File(ranged(target), "r") as f:
+        page_size = self.local.page_size(settings)
+        with h5py.File(ranged(target, page_size), "r", **open_options(page_size)) as f:
             ds = f[DATA_PATH]
-            shape, dtype, codec_id = ds.shape, ds.dtype.str, str(ds.attrs.get("cubebench_codec", ""))
+            shape, dtype, codec_id = ds.shape, ds.dtype.str, codec_of(ds)
             chunks = tuple(int(c) for c in ds.chunks)
             locations: dict[ChunkIndex, Location] = {}
 
@@ -139,10 +150,11 @@ class HDF5DirectS3(_UploadedHDF5):
         """Locate only the chunks overlapping the selection in the index; fetch and decode them in parallel."""
         import h5py
 
-        with h5py.File(ranged(target), "r") as f:
+        page_size = self.local.page_size(settings)
+        with h5py.File(ranged(target, page_size), "r", **open_options(page_size)) as f:
             ds = f[DATA_PATH]
             sel = selection(pattern, tuple(int(s) for s in ds.shape))
-            dtype, codec_id = ds.dtype.str, str(ds.attrs.get("cubebench_codec", ""))
+            dtype, codec_id = ds.dtype.str, codec_of(ds)
             chunks = tuple(int(c) for c in ds.chunks)
             work = pattern_batches(sel, chunks, np.dtype(dtype).itemsize, BATCH_BYTES)
             needed = [[overlapping_chunks(sel, tile, chunks) for tile in tiles] for tiles in work]
@@ -157,12 +169,12 @@ class HDF5DirectS3(_UploadedHDF5):
         return combine(sel, parts)
 
 
-def _read_named_pattern(file: RangedFile, pattern: str) -> tuple[Selection, list[TilePart]]:
+def _read_named_pattern(file: RangedFile, pattern: str, page_size: int = 0) -> tuple[Selection, list[TilePart]]:
     """The selection of ``pattern`` and its tile parts, through h5py with the file opened once (on a worker)."""
     import h5py
     import hdf5plugin  # noqa: F401  (registers the filters in this worker)
 
-    with h5py.File(file, "r") as f:
+    with h5py.File(file, "r", **open_options(page_size)) as f:
         ds = f[DATA_PATH]
         sel = selection(pattern, tuple(int(s) for s in ds.shape))
         cy, cx = ds.chunks[:2]

@@ -62,6 +62,10 @@ class S3Target:
 class S3Face(ABC):
     """A backend's path on S3: the same layout and codecs as on local disk, every chunk verified by the runner."""
 
+    #: Why this face's requests are not counted by cubebench ('' when they are): a library with its own HTTP
+    #: client. The cell then records its request counts as NaN, never a partial count.
+    uncounted: str = ""
+
     @abstractmethod
     def write(
         self,

@@ -14,7 +14,8 @@ file. Its thread pools are set explicitly per task: ``data_copy_concurrency`` (e
 experiment's ``cluster.codec_threads``, ``file_io_concurrency`` is ``zarr.concurrency``; both are recorded per
 cell. tensorstore's own fsync per write (``file_io_sync``) is off: the workers fsync each chunk file in the
 background as the other Zarr backends do (:func:`cubebench.fileio.sync_soon`), and the write ends when all are on
-disk. ``write_empty_chunks: false`` is tensorstore's ``store_data_equal_to_fill_value: false``.
+disk. ``write_empty_chunks: false`` is tensorstore's ``store_data_equal_to_fill_value: false``. On S3 the same
+store goes through tensorstore's ``s3`` kvstore (:mod:`cubebench.backends.tensorstore_s3`).
 """
 
 from __future__ import annotations
@@ -24,18 +25,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cubebench.backends.base import ReadBack, WriteSettings
+from cubebench.backends.base import Backend, ReadBack, WriteSettings
 from cubebench.backends.zarr_ import ZarrBackend, fill_store
 from cubebench.cube import Block, StagedCube, block_shape, checksum, largest_block_bytes, thread_buffer
-from cubebench.errors import CodecUnavailableError
+from cubebench.errors import BackendError, CodecUnavailableError
 from cubebench.fileio import sync_soon
 from cubebench.parallel import BATCH_BYTES, run_batches, scan_batches
 from cubebench.patterns import PatternResult, Selection, TilePart, Window, combine, pattern_batches, reduce_tile
+from cubebench.storage import S3Storage
 
 if TYPE_CHECKING:
     from distributed import Client
 
     from cubebench.codecs import CodecSpec
+    from cubebench.storage import StorageSpec
 
 ChunkIndex = tuple[int, ...]
 
@@ -46,6 +49,8 @@ DIMENSION_NAMES = ["scan_y", "scan_x", "det_y", "det_x"]
 #: Options of a task's store, as a plain tuple (pickled to the workers): write_empty_chunks, data copy threads,
 #: file I/O concurrency.
 Options = tuple[bool, int, int]
+#: Where a store lives: a local folder (tensorstore's ``file`` kvstore), or a kvstore spec (its ``s3`` driver).
+Where = str | dict[str, Any]
 
 
 class TensorstoreBackend(ZarrBackend):
@@ -53,9 +58,19 @@ class TensorstoreBackend(ZarrBackend):
 
     name = "tensorstore"
     chunk_seconds = 1.5e-3  # not measured at 65 536 chunks yet: the zarr backend's figure
-    #: For the storage dimension (S3, on main): the zarr backend's S3 face is zarr-python's, not tensorstore's;
-    #: tensorstore's own s3 kvstore is not wired to cubebench's storage yet.
-    s3_unsupported = "tensorstore runs on its local file kvstore here (its S3 kvstore is not wired in yet)"
+    s3_unsupported = ""  # on S3 through its own s3 kvstore (backends.tensorstore_s3), without the link model
+
+    def check_storage(self, storage: StorageSpec, settings: WriteSettings | None = None) -> None:
+        """Refuse S3 storage with a link model: its waits cannot be applied inside tensorstore's HTTP client.
+
+        The ``zarr.codec_pipeline`` setting is zarr-python's and does not apply (tensorstore has its own codecs).
+        """
+        Backend.check_storage(self, storage, settings)
+        if isinstance(storage, S3Storage) and storage.link:
+            raise BackendError(
+                f"{self.name} on {storage.label}: the link model (latency_ms, bandwidth_MBps) cannot be applied "
+                "inside tensorstore's own S3 client, so its cells would not compare; use an entry without it"
+            )
 
     def check(self, codec: CodecSpec, dtype: np.dtype[Any]) -> None:
         """Needs tensorstore, and a Zarr face made only of codecs tensorstore implements."""
@@ -201,22 +216,24 @@ def metadata(
 
 
 def create(
-    target: Path,
+    target: Path | Where,
     shape: tuple[int, ...],
     dtype: np.dtype[Any],
     codec: CodecSpec,
     chunks: tuple[int, ...],
     shards: tuple[int, ...] | None,
 ) -> None:
-    """Create the empty array at ``target`` with tensorstore (writes its ``zarr.json``)."""
+    """Create the empty array at ``target`` (a folder or a kvstore spec) with tensorstore (writes its ``zarr.json``)."""
     import tensorstore as ts
 
-    spec = {**_spec(str(target), True), "metadata": metadata(shape, dtype, codec, chunks, shards)}
+    where = target if isinstance(target, dict) else str(target)
+    spec = {**_spec(where, True), "metadata": metadata(shape, dtype, codec, chunks, shards)}
     ts.open(spec, create=True, context=context((True, 1, 1))).result()
 
 
 def context(opts: Options) -> Any:
-    """A tensorstore context with explicit thread-pool limits and no fsync per write (the workers fsync)."""
+    """A tensorstore context with explicit thread-pool limits and no fsync per write (the workers fsync); the I/O
+    limit is also the S3 driver's requests in flight."""
     import tensorstore as ts
 
     _, copies, io = opts
@@ -224,20 +241,21 @@ def context(opts: Options) -> Any:
         {
             "data_copy_concurrency": {"limit": copies},
             "file_io_concurrency": {"limit": io},
+            "s3_request_concurrency": {"limit": io},
             "file_io_sync": False,
         }
     )
 
 
-def _spec(path: str, write_empty: bool) -> dict[str, Any]:
+def _spec(where: Where, write_empty: bool) -> dict[str, Any]:
     return {
         "driver": "zarr3",
-        "kvstore": {"driver": "file", "path": path},
+        "kvstore": where if isinstance(where, dict) else {"driver": "file", "path": where},
         "store_data_equal_to_fill_value": write_empty,
     }
 
 
-def _open(path: str, opts: Options) -> Any:
+def _open(path: Where, opts: Options) -> Any:
     import tensorstore as ts
 
     return ts.open(_spec(path, opts[0]), open=True, context=context(opts)).result()
@@ -248,17 +266,19 @@ def chunk_key(index: ChunkIndex) -> str:
     return "/".join(["c", *(str(i) for i in index)])
 
 
-def _write_batch(group: list[tuple[ChunkIndex, Block]], staged: StagedCube, path: str, opts: Options) -> None:
+def _write_batch(group: list[tuple[ChunkIndex, Block]], staged: StagedCube, path: Where, opts: Options) -> None:
     store = _open(path, opts)
     blocks = [block for _, block in group]
     for (index, block), data in zip(group, staged.iter_blocks(blocks), strict=True):
-        store[block].write(data).result()  # returns when the chunk file is written (not yet fsynced)
+        store[block].write(data).result()  # returns when the chunk is stored (a local file: not yet fsynced)
+        if isinstance(path, dict):
+            continue  # an S3 object is durable when its PUT returns
         chunk_file = Path(path) / chunk_key(index)
         if chunk_file.exists():  # a chunk equal to the fill value may not have been stored
             sync_soon(path, [chunk_file])
 
 
-def _read_batch(group: list[tuple[ChunkIndex, Block]], path: str, opts: Options) -> dict[ChunkIndex, int]:
+def _read_batch(group: list[tuple[ChunkIndex, Block]], path: Where, opts: Options) -> dict[ChunkIndex, int]:
     """Read each chunk (or shard) into this thread's reused buffer (tensorstore writes into a view of it)."""
     import tensorstore as ts
 
@@ -273,7 +293,7 @@ def _read_batch(group: list[tuple[ChunkIndex, Block]], path: str, opts: Options)
     return sums
 
 
-def _pattern_batch(tiles: list[Window], sel: Selection, path: str, opts: Options) -> list[TilePart]:
+def _pattern_batch(tiles: list[Window], sel: Selection, path: Where, opts: Options) -> list[TilePart]:
     store = _open(path, opts)
     return [
         reduce_tile(sel, ys.start, xs.start, store[ys, xs, sel.det[0], sel.det[1]].read().result()) for ys, xs in tiles

@@ -107,13 +107,14 @@ def not_run(
 
 
 def write_settings(exp: Experiment) -> WriteSettings:
-    """The backend settings every cell of ``exp`` runs with (its ``zarr:`` section and codec threads)."""
+    """The backend settings every cell of ``exp`` runs with (its ``zarr:`` and ``hdf5:`` sections, codec threads)."""
     return WriteSettings(
         write_empty_chunks=exp.zarr.write_empty_chunks,
         shards=exp.zarr.shards,
         codec_pipeline=exp.zarr.codec_pipeline,
         codec_threads=exp.cluster.codec_threads,
         io_concurrency=exp.zarr.concurrency,
+        hdf5_page_size=exp.hdf5.page_size,
     )
 
 

@@ -36,6 +36,15 @@ class S3Cell:
         storage = run.under(label)
         self.target = S3Target(storage, f"{backend.name}{backend.suffix}", local, tally=storage.prefix)
 
+    @property
+    def counted(self) -> bool:
+        """Whether cubebench counts this cell's requests (False: the backend's library makes its own)."""
+        return not self.face.uncounted
+
+    def requests(self, counts: RequestCounts) -> float:
+        """``counts.requests``, or NaN when this cell's requests are not counted."""
+        return float(counts.requests) if self.counted else float("nan")
+
     def counts(self) -> RequestCounts:
         """The requests made for this cell since the last call, here and on every worker (then reset)."""
         total = RequestCounts(**take(self.target.tally))
@@ -73,15 +82,19 @@ class S3Cell:
             self.counts()
 
 
-def count_fields(write: RequestCounts, read: RequestCounts, stored: RequestCounts, spec: S3Storage) -> dict[str, Any]:
-    """The :class:`~cubebench.results.CellResult` fields of an S3 cell's counts."""
+def count_fields(
+    write: RequestCounts, read: RequestCounts, stored: RequestCounts, spec: S3Storage, counted: bool = True
+) -> dict[str, Any]:
+    """The :class:`~cubebench.results.CellResult` fields of an S3 cell's counts; without ``counted`` (a library
+    with its own HTTP client) the request and read-byte counts are NaN, while objects and bytes stored are listed."""
+    nan = float("nan")
     return {
         "objects": stored.objects_written,
         "bytes_written": stored.bytes_out,
-        "requests": float(write.requests + read.requests),
-        "get_requests": float(write.gets + read.gets),
-        "put_requests": float(write.puts + read.puts),
-        "bytes_read": float(read.bytes_in),
+        "requests": float(write.requests + read.requests) if counted else nan,
+        "get_requests": float(write.gets + read.gets) if counted else nan,
+        "put_requests": float(write.puts + read.puts) if counted else nan,
+        "bytes_read": float(read.bytes_in) if counted else nan,
         "latency_ms": spec.latency_ms,
         "bandwidth_MBps": spec.bandwidth_MBps if spec.bandwidth_MBps is not None else float("nan"),
     }

@@ -235,6 +235,7 @@ class Session:
             cache=self.exp.cache,
             write_empty_chunks=backend.stores_empty_chunks(self.settings),
             sharded=self.settings.shards and backend.shardable,
+            hdf5_page_size=backend.page_size(self.settings),
             codec_pipeline=backend.codec_pipeline(self.settings),
             extra=backend.recorded(self.settings),
             worker_processes=bool(self.cluster_info.get("processes", True)),
@@ -275,15 +276,14 @@ class Session:
                     written, stored = remote.counts(), remote.usage()
                     size = stored.bytes_out
                     read_seconds, back = remote.read(chunks, self.settings)
-                    fields = count_fields(written, remote.counts(), stored, spec)  # type: ignore[arg-type]
+                    fields = count_fields(written, remote.counts(), stored, spec, remote.counted)  # type: ignore[arg-type]
                 peak = memory.peak + worker_peaks_outside(self.client, memory.pids)
                 pattern_reads = []
                 for pattern in self.exp.access_patterns:
                     pattern_reads.append(remote.read_pattern(pattern, chunks, self.settings))
-                    timings[f"read_{pattern}_requests"] = float(remote.counts().requests)
-                timings.update(
-                    write_requests=float(written.requests), read_requests=fields["requests"] - written.requests
-                )
+                    timings[f"read_{pattern}_requests"] = remote.requests(remote.counts())
+                write_requests = remote.requests(written)
+                timings.update(write_requests=write_requests, read_requests=fields["requests"] - write_requests)
                 result = replace(result, extra={**result.extra, **timings}, **fields)
             else:
                 with PeakMemory() as memory:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from cubebench.errors import StorageError
-from cubebench.storage import S3Storage, check_reachable, delete_prefix, local_s3_server
+from cubebench.storage import S3Storage, check_reachable, create_bucket, delete_prefix, local_s3_server
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -44,8 +44,9 @@ def run_prefix(exp: Experiment) -> str:
 @contextmanager
 def open_storages(exp: Experiment, scratch: Path) -> Iterator[dict[str, StorageSpec]]:
     """Storage label -> its spec for this run; one local S3 server (data under ``scratch/s3``) if any entry says
-    ``server: local``. Each S3 entry is checked before the first cell (a one-line :class:`StorageError` naming the
-    endpoint); on the way out the run's prefix is deleted (only what the run wrote) and the server is stopped."""
+    ``server: local``. An entry with ``create_bucket: true`` has its bucket created when missing. Each S3 entry is
+    checked before the first cell (a one-line :class:`StorageError` naming the endpoint); on
+    the way out the run's prefix is deleted (only what the run wrote) and the server is stopped."""
     specs: dict[str, StorageSpec] = {}
     prefix = run_prefix(exp)
     with contextlib.ExitStack() as stack:
@@ -60,6 +61,8 @@ def open_storages(exp: Experiment, scratch: Path) -> Iterator[dict[str, StorageS
                 resolved = server.storage(prefix, spec=spec)
             else:
                 resolved = spec.under(prefix)
+                if spec.create_bucket:
+                    create_bucket(resolved)
             check_reachable(resolved)
             stack.callback(_remove_quietly, resolved)
             specs[spec.label] = resolved

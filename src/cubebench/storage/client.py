@@ -377,7 +377,8 @@ def check_reachable(spec: StorageSpec) -> None:
             where = f"S3 endpoint {s3.endpoint or 'AWS'} (bucket {s3.bucket!r})"
             code, message = _s3_code(exc)
             if code == "NoSuchBucket":
-                raise StorageError(f"{where}: no such bucket; create it first ({code}: {message})") from exc
+                fix = "create it first, or set create_bucket: true in the storage entry"
+                raise StorageError(f"{where}: no such bucket; {fix} ({code}: {message})") from exc
             if code:
                 raise StorageError(f"{where} refused the request: {code}: {message}") from exc
             raise StorageError(f"{where} unreachable: {_first_line(exc)}") from exc

@@ -4,9 +4,10 @@ h5py's wheels have no ``ros3`` driver (h5py#2759), but ``h5py.File`` accepts any
 ``readinto``, ``seek`` and ``tell``. :class:`RangedFile` is one: each read becomes ranged GETs of
 :func:`cubebench.storage.client.get_range`. HDF5 reads its metadata in many small pieces, so small reads go
 through a cache of aligned blocks (``block`` bytes each, the ``blocks`` most recently used kept); a read of at
-least a block bypasses the cache and is one GET. It pickles as its spec and key (a Dask task can carry it) and
-counts its requests into the process's counter of ``tally`` (:mod:`cubebench.storage.tally`). The object's size
-comes with the first GET (no HEAD).
+least a block bypasses the cache and is one GET, unless it is exactly a block already cached (a paged HDF5 file
+read with blocks of its page size: the page buffer asks for the page the first GET fetched). It pickles as its
+spec and key (a Dask task can carry it) and counts its requests into the process's counter of ``tally``
+(:mod:`cubebench.storage.tally`). The object's size comes with the first GET (no HEAD).
 
 >>> # with h5py.File(RangedFile(spec, "cell/data.h5"), "r") as f: f["data"][0, 0]
 """
@@ -86,7 +87,7 @@ class RangedFile(io.RawIOBase):
         n = max(0, min(len(view), self.size - self._pos))
         if n == 0:
             return 0
-        if n >= self.block:  # a chunk-sized read: one GET, no copy into the cache
+        if n >= self.block and not self._is_cached_block(n):  # a chunk-sized read: one GET, no copy into the cache
             view[:n] = get_range(self.spec, self.key, self._pos, n, self.counter)
         else:
             done = 0
@@ -100,6 +101,11 @@ class RangedFile(io.RawIOBase):
                 done += take
         self._pos += n
         return n
+
+    def _is_cached_block(self, n: int) -> bool:
+        """Whether the next ``n`` bytes are exactly one whole block in the cache."""
+        number, offset = divmod(self._pos, self.block)
+        return offset == 0 and number in self._cache and len(self._cache[number]) == n
 
     def _block(self, number: int) -> bytes:
         if number in self._cache:

@@ -13,6 +13,7 @@ Accepted entries::
     s3                                   # same as {kind: s3, server: local}
     {kind: s3, server: local}            # a real S3 server on loopback, started per run (storage.server)
     {kind: s3, endpoint: http://host:9000, bucket: NAME, prefix: runs/a, region: eu-west-1}
+    {kind: s3, endpoint: http://host:9000, bucket: NAME, create_bucket: true}   # a missing bucket is created
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from cubebench.errors import ConfigError
 STORAGE_KINDS = ("local", "s3")
 DEFAULT_REGION = "us-east-1"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_S3_KEYS = {"kind", "server", "endpoint", "bucket", "prefix", "region", "latency_ms", "bandwidth_MBps"}
+_S3_KEYS = {"kind", "server", "endpoint", "bucket", "prefix", "region", "latency_ms", "bandwidth_MBps", "create_bucket"}
 _SECRET_KEYS = {"access_key_id", "secret_access_key", "session_token", "aws_access_key_id", "aws_secret_access_key"}
 
 
@@ -64,6 +65,8 @@ class S3Storage:
     #: bandwidth its bytes share (None: not limited). Applied identically to every backend.
     latency_ms: float = 0.0
     bandwidth_MBps: float | None = None
+    #: Whether a missing bucket is created when the run starts (else a missing bucket is an error).
+    create_bucket: bool = False
     access_key_id: str | None = field(default=None, repr=False, compare=False)
     secret_access_key: str | None = field(default=None, repr=False, compare=False)
 
@@ -101,6 +104,8 @@ class S3Storage:
             out["endpoint"] = self.endpoint
         if self.prefix:
             out["prefix"] = self.prefix
+        if self.create_bucket:
+            out["create_bucket"] = True
         return {**out, **self.link}
 
     def under(self, *parts: str) -> S3Storage:
@@ -159,11 +164,14 @@ def _parse_s3(value: dict[str, Any], where: str) -> S3Storage:
         raise ConfigError(f"{where}.{unknown[0]}: unknown key for s3 storage; expected {', '.join(sorted(_S3_KEYS))}")
     prefix = _parse_prefix(value.get("prefix", ""), where)
     link = _parse_link(value, where)
+    create = value.get("create_bucket", False)
+    if not isinstance(create, bool):
+        raise ConfigError(f"{where}.create_bucket: expected true or false, got {create!r}")
     server = value.get("server")
     if server is not None:
         if server != "local":
             raise ConfigError(f"{where}.server: {server!r} is not a server cubebench can start; expected 'local'")
-        for key in ("endpoint", "bucket", "region"):
+        for key in ("endpoint", "bucket", "region", "create_bucket"):
             if key in value:
                 raise ConfigError(f"{where}.{key}: not allowed with server: local (the started server sets it)")
         return S3Storage(server="local", prefix=prefix, **link)
@@ -180,7 +188,7 @@ def _parse_s3(value: dict[str, Any], where: str) -> S3Storage:
     region = value.get("region", os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION)
     if not isinstance(region, str) or not region:
         raise ConfigError(f"{where}.region: expected a region name such as 'us-east-1', got {region!r}")
-    return S3Storage(endpoint=endpoint, bucket=bucket, prefix=prefix, region=region, **link)
+    return S3Storage(endpoint=endpoint, bucket=bucket, prefix=prefix, region=region, create_bucket=create, **link)
 
 
 def _parse_link(value: dict[str, Any], where: str) -> dict[str, Any]:
