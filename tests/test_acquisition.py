@@ -154,6 +154,20 @@ def test_find_max_bisects_between_kept_and_missed() -> None:
     assert find_max(trial, 300.0, 2)[0] == 600.0  # bounded: two trials, the best kept
 
 
+def test_find_max_aims_at_the_throughput_a_missed_trial_measured() -> None:
+    def trial(rate: float) -> AcquisitionRecord:  # a pipeline durable at 1000 frames/s at most
+        achieved = min(rate, 1000.0) * 0.995
+        return AcquisitionRecord(
+            "d", "b", "c", "k", f"{rate:g}Hz", requested_rate=rate, kept_up=rate <= 1000, achieved_rate=achieved
+        )
+
+    best, trials = find_max(trial, 3000.0, 7, tolerance=0.05)
+    assert [t.kept_up for t in trials] == [False, True, False] and 950 <= best <= 1000
+    # the source's steady-state limit caps the search: kept up there is where it stops
+    best, trials = find_max(trial, 300.0, 7, cap=500.0)
+    assert best == 500.0 and [t.requested_rate for t in trials] == [300.0, 500.0]
+
+
 def _experiment(**acq: Any) -> dict[str, Any]:
     section = {"frame_rate": 200, "backends": ["hdf5_direct"], "codecs": ["blosc-lz4"], "chunks": ["single_frame"]}
     return {

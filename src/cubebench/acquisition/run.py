@@ -158,14 +158,18 @@ def _run_item(
         frames = None if opts.frames is None and opts.duration is None else _frames(opts, rate)
         return paced_cell(client, spec, rate, opts, frames, scratch, sums)
 
+    seconds = opts.duration or opts.min_seconds
+
     def trial(r: float) -> AcquisitionRecord:
-        seconds = opts.duration or opts.min_seconds
         frames = math.ceil(r * seconds) if opts.frames is None else min(opts.frames, math.ceil(r * seconds))
         return paced_cell(client, spec, r, opts, frames, scratch, sums)
 
-    best, trials = find_max(trial, rate, opts.trials)
+    available = spec.staged.shape[0] * spec.staged.shape[1]
+    cap = min(available, opts.frames or available) / seconds  # above it a trial is shorter than `seconds`
+    best, trials = find_max(trial, rate, opts.trials, cap=cap)
     bad = [t for t in trials if t.status != "ok"]
-    bounded = all(t.kept_up for t in trials)  # never failed: the search ran out of trials going up
+    # never missed (the search ran out of trials going up), or kept up at the source's steady-state limit
+    bounded = all(t.kept_up for t in trials) or best >= cap
     return spec.record(
         "max",
         status=bad[0].status if bad else "ok",
