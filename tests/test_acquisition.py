@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import zarr
 from tests.helpers import DIFF, sparse_counts, stage_array
@@ -19,6 +20,7 @@ from cubebench.acquisition.detectors import DETECTORS
 from cubebench.acquisition.metrics import flow_stats
 from cubebench.acquisition.pacer import pace
 from cubebench.acquisition.results import AcquisitionRecord, load_acquisition
+from cubebench.acquisition.scaling import scaling_checks
 from cubebench.acquisition.search import find_max
 from cubebench.backends.hdf5_filter import DATA_PATH
 from cubebench.chunking import Chunking
@@ -313,3 +315,45 @@ def test_events_file_reads_back_with_plain_h5py(client: Client, tmp_path: Path) 
                 ys, xs = divmod(frames, 4)
                 dense[r * 4 + ys, c * 4 + xs, sub["y"][...], sub["x"][...]] = sub["count"][...]
     np.testing.assert_array_equal(dense, data)
+
+
+def test_acquire_draws_buffer_and_latency_against_chunk_shape(tmp_path: Path) -> None:
+    import yaml
+
+    path = tmp_path / "acq.yaml"
+    path.write_text(yaml.safe_dump(_experiment(chunks=["single_frame", "real_space"], frame_rate=400)))
+    out = acquire(path, tmp_path / "out")
+    table = pd.read_csv(out / "buffer_latency.csv")
+    assert sorted(table["chunk"]) == ["real_space", "single_frame"] and (table["status"] == "ok").all()
+    ds = load_acquisition(out)
+    for row in table.itertuples():
+        cell = ds.sel(chunk=row.chunk).squeeze()
+        assert row.peak_backlog_MiB == pytest.approx(float(cell["peak_backlog_bytes"]) / 2**20)
+        assert row.implied_buffer_MiB == pytest.approx(float(cell["implied_buffer_bytes"]) / 2**20)
+        assert row.latency_p99_s == pytest.approx(float(cell["latency_p99"])) and row.latency_p99_s > 0
+    # a real_space chunk holds whole scan rows: it implies (and needs) far more buffer than a single frame
+    by_chunk = table.set_index("chunk")
+    assert by_chunk.loc["real_space", "implied_buffer_MiB"] > 8 * by_chunk.loc["single_frame", "implied_buffer_MiB"]
+    image = (out / "buffer_latency.png").read_bytes()
+    assert image.startswith(b"\x89PNG") and len(image) > 10_000
+    (out / "buffer_latency.png").unlink()
+    assert main(["acquire-report", str(out)]) == 0  # redrawn from the results alone
+    assert (out / "buffer_latency.png").exists()
+
+
+def test_one_and_two_workers_check_the_linear_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    path = tmp_path / "acq.yaml"
+    path.write_text(yaml.safe_dump(_experiment(workers=[1, 2], trials=2, min_seconds=0.25)))
+    out = acquire(path, tmp_path / "out", find_max=True)
+    ds = load_acquisition(out)
+    assert list(ds["workers"].values) == [1, 2] and (ds["search_status"] == "ok").all()
+    checks = scaling_checks(ds, disk_GBps=1.5, writer_GBps=1.5)
+    assert len(checks) == 1 and checks[0].workers == (1, 2)
+    rates = checks[0].rates_GBps
+    assert checks[0].measured == pytest.approx(rates[1] / (2 * rates[0]))
+    assert checks[0].predicted == 1.0  # far below the disk and writer caps
+    assert main(["feasibility", str(out), "--detector", "merlin"]) == 0
+    text = capsys.readouterr().out
+    assert "model check" in text and f"{checks[0].measured:.2f}" in text
