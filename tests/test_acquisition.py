@@ -353,6 +353,7 @@ def test_one_and_two_workers_check_the_linear_model(tmp_path: Path, capsys: pyte
     assert len(checks) == 1 and checks[0].workers == (1, 2)
     rates = checks[0].rates_GBps
     assert checks[0].measured == pytest.approx(rates[1] / (2 * rates[0]))
+    assert checks[0].measured_range[0] <= checks[0].measured <= checks[0].measured_range[1]
     assert checks[0].predicted == 1.0  # far below the disk and writer caps
     assert main(["feasibility", str(out), "--detector", "merlin"]) == 0
     text = capsys.readouterr().out

@@ -28,6 +28,9 @@ class ScalingCheck:
     rates_GBps: tuple[float, float]
     #: rate(n2) / (n2 / n1 x rate(n1)): 1.0 is linear.
     measured: float
+    #: The range the searches' brackets allow: each true maximum lies between its rate kept up and the lowest rate
+    #: missed (inf when a search never missed).
+    measured_range: tuple[float, float]
     predicted: float
     cap_GBps: float
 
@@ -46,6 +49,7 @@ def scaling_checks(ds: Any, disk_GBps: float, writer_GBps: float) -> list[Scalin
             for k in ds["chunk"].values:
                 sel = {"backend": b, "codec": c, "chunk": k}
                 r1, r2 = (float(ds["max_GBps"].sel({**sel, "workers": n}).max(skipna=True)) for n in (n1, n2))
+                m1, m2 = (_missed_GBps(ds, {**sel, "workers": n}) for n in (n1, n2))
                 ratio = measured(ds, {**sel, "workers": n1})[1]
                 if not (np.isfinite(r1) and np.isfinite(r2) and r1 > 0):
                     continue
@@ -53,9 +57,29 @@ def scaling_checks(ds: Any, disk_GBps: float, writer_GBps: float) -> list[Scalin
                 cap = stored_cap * (ratio if np.isfinite(ratio) and ratio > 0 else 1.0)
                 linear = r1 * n2 / n1
                 out.append(
-                    ScalingCheck(str(b), str(c), str(k), (n1, n2), (r1, r2), r2 / linear, min(1.0, cap / linear), cap)
+                    ScalingCheck(
+                        str(b),
+                        str(c),
+                        str(k),
+                        (n1, n2),
+                        (r1, r2),
+                        r2 / linear,
+                        (r2 / (m1 * n2 / n1), m2 / linear),
+                        min(1.0, cap / linear),
+                        cap,
+                    )
                 )
     return out
+
+
+def _missed_GBps(ds: Any, sel: dict[str, Any]) -> float:
+    """The lowest rate a search missed, GB/s (inf when it never missed)."""
+    rates = ds["trial_rate"].sel(sel).values
+    missed = rates[(ds["trial_kept_up"].sel(sel).values == 0) & np.isfinite(rates)]
+    if not missed.size:
+        return float("inf")
+    frame_bytes = float(ds["max_GBps"].sel(sel).max()) * 1e9 / float(ds["max_frame_rate"].sel(sel).max())
+    return float(missed.min()) * frame_bytes / 1e9
 
 
 def format_scaling(checks: list[ScalingCheck]) -> str:
@@ -66,12 +90,14 @@ def format_scaling(checks: list[ScalingCheck]) -> str:
     lines = [
         f"model check: measured rate with {n2} workers / ({n2 // n1 if n2 % n1 == 0 else n2 / n1:g} x {n1}-worker "
         "rate), against the model's prediction (1.0 below the disk / writer cap)",
-        f"| backend | codec | chunk | GB/s at {n1} | GB/s at {n2} | measured | model | cap GB/s raw |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| backend | codec | chunk | GB/s at {n1} | GB/s at {n2} | measured | range (search brackets) | model "
+        "| cap GB/s raw |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for x in checks:
         lines.append(
             f"| {x.backend} | {x.codec} | {x.chunk} | {x.rates_GBps[0]:.3g} | {x.rates_GBps[1]:.3g} | "
-            f"{x.measured:.2f} | {x.predicted:.2f} | {x.cap_GBps:.3g} |"
+            f"{x.measured:.2f} | {x.measured_range[0]:.2f}-{x.measured_range[1]:.2f} | {x.predicted:.2f} | "
+            f"{x.cap_GBps:.3g} |"
         )
     return "\n".join(lines)

@@ -10,7 +10,9 @@ overloaded) estimates the pipeline's throughput. The search uses it:
    2.5)`` (at most ``high / (1 + tolerance)``); after further misses, the lower of that and ``high / 2`` (a
    pipeline bound by latency rather than throughput misses at every rate near its estimate).
 3. With a rate kept up (``low``) and one missed (``high``): try just above the estimate,
-   ``estimate x (1 + tolerance / 2.5)``, when it lies inside the bracket, else the geometric middle.
+   ``estimate x (1 + tolerance / 2.5)``, when it lies inside the bracket and the last trial aimed that way did not
+   miss; else the geometric middle (an overloaded pipeline can drain faster than it sustains a steady stream, so
+   an estimate that missed once is not trusted twice in a row).
 4. Stop when ``high / low - 1 <= tolerance``, after ``trials`` trials, or after a failed or unverified trial.
 
 On a pipeline whose overloaded throughput is steady this takes three trials (miss at the start, keep up just
@@ -44,6 +46,7 @@ def find_max(
     """The highest rate a trial kept up with (0 when none did), and every trial run, in order."""
     low: float | None = None
     misses = 0
+    aimed = aimed_missed = False
     high: float | None = None
     estimate: float | None = None
     rate = min(start, cap)
@@ -53,6 +56,7 @@ def find_max(
         done.append(record)
         if record.status not in ("ok",):
             break  # a failed or unverified trial ends the search: its rate says nothing
+        aimed_missed = aimed and not record.kept_up
         if record.kept_up:
             low = rate if low is None else max(low, rate)
         else:
@@ -63,7 +67,8 @@ def find_max(
                 estimate = achieved if estimate is None else min(estimate, achieved)
         if low is not None and (low >= cap or (high is not None and high / low - 1 <= tolerance)):
             break
-        rate = min(cap, next_rate(low, high, estimate, rate, tolerance, misses))
+        rate = min(cap, next_rate(low, high, None if aimed_missed else estimate, rate, tolerance, misses))
+        aimed = low is not None and high is not None and estimate is not None and not aimed_missed
     return (low or 0.0), done
 
 
