@@ -273,7 +273,9 @@ def test_ctrl_c_keeps_finished_cells_and_resume_finishes(tmp_path: Path) -> None
     assert len(log.read_text().splitlines()) == 3 and (ds["status"] == "ok").all()
 
 
-@pytest.mark.parametrize(("rep", "backend"), [("bin2-sum", "zarr_direct"), ("events", "hdf5_direct")])
+@pytest.mark.parametrize(
+    ("rep", "backend"), [("bin2-sum", "zarr_direct"), ("events", "hdf5_direct"), ("events", "zarr_direct")]
+)
 def test_reduced_representations_on_the_fly_are_verified(
     client: Client, tmp_path: Path, rep: str, backend: str
 ) -> None:
@@ -358,3 +360,28 @@ def test_one_and_two_workers_check_the_linear_model(tmp_path: Path, capsys: pyte
     assert main(["feasibility", str(out), "--detector", "merlin"]) == 0
     text = capsys.readouterr().out
     assert "model check" in text and f"{checks[0].measured:.2f}" in text
+
+
+def test_events_store_reads_back_with_plain_zarr(client: Client, tmp_path: Path) -> None:
+    from cubebench.acquisition.forms import pipeline_layout
+    from cubebench.acquisition.writers import ZarrSink
+
+    data = sparse_counts(SHAPE, seed=7)
+    staged = stage_array(data, tmp_path)
+    chunks = (4, 4, 32, 32)
+    codec = get_codec("blosc-lz4")
+    layout = pipeline_layout("events", "zarr_direct", staged, chunks, codec.id)
+    target = tmp_path / "events.zarr"
+    sink = ZarrSink(client, staged, codec, chunks, target, SHAPE, layout)
+    assembler = Assembler(SHAPE, chunks, 2, sink.submit, task_seconds=0.0)
+    assembler.release(0, 64, 0.0)
+    sink.close()
+    assert len(sink.durable) == 4
+    events = zarr.open_group(str(target), mode="r")["events"]
+    assert events.attrs["cubebench_representation"] == "events"
+    np.testing.assert_array_equal(events["frame_counts"][...], np.count_nonzero(data, axis=(2, 3)))
+    block = data[4:8, 0:4]
+    sub = events["1_0"]
+    ys, xs, counts = sub["y"][...], sub["x"][...], sub["count"][...]
+    assert counts.sum() == block.sum() and len(ys) == np.count_nonzero(block)
+    assert (ys < 32).all() and (xs < 32).all()

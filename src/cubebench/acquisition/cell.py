@@ -22,6 +22,7 @@ from cubebench.acquisition.metrics import allowed_backlog, flow_stats, frame_dur
 from cubebench.acquisition.pacer import pace
 from cubebench.acquisition.results import AcquisitionRecord
 from cubebench.acquisition.writers import HDF5Sink, Sink, ZarrSink
+from cubebench.acquisition.zarr_events import read_zarr_events
 from cubebench.backends import WriteSettings, get_backend
 from cubebench.backends.base import encoder_for
 from cubebench.cluster import reset_worker_peaks, worker_peaks_outside
@@ -192,7 +193,9 @@ def paced_cell(
             if key not in sums:
                 sums[key] = expected_sums(client, staged, chunks, layout)
             expected = sums[key]
-            if layout.kind == "events":
+            if layout.kind == "events" and spec.backend == "zarr_direct":
+                got = read_zarr_events(target, chunks)
+            elif layout.kind == "events":
                 got = read_events(target, chunks, spec.codec.id)
             else:
                 got = get_backend(spec.backend).read(client, target, layout.stored_chunks, WriteSettings()).checksums
