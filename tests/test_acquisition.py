@@ -19,7 +19,7 @@ from cubebench.acquisition.config import AcquisitionOptions, parse_acquisition
 from cubebench.acquisition.detectors import DETECTORS
 from cubebench.acquisition.metrics import flow_stats
 from cubebench.acquisition.pacer import pace
-from cubebench.acquisition.results import AcquisitionRecord, load_acquisition
+from cubebench.acquisition.results import AcquisitionRecord, load_acquisition, records_to_dataset
 from cubebench.acquisition.scaling import scaling_checks
 from cubebench.acquisition.search import find_max
 from cubebench.backends.hdf5_filter import DATA_PATH
@@ -343,6 +343,25 @@ def test_acquire_draws_buffer_and_latency_against_chunk_shape(tmp_path: Path) ->
     assert (out / "buffer_latency.png").exists()
 
 
+def test_scaling_check_compares_two_workers_with_twice_one() -> None:
+    def search(workers: int, best: float, missed: float, codec: str = "blosc-lz4") -> AcquisitionRecord:
+        return AcquisitionRecord(
+            "d", "hdf5_direct", codec, "single_frame", "max", workers=workers, max_frame_rate=best,
+            max_GBps=best * 1e5 / 1e9, trial_rates=[best, missed], trial_kept_up=[True, False],
+        )  # fmt: skip
+
+    lz4 = [search(1, 1000, 1100), search(2, 1800, 1900)]
+    ds = records_to_dataset([*lz4, search(1, 1000, 1100, "zstd"), search(2, 2000, 2100, "zstd")])
+    lz4, zstd = sorted(scaling_checks(ds, disk_GBps=1.5, writer_GBps=1.5), key=lambda c: c.codec)
+    assert lz4.measured == pytest.approx(0.9) and lz4.predicted == 1.0
+    assert lz4.measured_range == pytest.approx((1800 / 2200, 1900 / 2000))
+    assert zstd.measured == pytest.approx(1.0)
+    # one HDF5 writer capped below twice the one-worker rate (0.2 GB/s): the model predicts the cap's share
+    capped = scaling_checks(ds, disk_GBps=1.5, writer_GBps=0.1)[0]
+    assert capped.predicted == pytest.approx(0.5)
+
+
+@pytest.mark.slow
 def test_one_and_two_workers_check_the_linear_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import yaml
 
