@@ -2,14 +2,27 @@
 
 The issue 22 benchmark: the synthetic 4d_diff cube (1 GiB by default), blosc-lz4 and blosc-zstd, single_frame and
 balanced chunks, hdf5_direct and zarr_direct, 2 workers. For each cell: the maximum sustainable frame rate
-(:func:`cubebench.acquisition.search.find_max`, each trial verified) against the *ceiling*: the same codec
+(:func:`cubebench.acquisition.search.find_max`, every trial verified) against the *ceiling*: the same codec
 encoding the same chunks and syncing them as fast as it can in two plain processes, unpaced (each process
 appends its half of the chunks to its own file and fsyncs it every 64 MiB and at the end). Then a paced run at
-half the maximum rate: the measured buffer (peak backlog) against the chunking's implied buffer + 2 chunks per
-worker, and the p99 frame-to-durable latency against max(2 chunk-fill times, 0.5 s). Medians of ``--runs`` runs.
+half the maximum rate for ``--half-seconds`` (at least two bands of chunk rows): the measured buffer (peak
+backlog) against the chunking's implied buffer + 2 chunks per worker, and the p99 frame-to-durable latency
+against max(2 chunk-fill times, 0.5 s). Medians of ``--runs`` runs.
+
+One cluster and one staged copy of the cube serve the whole benchmark; the source's chunk hashes are computed
+once per chunk shape and each trial's stored chunks are checked against them. The search starts at the measured
+ceiling and aims its next trial at the throughput a missed trial measured (three trials when that estimate is
+steady), stopping when the rates kept up and missed are within ``--tolerance``. A time estimate is printed first
+(``--estimate`` prints it and stops).
+
+The search never asks for more than the cube's frames / ``--min-seconds`` (faster, a trial would be the whole
+cube in less than ``--min-seconds``: no steady state); a maximum at that cap is a lower bound. ``missed at`` is
+the lowest rate that did not keep up; ``slack`` is the criterion's resolution at the maximum: the allowed backlog
+over the trial's frames, the fraction by which a pipeline slower than the rate could still pass (longer trials
+and smaller chunks make it smaller).
 
     python benchmarks/bench_acquire.py --gib 1 --runs 3 --out benchmarks/out/acquire.json
-    python benchmarks/bench_acquire.py --gib 0.004 --runs 1 --trials 2    # a smoke test (seconds)
+    python benchmarks/bench_acquire.py --gib 0.004 --runs 1 --trials 2 --min-seconds 0.25 --half-seconds 0.5  # smoke
 """
 
 from __future__ import annotations
@@ -17,18 +30,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import shutil
-import statistics
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cubebench.acquisition.cell import CellSpec, paced_cell, warm_up
+from cubebench.acquisition.assembler import implied_buffer_frames
+from cubebench.acquisition.cell import CellSpec, paced_cell, warm_pipeline, warm_up
 from cubebench.acquisition.config import AcquisitionOptions
 from cubebench.acquisition.search import find_max
 from cubebench.backends.base import padded
@@ -40,18 +55,31 @@ from cubebench.experiment import ClusterSpec
 from cubebench.sources import open_cube
 from cubebench.staging import stage_cube
 
+if TYPE_CHECKING:
+    from cubebench.acquisition.results import AcquisitionRecord
+
 CODECS = ["blosc-lz4", "blosc-zstd"]
 CHUNKS = ["single_frame", "balanced"]
 BACKENDS = ["hdf5_direct", "zarr_direct"]
 SYNC_BYTES = 64 * 2**20
+FRAME_BYTES = 256 * 256 * 2
+
+#: The time model of :func:`estimate_seconds`, measured here (2 cores, 2 workers): cluster start, staging
+#: (synthesis of 4d_diff, bytes per second), the ceiling's encoding (bytes per second, both codecs and chunkings
+#: on average), and each trial's and half-rate run's time beyond its paced seconds (drain, read-back
+#: verification, removing the stored files: a zarr single-frame trial's thousand files take seconds here).
+MODEL = {"start": 15.0, "stage_Bps": 14e6, "ceiling_Bps": 0.15e9, "trial_extra": 2.5, "trials_expected": 4.5}
 
 
-def _encode_half(staged: StagedCube, codec_id: str, chunks: tuple[int, ...], part: int, path: str) -> int:
-    """One plain process: encode every other chunk (``part`` 0 or 1), append it to ``path``, fsync as it goes."""
+def _encode_half(
+    staged: StagedCube, codec_id: str, chunks: tuple[int, ...], part: int, path: str, limit: int | None = None
+) -> int:
+    """One plain process: encode every other chunk (``part`` 0 or 1; the first ``limit`` of them), append it to
+    ``path``, fsync as it goes."""
     os.environ["BLOSC_NTHREADS"] = "1"
     encoder = get_codec(codec_id).encoder(np.dtype(staged.dtype))
-    blocks = [block for n, (_, block) in enumerate(block_grid(staged.shape, chunks)) if n % 2 == part]
-    written = unsynced = 0
+    blocks = [block for n, (_, block) in enumerate(block_grid(staged.shape, chunks)) if n % 2 == part][:limit]
+    unsynced = 0
     with open(path, "wb") as fh:
         for data in staged.iter_blocks(blocks):
             encoded = encoder.encode(padded(np.ascontiguousarray(data), chunks))
@@ -63,109 +91,191 @@ def _encode_half(staged: StagedCube, codec_id: str, chunks: tuple[int, ...], par
                 unsynced = 0
         fh.flush()
         os.fsync(fh.fileno())
-        written = fh.tell()
-    return written
+        return fh.tell()
 
 
-def ceiling(staged: StagedCube, codec_id: str, chunks: tuple[int, ...], folder: Path) -> float:
-    """Frames per second two plain processes encode and sync, unpaced (the machine's own limit for this cell)."""
+def ceiling(
+    pool: ProcessPoolExecutor, staged: StagedCube, codec_id: str, chunks: tuple[int, ...], folder: Path
+) -> float:
+    """Frames per second two plain processes encode and sync, unpaced (the machine's own limit for this cell).
+
+    A few chunks first warm the processes' encoders, unrecorded.
+    """
     frames = staged.shape[0] * staged.shape[1]
-    with ProcessPoolExecutor(2) as pool:
-        list(pool.map(_encode_half, [staged] * 2, [codec_id] * 2, [chunks] * 2, [0, 1], [str(folder / "warm")] * 2))
-        start = time.perf_counter()
-        paths = [str(folder / f"ceiling{p}.bin") for p in (0, 1)]
-        list(pool.map(_encode_half, [staged] * 2, [codec_id] * 2, [chunks] * 2, [0, 1], paths))
-        seconds = time.perf_counter() - start
-    for p in folder.glob("ceiling*.bin"):
-        p.unlink()
-    (folder / "warm").unlink(missing_ok=True)
+    n = 2
+    warm = [str(folder / f"warm{p}.bin") for p in range(n)]
+    list(pool.map(_encode_half, [staged] * n, [codec_id] * n, [chunks] * n, range(n), warm, [4] * n))
+    paths = [str(folder / f"ceiling{p}.bin") for p in range(n)]
+    start = time.perf_counter()
+    list(pool.map(_encode_half, [staged] * n, [codec_id] * n, [chunks] * n, range(n), paths))
+    seconds = time.perf_counter() - start
+    for p in (*warm, *paths):
+        Path(p).unlink(missing_ok=True)
     return frames / seconds
+
+
+def half_frames(shape: tuple[int, ...], chunks: tuple[int, ...], rate: float, seconds: float) -> int:
+    """Frames of the half-rate run: ``seconds`` of them, at least two bands of chunk rows, at most the cube."""
+    sy, sx = shape[0], shape[1]
+    return min(sy * sx, max(math.ceil(rate * seconds), 2 * min(chunks[0], sy) * sx))
+
+
+def estimate_seconds(gib: float, runs: int, min_seconds: float, half_seconds: float) -> float:
+    """Expected wall time of the benchmark from :data:`MODEL` (cells x expected trials, ceilings, staging)."""
+    cube = gib * 2**30
+    cells = len(BACKENDS) * len(CODECS) * len(CHUNKS)
+    per_cell = MODEL["trials_expected"] * (min_seconds + MODEL["trial_extra"]) + half_seconds + MODEL["trial_extra"]
+    per_run = cells * per_cell + len(CODECS) * len(CHUNKS) * cube / MODEL["ceiling_Bps"]
+    return MODEL["start"] + cube / MODEL["stage_Bps"] + runs * per_run
+
+
+def _trials_text(trials: list[AcquisitionRecord]) -> str:
+    """Each trial's rate, + kept up, - missed."""
+    return ", ".join(f"{t.requested_rate:.0f}{'+' if t.kept_up else '-'}" for t in trials)
+
+
+def _log(t0: float, text: str) -> None:
+    print(f"[{time.perf_counter() - t0:7.1f} s] {text}", file=sys.stderr, flush=True)
+
+
+def _row_values(
+    top: float, best: float, trials: list[AcquisitionRecord], half: AcquisitionRecord | None, chunks: tuple[int, ...]
+) -> dict[str, float]:
+    cy, cx = chunks[:2]
+    fill = cy * cx / max(best / 2, 1e-9) if cy * cx > 1 else 1 / max(best / 2, 1e-9)
+    nan = float("nan")
+    missed = [t.requested_rate for t in trials if not t.kept_up]
+    kept = [t for t in trials if t.kept_up and t.requested_rate == best]
+    return {
+        "ceiling": top,
+        "max": best,
+        "missed": min(missed) if missed else nan,
+        # the excess rate the best trial's criterion could hide: allowed backlog / frames, a fraction of the rate
+        "slack": kept[0].allowed_backlog_frames / kept[0].frames if kept else nan,
+        "trials": float(len(trials)),
+        "buffer": float(half.peak_backlog_frames) if half else nan,
+        "buffer_target": float(half.implied_buffer_frames + 2 * 2 * cy * cx) if half else nan,
+        "p99": half.latency_p99 if half else nan,
+        "p99_target": max(2 * fill, 0.5) if half else nan,
+        "verified": float((half is None or half.verified) and all(t.verified for t in trials)),
+    }
+
+
+def _median(values: list[float]) -> float:
+    """The median of the finite values (NaN when none)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.median(finite)) if finite else float("nan")
+
+
+def _table(rows: dict[tuple[str, str, str], dict[str, list[float]]], frame_bytes: int) -> dict[str, Any]:
+    print(
+        "| backend | codec | chunk | max rate (Hz) | missed at (Hz) | slack | GB/s | ceiling (Hz) | max / ceiling "
+        "| trials | buffer at max/2 (frames) | target | p99 at max/2 (s) | target | verified |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    table = {}
+    for (backend, codec, chunk), row in rows.items():
+        med = {k: _median(v) for k, v in row.items()}
+        table[f"{backend}/{codec}/{chunk}"] = {**med, "raw": row}
+        print(
+            f"| {backend} | {codec} | {chunk} | {med['max']:.0f} | {med['missed']:.0f} | {med['slack']:.2f} | "
+            f"{med['max'] * frame_bytes / 1e9:.3f} | "
+            f"{med['ceiling']:.0f} | {med['max'] / med['ceiling']:.2f} | {med['trials']:.0f} | {med['buffer']:.0f} | "
+            f"{med['buffer_target']:.0f} | {med['p99']:.3f} | {med['p99_target']:.3f} | {min(row['verified']) == 1} |"
+        )
+    return table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gib", type=float, default=1.0, help="cube size in GiB (4d_diff, 256 x 256 frames)")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--trials", type=int, default=7, help="max-rate trials per cell and run")
+    parser.add_argument("--trials", type=int, default=5, help="max-rate trials per cell and run, at most")
+    parser.add_argument("--tolerance", type=float, default=0.05, help="stop when kept and missed rates are this close")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="trial length (or the whole cube)")
-    parser.add_argument("--out", type=Path, help="raw numbers as JSON")
+    parser.add_argument("--half-seconds", type=float, default=4.0, help="length of the run at half the max rate")
+    parser.add_argument("--estimate", action="store_true", help="print the time estimate and stop")
+    parser.add_argument("--out", type=Path, help="raw numbers as JSON (rewritten after every cell)")
     args = parser.parse_args()
+    if args.gib <= 0 or args.runs < 1 or args.trials < 2 or args.min_seconds <= 0 or args.half_seconds <= 0:
+        parser.error("--gib, --min-seconds and --half-seconds must be > 0, --runs >= 1, --trials >= 2")
+    guess = estimate_seconds(args.gib, args.runs, args.min_seconds, args.half_seconds)
+    print(f"estimated wall time: {guess / 60:.0f} min ({guess:.0f} s) on two cores", file=sys.stderr, flush=True)
+    if args.estimate:
+        return
+    t0 = time.perf_counter()
     scale = math.sqrt(args.gib / 8)
     dataset = {"preset": "4d_diff", "scale": scale, "seed": 1}
     folder = Path(tempfile.mkdtemp(prefix="cubebench-bench-acquire-"))
-    spec = ClusterSpec(workers=2, threads_per_worker=1)
+    scratch = folder / "cells"
+    scratch.mkdir()
     rows: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    spawn = multiprocessing.get_context("spawn")  # not fork: the client's threads are running
+    frame_bytes = FRAME_BYTES
     try:
-        with open_client(spec) as client:
+        with (
+            open_client(ClusterSpec(workers=2, threads_per_worker=1)) as client,
+            ProcessPoolExecutor(2, mp_context=spawn) as pool,
+        ):
             staged = stage_cube(client, open_cube(dataset), folder)
-        frames_total = staged.shape[0] * staged.shape[1]
-        frame_bytes = int(np.prod(staged.shape[2:])) * 2
-        for _ in range(args.runs):
-            ceilings = {
-                (codec, chunk): ceiling(staged, codec, Chunking.resolve(chunk, staged.shape).shape, folder)
-                for codec in CODECS
-                for chunk in CHUNKS
-            }
-            with open_client(spec) as client:
+            frames_total = staged.shape[0] * staged.shape[1]
+            frame_bytes = int(np.prod(staged.shape[2:])) * np.dtype(staged.dtype).itemsize
+            _log(t0, f"staged {staged.shape}")
+            opts = AcquisitionOptions(frame_rates=(1.0,), min_seconds=args.min_seconds)
+            cap = frames_total / args.min_seconds  # faster, a trial is the whole cube in less than min_seconds
+            sums: dict[Any, Any] = {}  # source hashes per chunk shape, shared by every cell and run
+            for run in range(args.runs):
+                tops = {
+                    (codec, chunk): ceiling(pool, staged, codec, Chunking.resolve(chunk, staged.shape).shape, folder)
+                    for codec in CODECS
+                    for chunk in CHUNKS
+                }
+                _log(t0, f"run {run + 1}: ceilings {', '.join(f'{k[0]}/{k[1]} {v:.0f} Hz' for k, v in tops.items())}")
                 for backend in BACKENDS:
                     for codec in CODECS:
                         for chunk in CHUNKS:
                             chunking = Chunking.resolve(chunk, staged.shape)
                             cell = CellSpec(staged, backend, get_codec(codec), chunking, 2)
-                            opts = AcquisitionOptions(frame_rates=(1.0,), min_seconds=args.min_seconds)
+                            if codec == CODECS[0] and chunk == CHUNKS[0]:
+                                warm_pipeline(client, cell, 1000.0, opts, scratch)
                             warm_up(client, cell)
-                            sums: dict[Any, Any] = {}
-                            scratch = folder / "cells"
-                            scratch.mkdir(exist_ok=True)
 
-                            def trial(
-                                rate: float,
-                                cell: CellSpec = cell,
-                                opts: AcquisitionOptions = opts,
-                                sums: dict[Any, Any] = sums,
-                            ) -> Any:
+                            def trial(rate: float, cell: CellSpec = cell) -> AcquisitionRecord:
                                 n = min(frames_total, math.ceil(rate * opts.min_seconds))
-                                return paced_cell(client, cell, rate, opts, n, folder / "cells", sums)
+                                return paced_cell(client, cell, rate, opts, n, scratch, sums)
 
-                            top = ceilings[(codec, chunk)]
-                            best, trials = find_max(trial, top, args.trials)
-                            half = paced_cell(client, cell, max(best, 1.0) / 2, opts, None, scratch, sums)
-                            cy, cx = chunking.shape[:2]
-                            fill = cy * cx / max(best / 2, 1e-9) if cy * cx > 1 else 1 / max(best / 2, 1e-9)
+                            top = tops[(codec, chunk)]
+                            best, trials = find_max(trial, top, args.trials, args.tolerance, cap)
+                            half = None
+                            if best > 0:  # nothing sustained: no half-rate run (0.5 Hz would take hours)
+                                n = half_frames(staged.shape, chunking.shape, best / 2, args.half_seconds)
+                                half = paced_cell(client, cell, best / 2, opts, n, scratch, sums)
                             row = rows.setdefault((backend, codec, chunk), {})
-                            for key, value in (
-                                ("ceiling", top),
-                                ("max", best),
-                                ("trials", len(trials)),
-                                ("buffer", half.peak_backlog_frames),
-                                ("buffer_target", half.implied_buffer_frames + 2 * 2 * cy * cx),
-                                ("p99", half.latency_p99),
-                                ("p99_target", max(2 * fill, 0.5)),
-                                ("verified", float(half.verified and all(t.verified for t in trials))),
-                            ):
-                                row.setdefault(key, []).append(float(value))
+                            for key, value in _row_values(top, best, trials, half, chunking.shape).items():
+                                row.setdefault(key, []).append(value)
+                            _log(
+                                t0,
+                                f"run {run + 1} {backend}/{codec}/{chunk}: max {best:.0f} Hz in {len(trials)} trials "
+                                f"({_trials_text(trials)})",
+                            )
+                            if args.out:
+                                args.out.parent.mkdir(parents=True, exist_ok=True)
+                                raw = {"/".join(k): v for k, v in rows.items()}
+                                args.out.write_text(json.dumps({"partial": True, "raw": raw}, indent=1))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    implied = implied_buffer_frames(staged.shape[:2], Chunking.resolve("balanced", staged.shape).shape)
     print(
-        f"4d_diff {args.gib:g} GiB ({frames_total} frames of {frame_bytes} B), 2 workers, median of {args.runs} runs\n"
+        f"4d_diff {args.gib:g} GiB ({frames_total} frames of {frame_bytes} B; balanced chunks imply {implied} "
+        f"frames), 2 workers, median of {args.runs} runs, trials of >= {args.min_seconds:g} s, tolerance "
+        f"{args.tolerance:g}, {time.perf_counter() - t0:.0f} s\n"
     )
+    table = _table(rows, frame_bytes)
     print(
-        "| backend | codec | chunk | max rate (Hz) | GB/s | ceiling (Hz) | max / ceiling | buffer at max/2 (frames) "
-        "| target | p99 at max/2 (s) | target | verified |"
+        f"\ncommand: python benchmarks/bench_acquire.py --gib {args.gib:g} --runs {args.runs} --trials {args.trials} "
+        f"--min-seconds {args.min_seconds:g} --half-seconds {args.half_seconds:g} --tolerance {args.tolerance:g}"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    table = {}
-    for (backend, codec, chunk), row in rows.items():
-        med = {k: statistics.median(v) for k, v in row.items()}
-        table[f"{backend}/{codec}/{chunk}"] = {**med, "raw": row}
-        print(
-            f"| {backend} | {codec} | {chunk} | {med['max']:.0f} | {med['max'] * frame_bytes / 1e9:.3f} | "
-            f"{med['ceiling']:.0f} | {med['max'] / med['ceiling']:.2f} | {med['buffer']:.0f} | "
-            f"{med['buffer_target']:.0f} | {med['p99']:.3f} | {med['p99_target']:.3f} | {med['verified'] == 1} |"
-        )
-    print(f"\ncommand: python benchmarks/bench_acquire.py --gib {args.gib:g} --runs {args.runs} --trials {args.trials}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(table, indent=1))
 
 

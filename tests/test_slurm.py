@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 import yaml
-from tests.helpers import experiment
+from tests.helpers import DIFF, experiment
 
 import cubebench
+from cubebench.acquisition import acquire
+from cubebench.acquisition.results import load_acquisition
 from cubebench.cli import main
 from cubebench.cluster import jobqueue_cluster, worker_environment
 from cubebench.experiment import parse_experiment
@@ -109,6 +111,35 @@ def test_slurm_run_matches_local_cluster(slurm: None, tmp_path: Path, monkeypatc
     while queued(job_ids) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not queued(job_ids)
+
+
+@pytest.mark.slurm
+def test_paced_acquisition_on_slurm_keeps_up_and_is_verified(
+    slurm: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the batch jobs' workers read the staged copy and write zarr chunk files; hdf5_direct's writer is this process
+    monkeypatch.chdir(tmp_path)
+    exp = {
+        "name": "acq-slurm",
+        "datasets": [DIFF],
+        "cluster": slurm_cluster(tmp_path / "logs"),
+        "scratch": str(tmp_path / "scratch"),
+        "acquisition": {
+            "frame_rate": 100,
+            "backends": ["hdf5_direct", "zarr_direct"],
+            "codecs": ["blosc-lz4"],
+            "chunks": ["single_frame"],
+        },
+    }
+    (tmp_path / "acq.yaml").write_text(yaml.safe_dump(exp))
+    out = acquire(tmp_path / "acq.yaml", tmp_path / "out")
+    ds = load_acquisition(out)
+    assert (ds["status"] == "ok").all(), ds["status"].values
+    assert (ds["verified"] == 1).all() and (ds["kept_up"] == 1).all()
+    assert list(ds["workers"].values) == [2] and (ds["frames"] == 64).all()
+    assert (ds["peak_memory_bytes"] > 0).all()  # the jobs' workers report their own peaks
+    assert (out / "buffer_latency.png").exists()
+    assert list((tmp_path / "scratch").iterdir()) == []
 
 
 @pytest.mark.slurm

@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="run only the cells missing from --out's acquisition log")
     p.add_argument("--find-max", action="store_true", help="search each cell's maximum sustainable frame rate")
 
+    p = sub.add_parser("acquire-report", help="acquisition results: summary, buffer and latency figure and table")
+    p.add_argument("results", help="acquisition results folder (holding acquisition.nc)")
+
     p = sub.add_parser("feasibility", help="which codecs keep up with a named detector, from measured rates")
     p.add_argument("results", help="acquisition results folder or acquisition.nc")
     p.add_argument("--detector", required=True, help="detector profile (merlin, arina, empad-g2, 4d-camera, ...)")
@@ -412,7 +415,18 @@ def _acquire(args: argparse.Namespace) -> int:
 
     folder = acquire(args.experiment, args.out, resume=args.resume, find_max=args.find_max)
     print(summary_table(load_acquisition(folder)))
-    print(f"acquisition results: {folder / 'acquisition.nc'}")
+    print(f"acquisition results: {folder / 'acquisition.nc'}; buffer and latency: {folder / 'buffer_latency.png'}")
+    return 0
+
+
+def _acquire_report(args: argparse.Namespace) -> int:
+    from cubebench.acquisition.figure import write_buffer_latency
+    from cubebench.acquisition.results import load_acquisition
+    from cubebench.acquisition.summary import summary_table
+
+    print(summary_table(load_acquisition(Path(args.results))))
+    for path in write_buffer_latency(args.results):
+        print(f"wrote {path}")
     return 0
 
 
@@ -426,6 +440,7 @@ def _feasibility(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": _run,
     "acquire": _acquire,
+    "acquire-report": _acquire_report,
     "feasibility": _feasibility,
     "plan": _plan,
     "inspect": _inspect,

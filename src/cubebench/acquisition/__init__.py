@@ -7,7 +7,12 @@
 - :mod:`~cubebench.acquisition.metrics`: backlog, latency and the kept-up criterion;
 - :mod:`~cubebench.acquisition.cell`, :mod:`~cubebench.acquisition.search`, :mod:`~cubebench.acquisition.run`:
   one paced cell, the maximum-rate search, the whole experiment;
-- :mod:`~cubebench.acquisition.results`: the log and ``acquisition.nc``.
+- :mod:`~cubebench.acquisition.results`: the log and ``acquisition.nc``;
+- :mod:`~cubebench.acquisition.summary`, :mod:`~cubebench.acquisition.figure`: the results as a table, and buffer
+  and latency against chunk shape as a figure with its data;
+- :mod:`~cubebench.acquisition.feasibility`, :mod:`~cubebench.acquisition.scaling`: a detector judged against the
+  measured rates, and the linear-in-workers model checked against 1- and 2-worker searches;
+- :mod:`~cubebench.acquisition.forms`, :mod:`~cubebench.acquisition.zarr_events`: reduced forms stored on the fly.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@
       sync_interval: 0.05       # hdf5_direct: the writer commits durability (flush + fsync) at most this often
       tick: 0.005               # the pacer's release step, seconds (frames due are released together)
       task_seconds: 0.02        # completed chunks wait at most this long to share one cluster task
+      workers: [1, 2]           # run every cell with each worker count (default: the cluster's); checks the
+                                # model's linear scaling in cores (cubebench feasibility reports it)
       trials: 7                 # --find-max: at most this many paced trials per cell
       min_seconds: 2.0          # --find-max: a trial lasts at least this long when the source has the frames
 
@@ -106,6 +108,8 @@ class AcquisitionOptions:
     task_seconds: float = 0.02
     trials: int = 7
     min_seconds: float = 2.0
+    #: Worker counts to run every cell with (empty: the cluster's own).
+    workers: tuple[int, ...] = ()
 
     @property
     def chunk_labels(self) -> tuple[str, ...]:
@@ -139,6 +143,7 @@ _KEYS = (
     "task_seconds",
     "trials",
     "min_seconds",
+    "workers",
 )
 
 
@@ -180,7 +185,18 @@ def parse_acquisition(raw: Mapping[str, Any] | None) -> AcquisitionOptions:
         task_seconds=_positive(raw.get("task_seconds", 0.02), "task_seconds"),
         trials=trials,
         min_seconds=_positive(raw.get("min_seconds", 2.0), "min_seconds"),
+        workers=_workers(raw.get("workers", [])),
     )
+
+
+def _workers(value: Any) -> tuple[int, ...]:
+    counts = tuple(_items(value))
+    for n in counts:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"acquisition.workers must be positive integers (worker counts), got {n!r}")
+    if len(set(counts)) != len(counts):
+        raise ConfigError(f"acquisition.workers lists a count twice: {list(counts)}")
+    return counts
 
 
 def _items(value: Any) -> list[Any]:

@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 
 from cubebench.acquisition.detectors import Detector, get_detector
+from cubebench.acquisition.measured import measured
 from cubebench.acquisition.results import load_acquisition
+from cubebench.acquisition.scaling import ScalingCheck, format_scaling, scaling_checks
 from cubebench.errors import ConfigError, ResultsError
 
 #: Stored bytes per second one node's disk takes with fsync (DESIGN.md, measured on the team machine).
@@ -58,8 +60,9 @@ def feasibility(
     disk_GBps: float = DISK_GBPS,
     writer_GBps: float = DISK_GBPS,
     occupancy: float = OCCUPANCY,
-) -> tuple[Detector, list[Option], list[str]]:
-    """The detector, every measured pipeline judged against it, and the reduced representations that would fit."""
+) -> tuple[Detector, list[Option], list[str], list[ScalingCheck]]:
+    """The detector, every measured pipeline judged against it, the reduced representations that would fit, and
+    the model's check where the results hold two worker counts (:mod:`~cubebench.acquisition.scaling`)."""
     profile = get_detector(detector)
     if frame_rate is not None:
         if not frame_rate > 0:
@@ -81,26 +84,17 @@ def feasibility(
         raise ResultsError(f"{results}: no verified acquisition rate to judge (run cubebench acquire first)")
     best = max(o.measured_GBps for o in options)
     reduced = [] if any(o.keeps_up for o in options) else _reduced(profile, best, occupancy)
-    return profile, options, reduced
+    return profile, options, reduced, scaling_checks(ds, disk_GBps, writer_GBps)
 
 
 def _measured(ds: Any, sel: dict[str, Any]) -> tuple[float, int, float]:
-    """The measured GB/s of one pipeline (best over datasets), its workers and its compression ratio."""
-    rate = float("nan")
-    if "max_GBps" in ds:
-        rate = float(ds["max_GBps"].sel(sel).max(skipna=True))
-    workers, ratio = 1, float("nan")
-    if "achieved_GBps" in ds:
-        cells = ds.sel(sel)
-        kept = cells["achieved_GBps"].where(cells["kept_up"] == 1)
-        if not np.isfinite(rate):
-            rate = float(kept.max(skipna=True))
-        workers = int(np.nanmax(cells["workers"].values)) if np.isfinite(cells["workers"].values).any() else 1
-        raw = cells["frames"] * cells["frame_bytes"]
-        ratio = float((raw / cells["stored_bytes"].where(cells["stored_bytes"] > 0)).median(skipna=True))
-    elif "search_workers" in ds and np.isfinite(ds["search_workers"].sel(sel).values).any():
-        workers = int(np.nanmax(ds["search_workers"].sel(sel).values))
-    return rate, max(1, workers), ratio
+    """The measured GB/s of one pipeline (best over datasets and worker counts), its workers and its ratio."""
+    best: tuple[float, int, float] = (float("nan"), 1, float("nan"))
+    for workers in ds["workers"].values:
+        rate, ratio = measured(ds, {**sel, "workers": workers})
+        if np.isfinite(rate) and not rate <= best[0]:
+            best = (rate, max(1, int(workers)), ratio)
+    return best
 
 
 def _judge(
@@ -142,8 +136,11 @@ def _reduced(profile: Detector, best: float, occupancy: float) -> list[str]:
     return out or [f"none: even bin16 needs {need / 128:.3g} GB/s, the best pipeline {best:.3g} GB/s"]
 
 
-def format_answer(profile: Detector, options: list[Option], reduced: list[str]) -> str:
-    """The feasibility answer as text: the detector, a table of pipelines, what fits when nothing does."""
+def format_answer(
+    profile: Detector, options: list[Option], reduced: list[str], checks: list[ScalingCheck] | None = None
+) -> str:
+    """The feasibility answer as text: the detector, a table of pipelines, what fits when nothing does, and the
+    model's check against 1- and 2-worker measurements when there is one."""
     flag = "" if profile.verified else " (figures unverified)"
     lines = [
         f"{profile.name}: {profile.description}; {profile.frame_rate:g}/s x {profile.frame_bytes} B = "
@@ -161,4 +158,8 @@ def format_answer(profile: Detector, options: list[Option], reduced: list[str]) 
     lines.append("model: linear in cores (measured / workers each) up to one node's disk and one HDF5 writer per file")
     if reduced:
         lines.append("no codec keeps up here; reduced representations that fit: " + "; ".join(reduced))
+    if checks:
+        lines.append(format_scaling(checks))
+    else:
+        lines.append("model not checked here: run with acquisition.workers: [1, 2] to compare 1 and 2 workers")
     return "\n".join(lines)

@@ -5,9 +5,10 @@ The workers transform each completed chunk of whole frames with the representati
 
 - ``bin<k>``: a dense cube ``(scan_y, scan_x, det_y/k, det_x/k)`` in the sum's (or mean's) dtype, chunked like
   the source chunk's scan part with the binned detector, through ``hdf5_direct`` or ``zarr_direct``;
-- ``events`` (``hdf5_direct``): per chunk of probe positions a group ``events/<r>_<c>`` holding the non-zero
-  pixels' ``y``, ``x`` (uint16) and ``count`` as one-chunk datasets encoded on the workers, and the per-frame
-  event counts in ``events/frame_counts`` (scan_y, scan_x). Rates stay in source frames per second.
+- ``events``: per chunk of probe positions a group ``events/<r>_<c>`` holding the non-zero pixels' ``y``, ``x``
+  (uint16) and ``count`` as one-chunk datasets encoded on the workers, and the per-frame event counts in
+  ``events/frame_counts`` (scan_y, scan_x): an HDF5 file through ``hdf5_direct`` (here), a Zarr v3 hierarchy
+  through ``zarr_direct`` (:mod:`~cubebench.acquisition.zarr_events`). Rates stay in source frames per second.
 
 Verification compares each stored chunk with the transform of the source chunk (its form's XXH3-64), so the
 reduced file is checked as strictly as a lossless one.
@@ -53,8 +54,6 @@ def pipeline_layout(rep_id: str, backend: str, staged: StagedCube, chunks: tuple
         raise CodecUnavailableError(f"{rep_id}: only {', '.join(FAMILIES)} run as acquisition pipelines")
     if tuple(chunks[2:]) != tuple(staged.shape[2:]):
         raise CodecUnavailableError(f"{rep_id}: needs chunks of whole frames (the detector is not split)")
-    if spec.family == "events" and backend != "hdf5_direct":
-        raise CodecUnavailableError(f"{rep_id}: events are stored through hdf5_direct only")
     return spec.layout(staged.shape, staged.dtype, max_value=None, chunks=chunks, codec=codec_id)
 
 

@@ -1,9 +1,10 @@
 """Acquisition results: one log line per cell (``acquisition.jsonl``) and the ``acquisition.nc`` Dataset.
 
-A paced cell is keyed ``(dataset, backend, codec, chunk, rate)`` with ``rate`` the requested frame rate as a
-label (``"4000Hz"``); a max-rate search is one record with ``rate = "max"`` holding its trials. In the Dataset,
-paced variables have dims ``(dataset, backend, codec, chunk, rate)``; search variables ``(dataset, backend,
-codec, chunk)`` and, per trial, ``(..., trial)``.
+A paced cell is keyed ``(dataset, backend, codec, chunk, workers, rate)`` with ``rate`` the requested frame rate
+as a label (``"4000Hz"``); a max-rate search is one record with ``rate = "max"`` holding its trials. In the
+Dataset, paced variables have dims ``(dataset, backend, codec, chunk, workers, rate)``; search variables
+``(dataset, backend, codec, chunk, workers)`` and, per trial, ``(..., trial)``. Schema 1 (no ``workers``
+dimension) is rebuilt from the log when loaded.
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
+from cubebench.errors import ResultsError
 from cubebench.jsonlog import JsonLinesLog, load_dataset, save_dataset
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LOG_FILE = "acquisition.jsonl"
 NC_FILE = "acquisition.nc"
 CSV_FILE = "acquisition.csv"
-DIMS = ("dataset", "backend", "codec", "chunk")
+DIMS = ("dataset", "backend", "codec", "chunk", "workers")
 
 
 @dataclass
@@ -78,7 +80,7 @@ class AcquisitionRecord:
     @property
     def key(self) -> tuple[str, ...]:
         """Records with equal keys replace each other in the log."""
-        return (self.dataset, self.backend, self.codec, self.chunk, self.rate)
+        return (self.dataset, self.backend, self.codec, self.chunk, str(self.workers), self.rate)
 
     def to_json(self) -> str:
         """One JSON line (NaN as null)."""
@@ -131,20 +133,18 @@ def records_to_dataset(records: list[AcquisitionRecord]) -> Any:
         trial_ok = np.full([*shape, n_trials], np.nan)
         status = np.full(shape, "", dtype=object)
         lower = np.full(shape, np.nan)
-        workers = np.full(shape, np.nan)
         for r in searches:
             at = tuple(coords[d].index(getattr(r, d)) for d in DIMS)
             per["max_frame_rate"][at], per["max_GBps"][at] = r.max_frame_rate, r.max_GBps
             trial_rate[at][: len(r.trial_rates)] = r.trial_rates
             trial_ok[at][: len(r.trial_kept_up)] = r.trial_kept_up
             status[at] = r.status
-            lower[at], workers[at] = r.max_is_lower_bound, r.workers
+            lower[at] = r.max_is_lower_bound
         data.update({n: (list(DIMS), v) for n, v in per.items()})
         data["trial_rate"] = ([*DIMS, "trial"], trial_rate)
         data["trial_kept_up"] = ([*DIMS, "trial"], trial_ok)
         data["search_status"] = (list(DIMS), status.astype(str))
         data["max_is_lower_bound"] = (list(DIMS), lower)
-        data["search_workers"] = (list(DIMS), workers)
     ds = xr.Dataset(data, coords={**coords, **({"rate": rates} if paced else {})})
     criteria = sorted({r.criterion for r in records if r.criterion})
     ds.attrs.update(schema_version=SCHEMA_VERSION, kind="acquisition", criterion=" | ".join(criteria))
@@ -162,4 +162,10 @@ def save_acquisition(records: list[AcquisitionRecord], folder: Path) -> Path:
 def load_acquisition(target: Path) -> Any:
     """Open ``acquisition.nc`` (or the folder holding it)."""
     path = target / NC_FILE if target.is_dir() else target
-    return load_dataset(path, "acquisition results", SCHEMA_VERSION)
+    ds = load_dataset(path, "acquisition results", SCHEMA_VERSION)
+    if int(ds.attrs.get("schema_version", 1)) < SCHEMA_VERSION:  # older layout: the log holds every record
+        log = acquisition_log(path.parent)
+        if not log.path.exists():
+            raise ResultsError(f"{path}: acquisition results of schema 1 without their log {log.path.name}")
+        return records_to_dataset(log.read())
+    return ds

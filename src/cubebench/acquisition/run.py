@@ -1,14 +1,17 @@
 """``cubebench acquire``: every (dataset, backend, codec, chunking) of an experiment's ``acquisition:`` section,
-paced at each requested rate, or searched for its maximum sustainable rate (``find_max``).
+paced at each requested rate, or searched for its maximum sustainable rate (``find_max``), with each worker count
+of ``acquisition.workers`` (one cluster each).
 
 Finished cells go to an append-only log at once; ``resume`` skips them; Ctrl-C (or SIGTERM) keeps them and says
-how to finish. At the end the log becomes ``acquisition.nc`` + ``acquisition.csv``.
+how to finish. At the end the log becomes ``acquisition.nc`` + ``acquisition.csv``, with the buffer and latency
+figure and its table (:mod:`~cubebench.acquisition.figure`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +20,7 @@ import numpy as np
 from cubebench.acquisition.assembler import implied_buffer_frames
 from cubebench.acquisition.cell import CRITERION, CellSpec, check_runs, paced_cell, warm_pipeline, warm_up
 from cubebench.acquisition.config import AcquisitionOptions, parse_acquisition
+from cubebench.acquisition.figure import write_buffer_latency
 from cubebench.acquisition.forms import parse_pipeline
 from cubebench.acquisition.results import AcquisitionRecord, acquisition_log, save_acquisition
 from cubebench.acquisition.search import find_max
@@ -63,8 +67,13 @@ def acquire(
     log = acquisition_log(folder)
     if log.path.exists() and not resume:
         raise ConfigError(f"acquisition results already exist in {folder}; add --resume, or choose another --out")
+    if opts.workers and exp.cluster.address:
+        raise ConfigError(
+            "acquisition.workers needs a cluster cubebench starts: an existing scheduler (cluster.address) has its own"
+        )
+    counts = opts.workers or (exp.cluster.workers,)
     cubes = open_sources(exp)
-    plan = _plan(exp, opts, cubes, find_max_rate)
+    plan = _plan(exp, opts, cubes, find_max_rate, counts)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -73,33 +82,40 @@ def acquire(
     todo = [item for item in plan if item[-1] not in done]
     finished = len(plan) - len(todo)
     source = os.fspath(experiment) if isinstance(experiment, (str, os.PathLike)) else "EXPERIMENT"
-    if not todo:  # everything finished before: only the Dataset is (re)written
+    if not todo:  # everything finished before: only the Dataset and its figure are (re)written
         save_acquisition(log.read(), folder)
+        write_buffer_latency(folder)
         return folder
     try:
-        with sigterm_as_interrupt(), open_client(exp.cluster, exp.zarr.concurrency) as client:
-            workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+        with sigterm_as_interrupt():
             scratch = work_folder(exp.scratch, exp.name, "scratch")
             try:
-                staged: dict[str, StagedCube] = {}
-                sums: dict[Any, Any] = {}
-                warmed: set[tuple[str, str]] = set()
-                for name, backend, codec_id, chunking, rate, _ in todo:
-                    if STOP.is_set():  # an interrupt that was swallowed on its way up (in a finalizer)
-                        raise KeyboardInterrupt
-                    if name not in staged:
-                        staged[name] = stage_cube(client, cubes[name], scratch)
-                        sums.clear()
-                    rep, codec = parse_pipeline(codec_id)
-                    spec = CellSpec(staged[name], backend, get_codec(codec), chunking, workers, rep)
-                    if (name, backend) not in warmed and not check_runs(spec):
-                        warm_pipeline(client, spec, rate, opts, scratch)
-                        warmed.add((name, backend))
-                    item = _run_item(client, spec, rate, opts, scratch, sums, find_max_rate)
-                    if STOP.is_set():  # interrupted mid-cell: the cell is not a measurement
-                        raise KeyboardInterrupt
-                    log.append(item)
-                    finished += 1
+                staged: dict[str, StagedCube] = {}  # staged once, read by every cluster's workers
+                sums: dict[str, dict[Any, Any]] = {}  # source hashes per dataset, reused across clusters
+                for count in counts:
+                    items = [item for item in todo if item[5] == count]
+                    if not items:
+                        continue
+                    cluster = replace(exp.cluster, workers=count) if opts.workers else exp.cluster
+                    with open_client(cluster, exp.zarr.concurrency) as client:
+                        workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+                        warmed: set[tuple[str, str]] = set()
+                        for name, backend, codec_id, chunking, rate, _, _ in items:
+                            if STOP.is_set():  # an interrupt that was swallowed on its way up (in a finalizer)
+                                raise KeyboardInterrupt
+                            if name not in staged:
+                                staged[name] = stage_cube(client, cubes[name], scratch)
+                            rep, codec = parse_pipeline(codec_id)
+                            spec = CellSpec(staged[name], backend, get_codec(codec), chunking, workers, rep)
+                            if (name, backend) not in warmed and not check_runs(spec):
+                                warm_pipeline(client, spec, rate, opts, scratch)
+                                warmed.add((name, backend))
+                            cached = sums.setdefault(name, {})
+                            item = _run_item(client, spec, rate, opts, scratch, cached, find_max_rate)
+                            if STOP.is_set():  # interrupted mid-cell: the cell is not a measurement
+                                raise KeyboardInterrupt
+                            log.append(item)
+                            finished += 1
             finally:
                 remove(scratch)
     except KeyboardInterrupt:
@@ -112,16 +128,20 @@ def acquire(
             f"finish with: cubebench acquire {source} --out {folder} --resume{flag}"
         ) from None
     save_acquisition(log.read(), folder)
+    write_buffer_latency(folder)
     return folder
 
 
-Item = tuple[str, str, str, Chunking, float, tuple[str, ...]]
+Item = tuple[str, str, str, Chunking, float, int, tuple[str, ...]]
 
 
-def _plan(exp: Experiment, opts: AcquisitionOptions, cubes: dict[str, Cube], search: bool) -> list[Item]:
-    """Every cell to run, checked before any work: chunkings, rates and the buffer limit against each cube."""
+def _plan(
+    exp: Experiment, opts: AcquisitionOptions, cubes: dict[str, Cube], search: bool, counts: tuple[int, ...]
+) -> list[Item]:
+    """Every cell to run (worker count outermost: one cluster each), checked before any work: chunkings, rates and
+    the buffer limit against each cube."""
     items: list[Item] = []
-    for name, cube in cubes.items():
+    for count, (name, cube) in ((c, nc) for c in counts for nc in cubes.items()):
         shape = tuple(int(s) for s in cube.data.shape)
         frame_bytes = int(np.prod(shape[2:])) * np.dtype(cube.data.dtype).itemsize
         rates = opts.rates_hz(frame_bytes)
@@ -139,9 +159,8 @@ def _plan(exp: Experiment, opts: AcquisitionOptions, cubes: dict[str, Cube], sea
                 for codec in labels:
                     for rate in rates[:1] if search else rates:
                         label = "max" if search else f"{rate:g}Hz"
-                        items.append(
-                            (name, backend, codec, chunking, rate, (name, backend, codec, chunking.label, label))
-                        )
+                        key = (name, backend, codec, chunking.label, str(count), label)
+                        items.append((name, backend, codec, chunking, rate, count, key))
     return items
 
 
@@ -163,14 +182,18 @@ def _run_item(
         frames = None if opts.frames is None and opts.duration is None else _frames(opts, rate)
         return paced_cell(client, spec, rate, opts, frames, scratch, sums)
 
+    seconds = opts.duration or opts.min_seconds
+
     def trial(r: float) -> AcquisitionRecord:
-        seconds = opts.duration or opts.min_seconds
         frames = math.ceil(r * seconds) if opts.frames is None else min(opts.frames, math.ceil(r * seconds))
         return paced_cell(client, spec, r, opts, frames, scratch, sums)
 
-    best, trials = find_max(trial, rate, opts.trials)
+    available = spec.staged.shape[0] * spec.staged.shape[1]
+    cap = min(available, opts.frames or available) / seconds  # above it a trial is shorter than `seconds`
+    best, trials = find_max(trial, rate, opts.trials, cap=cap)
     bad = [t for t in trials if t.status != "ok"]
-    bounded = all(t.kept_up for t in trials)  # never failed: the search ran out of trials going up
+    # never missed (the search ran out of trials going up), or kept up at the source's steady-state limit
+    bounded = all(t.kept_up for t in trials) or best >= cap
     return spec.record(
         "max",
         status=bad[0].status if bad else "ok",

@@ -15,12 +15,12 @@ MIB = 2**20
 def summary_table(ds: Any) -> str:
     """Paced cells (kept up, rate, buffer measured vs implied, latency) and max-rate searches, as Markdown."""
     lines: list[str] = []
-    dims = ("dataset", "backend", "codec", "chunk")
+    dims = ("dataset", "backend", "codec", "chunk", "workers")
     if "kept_up" in ds:
         lines += [
-            "| dataset | backend | codec | chunk | rate | status | kept up | achieved Hz | buffer MiB (implied) "
-            "| p50 / p99 / max s | dropped |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| dataset | backend | codec | chunk | workers | rate | status | kept up | achieved Hz "
+            "| buffer MiB (implied) | p50 / p99 / max s | dropped |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for cell in _cells(ds, (*dims, "rate")):
             c = ds.sel(cell)
@@ -36,8 +36,8 @@ def summary_table(ds: Any) -> str:
     if "max_frame_rate" in ds:
         lines += [
             "",
-            "| dataset | backend | codec | chunk | status | max Hz | GB/s | trials | lower bound |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| dataset | backend | codec | chunk | workers | status | max Hz | GB/s | trials | lower bound |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for cell in _cells(ds, dims):
             c = ds.sel(cell)

@@ -5,7 +5,8 @@
   the scan's final shape, and commits durability in batches: ``flush`` + ``fsync`` whenever no encoded task is
   waiting, and at least every ``sync_interval`` seconds while they keep coming. A chunk is durable at the end of
   the first commit after it was written.
-- ``zarr_direct``: workers encode each chunk and write its file at the key the store's metadata names; then the
+- ``zarr_direct``: workers encode each chunk and write its file at the key the store's metadata names (``events``:
+  a group per chunk, :mod:`~cubebench.acquisition.zarr_events`); then the
   task fsyncs all its files at once from :data:`SYNC_THREADS` threads (concurrent fsyncs share the filesystem's
   journal commits: one after another, single-frame files capped a run here at about 190 files/s on two
   workers), and then the new folders; a chunk is durable when this process learns that its task ended.
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cubebench.acquisition.forms import create_events_file, encode_dense, encode_events, store_events
+from cubebench.acquisition.zarr_events import create_events_store, write_events
 from cubebench.backends.base import encoder_for, padded
 from cubebench.backends.hdf5_filter import create_emd_dataset
 from cubebench.backends.zarr_ import create_store
@@ -189,8 +191,11 @@ class ZarrSink(Sink):
         super().__init__()
         self.client, self.staged, self.codec, self.chunks, self.target = client, staged, codec, chunks, target
         self.layout = layout
+        self._events = layout is not None and layout.kind == "events"
         if layout is None:
             self._array = create_store(target, shape, np.dtype(staged.dtype), codec, chunks, None)
+        elif self._events:
+            self._array = create_events_store(target, shape, chunks, layout, codec)  # frame_counts: keys by scan
         else:
             stored = np.dtype(layout.stored_dtype)
             self._array = create_store(target, layout.stored_shape, stored, codec, layout.stored_chunks, None)
@@ -200,10 +205,16 @@ class ZarrSink(Sink):
 
     def submit(self, items: Items) -> None:
         """Each chunk goes with the key zarr stores it under."""
-        work = [(index, block, self._array.metadata.encode_chunk_key(index)) for index, block in items]
-        future = self.client.submit(
-            _write_files, work, self.staged, str(self.target), self.codec.id, self.chunks, self.layout, pure=False
-        )
+        if self._events:
+            work = [(i, block, self._array.metadata.encode_chunk_key(i[:2])) for i, block in items]
+            future = self.client.submit(
+                write_events, work, self.staged, str(self.target), self.codec.id, self.chunks, self.layout, pure=False
+            )
+        else:
+            work = [(index, block, self._array.metadata.encode_chunk_key(index)) for index, block in items]
+            future = self.client.submit(
+                _write_files, work, self.staged, str(self.target), self.codec.id, self.chunks, self.layout, pure=False
+            )
         indices = [index for index, _ in items]
 
         def noted(done: Any) -> None:
