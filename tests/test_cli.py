@@ -120,14 +120,6 @@ def test_console_script_codecs_into_a_closed_pipe_ends_quietly() -> None:
     assert "Traceback" not in err and "Exception ignored" not in err, err
 
 
-@pytest.mark.slow
-def test_console_script_runs_quick_default(tmp_path: Path) -> None:
-    done = cubebench("run", "--out", str(tmp_path / "quick"), "--no-progress", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "blosc-zstd" in done.stdout
-    assert (tmp_path / "quick" / "results.nc").exists()
-
-
 def test_summary_says_why_each_cell_that_is_not_ok_ended_so() -> None:
     """Below the table, one line per cell that failed, was skipped or did not verify, with its reason."""
     from tests import _results_factory as factory

@@ -1,4 +1,5 @@
-"""The quick experiment stores exactly what it stored before the package redesign (issue 19).
+"""The README's main job (``cubebench run`` on the built-in quick experiment, through the console entry point)
+runs, and stores exactly what the quick experiment stored before the package redesign (issue 19).
 
 ``tests/data/quick_reference.csv`` was written by the flat-module layout (commit 3081149) from one run of the
 quick matrix (4 backends x 13 codecs x 3 chunkings on the 8 MiB preset): each cell's status, stored bytes,
@@ -17,8 +18,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 
-import cubebench
-from cubebench.experiment import default_experiment_path, load_experiment
+from cubebench.results import load_results
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,11 +29,16 @@ LZF_BYTES_PER_CHUNK = 16
 
 
 @pytest.mark.slow
-def test_quick_experiment_stores_what_it_stored_before(tmp_path: Path) -> None:
+def test_quick_default_runs_from_the_console_and_stores_what_it_stored_before(tmp_path: Path) -> None:
+    import subprocess
+    import sys
     from pathlib import Path
 
-    exp = load_experiment(default_experiment_path()).to_dict()
-    ds = cubebench.run(dict(exp, runs=1, warmup=False), out=tmp_path / "quick", progress=False)
+    command = [sys.executable, "-m", "cubebench.cli", "run", "--out", str(tmp_path / "quick"), "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "blosc-zstd" in done.stdout
+    ds = load_results(tmp_path / "quick")
     got = ds[["status", "stored_bytes", "ratio", "n_chunks", "verified"]].isel(run=0).to_dataframe().reset_index()
     expected = pd.read_csv(Path(__file__).parent.parent / REFERENCE)
     keys = ["dataset", "backend", "codec", "chunk"]
