@@ -57,6 +57,27 @@ def ceiling(scratch: Path, objects: int = 16, large_mib: int = 128, reps: int = 
     return {k: statistics.median(v) for k, v in out.items()}
 
 
+def sample_chunks(data: Any, shape: tuple[int, ...], nbytes: int) -> list[np.ndarray]:
+    """About ``nbytes`` of whole chunks of ``shape`` from the start of the scan: one slab of the lazy cube is
+    computed (only the source blocks it needs), then cut into chunks."""
+    import itertools
+
+    per_chunk = int(np.prod(shape)) * data.dtype.itemsize
+    want = max(1, nbytes // per_chunk)
+    grid = [-(-n // c) for n, c in zip(data.shape, shape, strict=True)]
+    tiles = grid[2] * grid[3]  # chunks per scan block (detector tiles)
+    cols = min(grid[1], max(1, -(-want // tiles)))
+    rows = min(grid[0], max(1, -(-want // (tiles * cols))))
+    slab = np.asarray(data[: rows * shape[0], : cols * shape[1]].compute())
+    out = []
+    for index in itertools.product(range(rows), range(cols), range(grid[2]), range(grid[3])):
+        block = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, shape, strict=True))
+        piece = slab[block]
+        if piece.shape == tuple(shape):
+            out.append(np.ascontiguousarray(piece))
+    return out[:want] or [np.ascontiguousarray(slab[tuple(slice(0, c) for c in shape)])]
+
+
 def decode_rates(args: argparse.Namespace, sample_mib: int = 48) -> dict[tuple[str, str], float]:
     """One core's decode speed (GiB/s of raw data) per codec x chunking, on chunks of the benchmark's own cube.
 
@@ -73,15 +94,11 @@ def decode_rates(args: argparse.Namespace, sample_mib: int = 48) -> dict[tuple[s
     out: dict[tuple[str, str], float] = {}
     for chunk in args.chunks:
         shape = Chunking.resolve(chunk, cube.data.shape).shape
-        nbytes = int(np.prod(shape)) * cube.data.dtype.itemsize
-        chunks_in_cube = int(np.prod([-(-a // c) for a, c in zip(cube.data.shape, shape, strict=True)]))
-        count = max(1, min(sample_mib * MIB // nbytes, chunks_in_cube))
-        blocks = cube.data.rechunk(shape).blocks.ravel()[:count]
-        raws = [np.ascontiguousarray(b.compute()) for b in blocks]
+        raws = sample_chunks(cube.data, shape, sample_mib * MIB)
         for codec in args.codecs:
             encoder = encoder_for(codec, cube.data.dtype.str)
             encoded = [encoder.encode(r) for r in raws]
-            buffer = np.empty(shape, cube.data.dtype)
+            buffer = np.empty(raws[0].shape, cube.data.dtype)
             best = float("inf")
             for _ in range(3):
                 start = time.perf_counter()
