@@ -151,9 +151,11 @@ def _command(server: str, binary: Path, root: Path, key: str, secret: str) -> tu
     )
     ports = free_ports(8)
     s3, s3_grpc, master, master_grpc, volume, volume_grpc, filer, filer_grpc = ports
+    logs = root / "glog"  # SeaweedFS's own log files go to /tmp unless told otherwise: keep them in scratch
+    logs.mkdir(exist_ok=True)
     # every port explicit: SeaweedFS otherwise puts gRPC at port + 10000, which may be taken
     return [
-        str(binary), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        str(binary), f"-logdir={logs}", "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-master.port={master}", f"-master.port.grpc={master_grpc}", "-master.volumeSizeLimitMB=1024",
         f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}", "-volume.max=0",
         "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
