@@ -95,6 +95,9 @@ def test_server_stops_also_on_an_exception(tmp_path: Path, kind: str, exc: type[
         raise exc("inside the block")
     assert gone(pid), f"{kind} still running"
     assert port_is_free(port)
+    if kind == "seaweedfs":  # its own log files stay in the server's folder, none in /tmp
+        assert any((tmp_path / "glog").iterdir())
+        assert not list(Path("/tmp").glob(f"weed.*.{pid}"))
 
 
 def test_missing_binary_names_the_pip_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
