@@ -14,13 +14,15 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
 
 __all__ = [
     "WritebackAhead",
     "drop_page_cache",
+    "fsync_path",
     "fsync_tree",
+    "fsync_written",
     "hdf5_for_writing",
     "remove",
     "stored_bytes",
@@ -29,21 +31,51 @@ __all__ = [
 ]
 
 
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """fsync one file or folder (a folder's fsync makes the entries created in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_tree(target: Path) -> None:
     """fsync every file under ``target`` (or ``target`` itself), so write time includes reaching the disk."""
     paths = [target] if target.is_file() else [p for p in target.rglob("*") if p.is_file()]
     for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(path)
     if target.is_dir():
-        fd = os.open(target, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(target)
+
+
+def fsync_written(
+    files: Iterable[str], folders: Iterable[str], root: str, run: Callable[..., Iterable[Any]] = map
+) -> None:
+    """Make new ``files`` durable, then the folders that got new entries (``folders``, the files' own, and every
+    folder between them and ``root``), deepest level first, each level together through ``run`` (``map``, or a
+    thread pool's ``map``: single-frame chunks make a folder per frame, and one by one their fsyncs took longer
+    than the files').
+
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(root, "a", "b"))
+    >>> path = os.path.join(root, "a", "b", "c")
+    >>> open(path, "wb").close()
+    >>> fsync_written([path], [], root)
+    """
+    files = list(files)
+    list(run(fsync_path, files))
+    pending = set(folders) | {os.path.dirname(f) for f in files}
+    for folder in list(pending):
+        while len(folder) > len(root):
+            folder = os.path.dirname(folder)
+            pending.add(folder)
+    levels: dict[int, list[str]] = {}
+    for folder in pending:
+        levels.setdefault(folder.count(os.sep), []).append(folder)
+    for depth in sorted(levels, reverse=True):
+        list(run(fsync_path, levels[depth]))
 
 
 #: Disk flushes one process runs at once in the background (:func:`sync_soon`, :class:`WritebackAhead`): they

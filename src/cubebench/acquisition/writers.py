@@ -32,7 +32,7 @@ from cubebench.backends.base import encoder_for, padded
 from cubebench.backends.hdf5_filter import create_emd_dataset
 from cubebench.backends.zarr_ import create_store
 from cubebench.codecs import stores_raw
-from cubebench.fileio import fsync_tree, hdf5_for_writing
+from cubebench.fileio import fsync_tree, fsync_written, hdf5_for_writing
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -291,30 +291,5 @@ def _write_files(
         finally:
             os.close(fd)
         paths.append(path)
-    list(_sync_pool().map(_fsync, paths))
-    # then the folders that hold new entries, deepest first, each level together (single-frame chunks make a
-    # folder per frame: one by one, their fsyncs took longer than the files')
-    levels: dict[int, list[str]] = {}
-    for folder in _with_parents(folders, root):
-        levels.setdefault(folder.count(os.sep), []).append(folder)
-    for depth in sorted(levels, reverse=True):
-        list(_sync_pool().map(_fsync, levels[depth]))
+    fsync_written(paths, folders, root, _sync_pool().map)
     return len(work)
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _with_parents(folders: set[str], root: str) -> set[str]:
-    """``folders`` and every folder between them and ``root`` (a new chunk folder is an entry of its parent)."""
-    out = set(folders)
-    for folder in folders:
-        while len(folder) > len(root):
-            folder = os.path.dirname(folder)
-            out.add(folder)
-    return out

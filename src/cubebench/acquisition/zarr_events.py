@@ -20,7 +20,7 @@ import numpy as np
 from cubebench.acquisition.forms import EVENTS_GROUP
 from cubebench.backends.base import encoder_for, padded
 from cubebench.codecs import get_codec, stores_raw
-from cubebench.fileio import fsync_tree
+from cubebench.fileio import fsync_tree, fsync_written
 from cubebench.sufficiency.representations import form_checksum
 
 if TYPE_CHECKING:
@@ -96,11 +96,7 @@ def write_events(
         files += [str(p) for p in Path(group_dir).rglob("zarr.json")]
         folders.update(str(p) for p in Path(group_dir).rglob("*") if p.is_dir())
         folders.add(group_dir)
-    for path in files:
-        _fsync(path)
-    folders.update(os.path.dirname(p) for p in files)
-    for folder in sorted(_with_parents(folders, root), key=lambda f: -f.count(os.sep)):
-        _fsync(folder)
+    fsync_written(files, folders, root)
     return len(work)
 
 
@@ -112,23 +108,6 @@ def _write_chunk(root: str, array_path: str, key: str, data: np.ndarray, codec_i
     with open(path, "wb") as fh:
         fh.write(memoryview(payload).cast("B"))
     return path
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _with_parents(folders: set[str], root: str) -> set[str]:
-    out = set(folders)
-    for folder in folders:
-        while len(folder) > len(root):
-            folder = os.path.dirname(folder)
-            out.add(folder)
-    return out
 
 
 def read_zarr_events(target: Path, chunks: tuple[int, ...]) -> dict[ChunkIndex, int]:
