@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,38 +80,60 @@ def sample_chunks(data: Any, shape: tuple[int, ...], nbytes: int) -> list[np.nda
     return out[:want] or [np.ascontiguousarray(slab[tuple(slice(0, c) for c in shape)])]
 
 
-def decode_rates(args: argparse.Namespace, sample_mib: int = 48) -> dict[tuple[str, str], float]:
-    """One core's decode speed (GiB/s of raw data) per codec x chunking, on chunks of the benchmark's own cube.
+@dataclass(frozen=True)
+class Sample:
+    """One codec x chunking of the benchmark's cube: a sample of its chunks, raw and encoded, and how many the cube
+    holds."""
 
-    The chunks come from the start of the scan (up to ``sample_mib`` MiB), encoded by the codec's HDF5 encoder
-    (the same bytes every path stores), then decoded into one buffer, single-threaded, best of three passes.
-    """
+    raw: list[np.ndarray]
+    encoded: list[Any]
+    count: int
+    dtype: str
+
+
+def encoded_samples(args: argparse.Namespace, sample_mib: int = 48) -> dict[tuple[str, str], Sample]:
+    """Whole chunks from the start of the scan (up to ``sample_mib`` MiB per chunking), cut once and encoded by
+    each codec's HDF5 encoder (the same bytes every path stores)."""
     from cubebench.backends.base import encoder_for
     from cubebench.chunking import Chunking
     from cubebench.codecs import set_codec_threads
+    from cubebench.cube import block_grid
     from cubebench.sources import open_cube
 
     set_codec_threads(1)
     cube = open_cube({"preset": "4d_diff", "scale": args.scale, "name": "diff"})
-    out: dict[tuple[str, str], float] = {}
+    dtype = cube.data.dtype.str
+    out: dict[tuple[str, str], Sample] = {}
     for chunk in args.chunks:
         shape = Chunking.resolve(chunk, cube.data.shape).shape
         raws = sample_chunks(cube.data, shape, sample_mib * MIB)
+        count = len(block_grid(cube.data.shape, shape))
         for codec in args.codecs:
-            encoder = encoder_for(codec, cube.data.dtype.str)
-            encoded = [encoder.encode(r) for r in raws]
-            buffer = np.empty(raws[0].shape, cube.data.dtype)
-            best = float("inf")
-            for _ in range(3):
-                start = time.perf_counter()
-                for data in encoded:
-                    encoder.decode(data, buffer)
-                best = min(best, time.perf_counter() - start)
-            out[codec, chunk] = sum(r.nbytes for r in raws) / best / 2**30
+            encoder = encoder_for(codec, dtype)
+            out[codec, chunk] = Sample(raws, [encoder.encode(r) for r in raws], count, dtype)
     return out
 
 
-def _warm() -> None:
+def decode_rates(samples: dict[tuple[str, str], Sample]) -> dict[tuple[str, str], float]:
+    """One core's decode speed (GiB/s of raw data) per codec x chunking: the sample decoded into one buffer,
+    single-threaded, best of three passes."""
+    from cubebench.backends.base import encoder_for
+
+    out: dict[tuple[str, str], float] = {}
+    for (codec, chunk), sample in samples.items():
+        encoder = encoder_for(codec, sample.dtype)
+        buffer = np.empty_like(sample.raw[0])
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            for data in sample.encoded:
+                encoder.decode(data, buffer)
+            best = min(best, time.perf_counter() - start)
+        out[codec, chunk] = sum(r.nbytes for r in sample.raw) / best / 2**30
+    return out
+
+
+def _warm(_: int) -> None:
     """Import what a bare reader needs, so that process start-up is not timed."""
     import xxhash  # noqa: F401
 
@@ -136,45 +159,30 @@ def _bare_reader(spec: Any, keys: list[str], codec: str, dtype: str, shape: tupl
     return len(keys)
 
 
-def bare_reads(args: argparse.Namespace, scratch: Path, sample_mib: int = 48, reps: int = 3) -> dict[Any, float]:
-    """This machine's own limit for a full read from S3: the cube's chunks (sampled chunks repeated to the cube's
+def bare_reads(samples: dict[tuple[str, str], Sample], scratch: Path, reps: int = 3) -> dict[Any, float]:
+    """This machine's own limit for a full read from S3: the cube's chunks (the sample repeated to the cube's
     count) as objects on a fresh local server, read by two plain processes (half the objects each, 4 GETs in
     flight, decode + XXH3 as cubebench verifies), no Dask, no framework. GiB/s of raw data, median of ``reps``."""
-    from cubebench.backends.base import encoder_for
-    from cubebench.chunking import Chunking
-    from cubebench.sources import open_cube
     from cubebench.storage import local_s3_server, put
 
-    cube = open_cube({"preset": "4d_diff", "scale": args.scale, "name": "diff"})
-    dtype = cube.data.dtype.str
     out: dict[Any, float] = {}
     context = multiprocessing.get_context("spawn")
     with local_s3_server(scratch / "bare") as server, ProcessPoolExecutor(2, mp_context=context) as procs:
         spec = server.storage("bare")
-        list(procs.map(_warm_star, range(2)))
-        for chunk in args.chunks:
-            shape = Chunking.resolve(chunk, cube.data.shape).shape
-            raws = sample_chunks(cube.data, shape, sample_mib * MIB)
-            count = int(np.prod([-(-n // c) for n, c in zip(cube.data.shape, shape, strict=True)]))
-            for codec in args.codecs:
-                encoder = encoder_for(codec, dtype)
-                encoded = [encoder.encode(r) for r in raws]
-                keys = [f"{codec}/{chunk}/{i}" for i in range(count)]
-                with ThreadPoolExecutor(4) as pool:
-                    bodies = (encoded[i % len(encoded)] for i in range(count))
-                    list(pool.map(lambda key, body: put(spec, key, body), keys, bodies))
-                rates = []
-                for _ in range(reps):
-                    start = time.perf_counter()
-                    list(procs.map(_bare_reader, [spec] * 2, [keys[0::2], keys[1::2]], [codec] * 2, [dtype] * 2,
-                                   [raws[0].shape] * 2))  # fmt: skip
-                    rates.append(count * raws[0].nbytes / (time.perf_counter() - start) / 2**30)
-                out[codec, chunk] = statistics.median(rates)
+        list(procs.map(_warm, range(2)))
+        for (codec, chunk), sample in samples.items():
+            keys = [f"{codec}/{chunk}/{i}" for i in range(sample.count)]
+            bodies = (sample.encoded[i % len(sample.encoded)] for i in range(sample.count))
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(lambda key, body: put(spec, key, body), keys, bodies))
+            rates = []
+            for _ in range(reps):
+                start = time.perf_counter()
+                list(procs.map(_bare_reader, [spec] * 2, [keys[0::2], keys[1::2]], [codec] * 2,
+                               [sample.dtype] * 2, [sample.raw[0].shape] * 2))  # fmt: skip
+                rates.append(sample.count * sample.raw[0].nbytes / (time.perf_counter() - start) / 2**30)
+            out[codec, chunk] = statistics.median(rates)
     return out
-
-
-def _warm_star(_: int) -> None:
-    _warm()
 
 
 def targets(
@@ -340,8 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(list(top), [[f"{v:.3f}" for v in top.values()]]))
         header = ["backend", "codec", "chunk", "storage", "write GiB/s", "read GiB/s", "requests", "objects"]
         header += ["frame read ms", "frame read requests", "peak memory GiB"]
-        decode = decode_rates(args)
-        bare = bare_reads(args, scratch) if args.bare else None
+        samples = encoded_samples(args)
+        decode = decode_rates(samples)
+        bare = bare_reads(samples, scratch) if args.bare else None
         if bare:
             print(
                 "\nThe bare pipeline (two plain processes GET their half of the objects, 4 in flight, decode, "
