@@ -31,7 +31,7 @@ from cubebench.errors import ConfigError, CubebenchError, ResultsError
 from cubebench.experiment import Experiment, load_experiment
 from cubebench.fileio import remove
 from cubebench.runner.execute import open_sources
-from cubebench.runner.workspace import STOP, sigterm_as_interrupt, work_folder
+from cubebench.runner.workspace import sigterm_as_interrupt, stop_if_interrupted, work_folder
 from cubebench.staging import stage_cube
 
 if TYPE_CHECKING:
@@ -101,8 +101,7 @@ def acquire(
                         workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
                         warmed: set[tuple[str, str]] = set()
                         for name, backend, codec_id, chunking, rate, _, _ in items:
-                            if STOP.is_set():  # an interrupt that was swallowed on its way up (in a finalizer)
-                                raise KeyboardInterrupt
+                            stop_if_interrupted()
                             if name not in staged:
                                 staged[name] = stage_cube(client, cubes[name], scratch)
                             rep, codec = parse_pipeline(codec_id)
@@ -112,8 +111,7 @@ def acquire(
                                 warmed.add((name, backend))
                             cached = sums.setdefault(name, {})
                             item = _run_item(client, spec, rate, opts, scratch, cached, find_max_rate)
-                            if STOP.is_set():  # interrupted mid-cell: the cell is not a measurement
-                                raise KeyboardInterrupt
+                            stop_if_interrupted()  # interrupted mid-cell: the cell is not a measurement
                             log.append(item)
                             finished += 1
             finally:

@@ -31,7 +31,7 @@ from cubebench.runner.cells import Cell, cell_seconds, chunking_for, layout_pays
 from cubebench.runner.estimate import CodecSpeed, measure_speed, sample_frames
 from cubebench.runner.remote import S3Cell, count_fields, local_fields
 from cubebench.runner.storages import StorageLost, storage_down
-from cubebench.runner.workspace import STOP
+from cubebench.runner.workspace import stop_if_interrupted
 from cubebench.staging import (
     reusable_npy,
     source_checksums,
@@ -141,8 +141,7 @@ class Session:
         not_run: Counter[str] = Counter()
         try:
             for done, cell in enumerate(todo, 1):
-                if STOP.is_set():  # an interrupt that was swallowed on its way up
-                    raise KeyboardInterrupt
+                stop_if_interrupted()
                 bar.set_postfix_str(f"{done}/{len(todo)} {cell.label}")
                 if cell.storage not in down:
                     result = self.run_whole(cell, self.staged[cell.dataset], estimates[cell])

@@ -150,6 +150,13 @@ def resume_command(folder: Path, experiment: Any, options: Mapping[str, Any] | N
 STOP = threading.Event()
 
 
+def stop_if_interrupted() -> None:
+    """Raise the KeyboardInterrupt of a Ctrl-C or SIGTERM that was swallowed on its way up (in a finalizer or a
+    weakref callback): called between cells, so a swallowed interrupt still stops the run there."""
+    if STOP.is_set():
+        raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM like Ctrl-C so a batch system's kill still saves and cleans up; lose neither."""
