@@ -4,7 +4,10 @@ The issue 22 benchmark: the synthetic 4d_diff cube (1 GiB by default), blosc-lz4
 balanced chunks, hdf5_direct and zarr_direct, 2 workers. For each cell: the maximum sustainable frame rate
 (:func:`cubebench.acquisition.search.find_max`, every trial verified) against the *ceiling*: the same codec
 encoding the same chunks and syncing them as fast as it can in two plain processes, unpaced (each process
-appends its half of the chunks to its own file and fsyncs it every 64 MiB and at the end). Then a paced run at
+appends its half of the chunks to its own file and fsyncs it every 64 MiB and at the end); beside it, the ceiling of
+the backend's own layout (for ``zarr_direct``: each chunk a file of its own, fsynced 64 at a time, then the folder;
+for ``hdf5_direct`` the append ceiling). ``--dispatch stream tasks`` runs both dispatches side by side in each
+run. Then a paced run at
 half the maximum rate for ``--half-seconds`` (at least two bands of chunk rows): the measured buffer (peak
 backlog) against the chunking's implied buffer + 2 chunks per worker, and the p99 frame-to-durable latency
 against max(2 chunk-fill times, 0.5 s). Medians of ``--runs`` runs.
@@ -44,7 +47,7 @@ import numpy as np
 
 from cubebench.acquisition.assembler import implied_buffer_frames
 from cubebench.acquisition.cell import CellSpec, paced_cell, warm_pipeline, warm_up
-from cubebench.acquisition.config import AcquisitionOptions
+from cubebench.acquisition.config import DISPATCHES, AcquisitionOptions
 from cubebench.acquisition.search import find_max
 from cubebench.backends.base import padded
 from cubebench.chunking import Chunking
@@ -95,23 +98,73 @@ def _encode_half(
 
 
 def ceiling(
-    pool: ProcessPoolExecutor, staged: StagedCube, codec_id: str, chunks: tuple[int, ...], folder: Path
+    pool: ProcessPoolExecutor,
+    staged: StagedCube,
+    codec_id: str,
+    chunks: tuple[int, ...],
+    folder: Path,
+    files: bool = False,
 ) -> float:
     """Frames per second two plain processes encode and sync, unpaced (the machine's own limit for this cell).
 
+    ``files``: each chunk in a file of its own (as a Zarr store holds it), else appended to one file per process.
     A few chunks first warm the processes' encoders, unrecorded.
     """
     frames = staged.shape[0] * staged.shape[1]
     n = 2
-    warm = [str(folder / f"warm{p}.bin") for p in range(n)]
-    list(pool.map(_encode_half, [staged] * n, [codec_id] * n, [chunks] * n, range(n), warm, [4] * n))
-    paths = [str(folder / f"ceiling{p}.bin") for p in range(n)]
+    run = _files_half if files else _encode_half
+    warm = [str(folder / f"warm{p}") for p in range(n)]
+    list(pool.map(run, [staged] * n, [codec_id] * n, [chunks] * n, range(n), warm, [4] * n))
+    paths = [str(folder / f"ceiling{p}") for p in range(n)]
     start = time.perf_counter()
-    list(pool.map(_encode_half, [staged] * n, [codec_id] * n, [chunks] * n, range(n), paths))
+    list(pool.map(run, [staged] * n, [codec_id] * n, [chunks] * n, range(n), paths))
     seconds = time.perf_counter() - start
     for p in (*warm, *paths):
-        Path(p).unlink(missing_ok=True)
+        if os.path.isdir(p):
+            shutil.rmtree(p)
+        else:
+            Path(p).unlink(missing_ok=True)
     return frames / seconds
+
+
+def _files_half(
+    staged: StagedCube, codec_id: str, chunks: tuple[int, ...], part: int, path: str, limit: int | None = None
+) -> int:
+    """One plain process: encode every other chunk into a file of its own under ``path``, fsync each 64 files
+    together (8 threads, as concurrent fsyncs share journal commits) and then the folder."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    os.environ["BLOSC_NTHREADS"] = "1"
+    encoder = get_codec(codec_id).encoder(np.dtype(staged.dtype))
+    grid = [(index, block) for n, (index, block) in enumerate(block_grid(staged.shape, chunks)) if n % 2 == part]
+    grid = grid[:limit]
+    os.makedirs(path, exist_ok=True)
+    written = 0
+    with ThreadPoolExecutor(8) as syncs:
+        names: list[str] = []
+
+        def sync() -> None:
+            fds = [os.open(name, os.O_RDONLY) for name in names]
+            list(syncs.map(os.fsync, fds))
+            for fd in fds:
+                os.close(fd)
+            folder = os.open(path, os.O_RDONLY)
+            os.fsync(folder)
+            os.close(folder)
+            names.clear()
+
+        for (index, _), data in zip(grid, staged.iter_blocks([b for _, b in grid]), strict=True):
+            encoded = encoder.encode(padded(np.ascontiguousarray(data), chunks))
+            name = os.path.join(path, ".".join(map(str, index)))
+            with open(name, "wb") as fh:
+                fh.write(encoded)
+            names.append(name)
+            written += len(encoded)
+            if len(names) == 64:
+                sync()
+        if names:
+            sync()
+    return written
 
 
 def half_frames(shape: tuple[int, ...], chunks: tuple[int, ...], rate: float, seconds: float) -> int:
@@ -120,12 +173,14 @@ def half_frames(shape: tuple[int, ...], chunks: tuple[int, ...], rate: float, se
     return min(sy * sx, max(math.ceil(rate * seconds), 2 * min(chunks[0], sy) * sx))
 
 
-def estimate_seconds(gib: float, runs: int, min_seconds: float, half_seconds: float) -> float:
+def estimate_seconds(
+    gib: float, runs: int, min_seconds: float, half_seconds: float, chunks: int = 2, dispatches: int = 1
+) -> float:
     """Expected wall time of the benchmark from :data:`MODEL` (cells x expected trials, ceilings, staging)."""
     cube = gib * 2**30
-    cells = len(BACKENDS) * len(CODECS) * len(CHUNKS)
+    cells = len(BACKENDS) * len(CODECS) * chunks * dispatches
     per_cell = MODEL["trials_expected"] * (min_seconds + MODEL["trial_extra"]) + half_seconds + MODEL["trial_extra"]
-    per_run = cells * per_cell + len(CODECS) * len(CHUNKS) * cube / MODEL["ceiling_Bps"]
+    per_run = cells * per_cell + 2 * len(CODECS) * chunks * cube / MODEL["ceiling_Bps"]
     return MODEL["start"] + cube / MODEL["stage_Bps"] + runs * per_run
 
 
@@ -139,8 +194,14 @@ def _log(t0: float, text: str) -> None:
 
 
 def _row_values(
-    top: float, best: float, trials: list[AcquisitionRecord], half: AcquisitionRecord | None, chunks: tuple[int, ...]
+    top: float,
+    own: float,
+    best: float,
+    trials: list[AcquisitionRecord],
+    half: AcquisitionRecord | None,
+    chunks: tuple[int, ...],
 ) -> dict[str, float]:
+    """A cell's numbers: ``top`` the append ceiling, ``own`` the ceiling of the backend's layout (files for Zarr)."""
     cy, cx = chunks[:2]
     fill = cy * cx / max(best / 2, 1e-9) if cy * cx > 1 else 1 / max(best / 2, 1e-9)
     nan = float("nan")
@@ -148,6 +209,7 @@ def _row_values(
     kept = [t for t in trials if t.kept_up and t.requested_rate == best]
     return {
         "ceiling": top,
+        "own_ceiling": own,
         "max": best,
         "missed": min(missed) if missed else nan,
         # the excess rate the best trial's criterion could hide: allowed backlog / frames, a fraction of the rate
@@ -167,20 +229,22 @@ def _median(values: list[float]) -> float:
     return float(np.median(finite)) if finite else float("nan")
 
 
-def _table(rows: dict[tuple[str, str, str], dict[str, list[float]]], frame_bytes: int) -> dict[str, Any]:
+def _table(rows: dict[tuple[str, str, str, str], dict[str, list[float]]], frame_bytes: int) -> dict[str, Any]:
     print(
-        "| backend | codec | chunk | max rate (Hz) | missed at (Hz) | slack | GB/s | ceiling (Hz) | max / ceiling "
-        "| trials | buffer at max/2 (frames) | target | p99 at max/2 (s) | target | verified |"
+        "| backend | codec | chunk | dispatch | max rate (Hz) | missed at (Hz) | slack | GB/s | ceiling (Hz) "
+        "| max / ceiling | own layout's ceiling (Hz) | max / own | trials | buffer at max/2 (frames) | target "
+        "| p99 at max/2 (s) | target | verified |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     table = {}
-    for (backend, codec, chunk), row in rows.items():
+    for (backend, codec, chunk, dispatch), row in rows.items():
         med = {k: _median(v) for k, v in row.items()}
-        table[f"{backend}/{codec}/{chunk}"] = {**med, "raw": row}
+        table[f"{backend}/{codec}/{chunk}/{dispatch}"] = {**med, "raw": row}
         print(
-            f"| {backend} | {codec} | {chunk} | {med['max']:.0f} | {med['missed']:.0f} | {med['slack']:.2f} | "
-            f"{med['max'] * frame_bytes / 1e9:.3f} | "
-            f"{med['ceiling']:.0f} | {med['max'] / med['ceiling']:.2f} | {med['trials']:.0f} | {med['buffer']:.0f} | "
+            f"| {backend} | {codec} | {chunk} | {dispatch} | {med['max']:.0f} | {med['missed']:.0f} | "
+            f"{med['slack']:.2f} | {med['max'] * frame_bytes / 1e9:.3f} | {med['ceiling']:.0f} | "
+            f"{med['max'] / med['ceiling']:.2f} | {med['own_ceiling']:.0f} | {med['max'] / med['own_ceiling']:.2f} | "
+            f"{med['trials']:.0f} | {med['buffer']:.0f} | "
             f"{med['buffer_target']:.0f} | {med['p99']:.3f} | {med['p99_target']:.3f} | {min(row['verified']) == 1} |"
         )
     return table
@@ -196,10 +260,16 @@ def main() -> None:
     parser.add_argument("--half-seconds", type=float, default=4.0, help="length of the run at half the max rate")
     parser.add_argument("--estimate", action="store_true", help="print the time estimate and stop")
     parser.add_argument("--out", type=Path, help="raw numbers as JSON (rewritten after every cell)")
+    parser.add_argument("--chunks", nargs="+", default=CHUNKS, choices=CHUNKS)
+    parser.add_argument(
+        "--dispatch", nargs="+", default=["stream"], choices=DISPATCHES, help="compared side by side in each run"
+    )
     args = parser.parse_args()
     if args.gib <= 0 or args.runs < 1 or args.trials < 2 or args.min_seconds <= 0 or args.half_seconds <= 0:
         parser.error("--gib, --min-seconds and --half-seconds must be > 0, --runs >= 1, --trials >= 2")
-    guess = estimate_seconds(args.gib, args.runs, args.min_seconds, args.half_seconds)
+    guess = estimate_seconds(
+        args.gib, args.runs, args.min_seconds, args.half_seconds, len(args.chunks), len(args.dispatch)
+    )
     print(f"estimated wall time: {guess / 60:.0f} min ({guess:.0f} s) on two cores", file=sys.stderr, flush=True)
     if args.estimate:
         return
@@ -209,7 +279,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="cubebench-bench-acquire-"))
     scratch = folder / "cells"
     scratch.mkdir()
-    rows: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    rows: dict[tuple[str, str, str, str], dict[str, list[float]]] = {}
+    warmed: set[tuple[str, str]] = set()
     spawn = multiprocessing.get_context("spawn")  # not fork: the client's threads are running
     frame_bytes = FRAME_BYTES
     try:
@@ -221,47 +292,64 @@ def main() -> None:
             frames_total = staged.shape[0] * staged.shape[1]
             frame_bytes = int(np.prod(staged.shape[2:])) * np.dtype(staged.dtype).itemsize
             _log(t0, f"staged {staged.shape}")
-            opts = AcquisitionOptions(frame_rates=(1.0,), min_seconds=args.min_seconds)
             cap = frames_total / args.min_seconds  # faster, a trial is the whole cube in less than min_seconds
             sums: dict[Any, Any] = {}  # source hashes per chunk shape, shared by every cell and run
             for run in range(args.runs):
                 tops = {
-                    (codec, chunk): ceiling(pool, staged, codec, Chunking.resolve(chunk, staged.shape).shape, folder)
+                    (codec, chunk, files): ceiling(
+                        pool, staged, codec, Chunking.resolve(chunk, staged.shape).shape, folder, files
+                    )
                     for codec in CODECS
-                    for chunk in CHUNKS
+                    for chunk in args.chunks
+                    for files in (False, True)
                 }
-                _log(t0, f"run {run + 1}: ceilings {', '.join(f'{k[0]}/{k[1]} {v:.0f} Hz' for k, v in tops.items())}")
+                _log(
+                    t0,
+                    f"run {run + 1}: ceilings (append, files) "
+                    + ", ".join(f"{c}/{k} {tops[(c, k, False)]:.0f}, {tops[(c, k, True)]:.0f} Hz" for c, k, _ in tops),
+                )
                 for backend in BACKENDS:
                     for codec in CODECS:
-                        for chunk in CHUNKS:
-                            chunking = Chunking.resolve(chunk, staged.shape)
-                            cell = CellSpec(staged, backend, get_codec(codec), chunking, 2)
-                            if codec == CODECS[0] and chunk == CHUNKS[0]:
-                                warm_pipeline(client, cell, 1000.0, opts, scratch)
-                            warm_up(client, cell)
+                        for chunk in args.chunks:
+                            for dispatch in args.dispatch:
+                                opts = AcquisitionOptions(
+                                    frame_rates=(1.0,), min_seconds=args.min_seconds, dispatch=dispatch
+                                )
+                                chunking = Chunking.resolve(chunk, staged.shape)
+                                cell = CellSpec(staged, backend, get_codec(codec), chunking, 2)
+                                if (backend, dispatch) not in warmed:
+                                    warm_pipeline(client, cell, 1000.0, opts, scratch)
+                                    warmed.add((backend, dispatch))
+                                warm_up(client, cell)
 
-                            def trial(rate: float, cell: CellSpec = cell) -> AcquisitionRecord:
-                                n = min(frames_total, math.ceil(rate * opts.min_seconds))
-                                return paced_cell(client, cell, rate, opts, n, scratch, sums)
+                                def trial(
+                                    rate: float, cell: CellSpec = cell, opts: AcquisitionOptions = opts
+                                ) -> AcquisitionRecord:
+                                    n = min(frames_total, math.ceil(rate * opts.min_seconds))
+                                    return paced_cell(client, cell, rate, opts, n, scratch, sums)
 
-                            top = tops[(codec, chunk)]
-                            best, trials = find_max(trial, top, args.trials, args.tolerance, cap)
-                            half = None
-                            if best > 0:  # nothing sustained: no half-rate run (0.5 Hz would take hours)
-                                n = half_frames(staged.shape, chunking.shape, best / 2, args.half_seconds)
-                                half = paced_cell(client, cell, best / 2, opts, n, scratch, sums)
-                            row = rows.setdefault((backend, codec, chunk), {})
-                            for key, value in _row_values(top, best, trials, half, chunking.shape).items():
-                                row.setdefault(key, []).append(value)
-                            _log(
-                                t0,
-                                f"run {run + 1} {backend}/{codec}/{chunk}: max {best:.0f} Hz in {len(trials)} trials "
-                                f"({_trials_text(trials)})",
-                            )
-                            if args.out:
-                                args.out.parent.mkdir(parents=True, exist_ok=True)
-                                raw = {"/".join(k): v for k, v in rows.items()}
-                                args.out.write_text(json.dumps({"partial": True, "raw": raw}, indent=1))
+                                files = backend == "zarr_direct"
+                                top = tops[(codec, chunk, files)]
+                                best, trials = find_max(trial, top, args.trials, args.tolerance, cap)
+                                half = None
+                                if best > 0:  # nothing sustained: no half-rate run (0.5 Hz would take hours)
+                                    n = half_frames(staged.shape, chunking.shape, best / 2, args.half_seconds)
+                                    half = paced_cell(client, cell, best / 2, opts, n, scratch, sums)
+                                row = rows.setdefault((backend, codec, chunk, dispatch), {})
+                                values = _row_values(
+                                    tops[(codec, chunk, False)], top, best, trials, half, chunking.shape
+                                )
+                                for key, value in values.items():
+                                    row.setdefault(key, []).append(value)
+                                _log(
+                                    t0,
+                                    f"run {run + 1} {backend}/{codec}/{chunk}/{dispatch}: max {best:.0f} Hz in "
+                                    f"{len(trials)} trials ({_trials_text(trials)})",
+                                )
+                                if args.out:
+                                    args.out.parent.mkdir(parents=True, exist_ok=True)
+                                    raw = {"/".join(k): v for k, v in rows.items()}
+                                    args.out.write_text(json.dumps({"partial": True, "raw": raw}, indent=1))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     implied = implied_buffer_frames(staged.shape[:2], Chunking.resolve("balanced", staged.shape).shape)
@@ -273,7 +361,8 @@ def main() -> None:
     table = _table(rows, frame_bytes)
     print(
         f"\ncommand: python benchmarks/bench_acquire.py --gib {args.gib:g} --runs {args.runs} --trials {args.trials} "
-        f"--min-seconds {args.min_seconds:g} --half-seconds {args.half_seconds:g} --tolerance {args.tolerance:g}"
+        f"--min-seconds {args.min_seconds:g} --half-seconds {args.half_seconds:g} --tolerance {args.tolerance:g} "
+        f"--chunks {' '.join(args.chunks)} --dispatch {' '.join(args.dispatch)}"
     )
     if args.out:
         args.out.write_text(json.dumps(table, indent=1))

@@ -81,12 +81,13 @@ def test_backlog_and_latency_from_times() -> None:
     assert stats.dropped == 1  # frame 2 arrived while frame 1 was still held
 
 
+@pytest.mark.parametrize("dispatch", ["stream", "tasks"])
 @pytest.mark.parametrize("backend", ["hdf5_direct", "zarr_direct"])
-def test_a_paced_cell_keeps_up_and_is_verified(client: Client, tmp_path: Path, backend: str) -> None:
+def test_a_paced_cell_keeps_up_and_is_verified(client: Client, tmp_path: Path, backend: str, dispatch: str) -> None:
     data = sparse_counts(SHAPE)
     staged = stage_array(data, tmp_path)
     spec = CellSpec(staged, backend, get_codec("blosc-lz4"), Chunking.resolve("single_frame", SHAPE), 2)
-    opts = AcquisitionOptions(frame_rates=(100.0,), buffer_limit=32)
+    opts = AcquisitionOptions(frame_rates=(100.0,), buffer_limit=32, dispatch=dispatch)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     warm_up(client, spec)
@@ -96,7 +97,7 @@ def test_a_paced_cell_keeps_up_and_is_verified(client: Client, tmp_path: Path, b
         if record.kept_up and record.pacing_held:
             break
     assert record.kept_up and record.pacing_held, (record.end_backlog_frames, record.drain_seconds)
-    assert record.frames == 64 and record.implied_buffer_frames == 1
+    assert record.frames == 64 and record.implied_buffer_frames == 1 and record.dispatch == dispatch
     assert record.end_backlog_frames <= record.allowed_backlog_frames
     assert 1 <= record.peak_backlog_frames <= record.frames
     assert record.peak_backlog_bytes == record.peak_backlog_frames * 32 * 32 * 2
@@ -211,6 +212,7 @@ def test_acquire_resume_skips_finished_cells(tmp_path: Path) -> None:
         ({"speed": 1}, "unknown key"),
         ({"representations": ["crop-0.5"]}, "not a pipeline"),
         ({"representations": ["bin0-sum"]}, "representations"),
+        ({"dispatch": "threads"}, "dispatch must be one of stream, tasks"),
     ],
 )
 def test_bad_settings_are_one_line(acq: dict[str, Any], match: str) -> None:
@@ -274,10 +276,17 @@ def test_ctrl_c_keeps_finished_cells_and_resume_finishes(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(
-    ("rep", "backend"), [("bin2-sum", "zarr_direct"), ("events", "hdf5_direct"), ("events", "zarr_direct")]
+    ("rep", "backend", "dispatch"),
+    [
+        ("bin2-sum", "zarr_direct", "stream"),
+        ("bin2-sum", "hdf5_direct", "tasks"),
+        ("events", "hdf5_direct", "stream"),
+        ("events", "zarr_direct", "stream"),
+        ("events", "zarr_direct", "tasks"),
+    ],
 )
 def test_reduced_representations_on_the_fly_are_verified(
-    client: Client, tmp_path: Path, rep: str, backend: str
+    client: Client, tmp_path: Path, rep: str, backend: str, dispatch: str
 ) -> None:
     data = sparse_counts(SHAPE, seed=5)
     staged = stage_array(data, tmp_path)
@@ -285,7 +294,8 @@ def test_reduced_representations_on_the_fly_are_verified(
     spec = CellSpec(staged, backend, get_codec("blosc-lz4"), chunking, 2, rep)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    record = paced_cell(client, spec, 200.0, AcquisitionOptions(frame_rates=(200.0,)), None, scratch, {})
+    opts = AcquisitionOptions(frame_rates=(200.0,), dispatch=dispatch)
+    record = paced_cell(client, spec, 200.0, opts, None, scratch, {})
     assert record.status == "ok" and record.verified, record.error
     assert record.codec == f"{rep}+blosc-lz4" and record.stored_bytes > 0
 

@@ -103,6 +103,20 @@ class Assembler:
             self.submit(self._pending)
             self._pending = []
 
+    def schedule(self) -> list[tuple[ChunkIndex, Block, int]]:
+        """Every chunk in completion order, with the flat index of the frame that completes it.
+
+        Examples
+        --------
+        >>> [(i, last) for i, _, last in Assembler((2, 4, 8, 8), (1, 2, 8, 8), 2, print).schedule()]
+        [((0, 0, 0, 0), 1), ((0, 1, 0, 0), 3), ((1, 0, 0, 0), 5), ((1, 1, 0, 0), 7)]
+        """
+        return [
+            (index, block, int(last))
+            for key, last in zip(self._order, self._last, strict=True)
+            for index, block in self._groups[key]
+        ]
+
     @property
     def done(self) -> bool:
         """Whether every chunk has completed (the last ones are handed on with the last frame)."""

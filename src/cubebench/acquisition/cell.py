@@ -9,6 +9,7 @@ source's hashes (:func:`cubebench.verify.first_mismatch`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ from cubebench.acquisition.forms import expected_sums, pipeline_layout, read_eve
 from cubebench.acquisition.metrics import allowed_backlog, flow_stats, frame_durable_times
 from cubebench.acquisition.pacer import pace
 from cubebench.acquisition.results import AcquisitionRecord
+from cubebench.acquisition.stream import StreamHub
 from cubebench.acquisition.writers import HDF5Sink, Sink, ZarrSink
 from cubebench.acquisition.zarr_events import read_zarr_events
 from cubebench.backends import WriteSettings, get_backend
@@ -33,6 +35,7 @@ from cubebench.staging import source_checksums
 from cubebench.verify import first_mismatch
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from distributed import Client
@@ -170,11 +173,21 @@ def paced_cell(
             sink = HDF5Sink(client, staged, spec.codec, chunks, target, opts.sync_interval, shape, layout)
         else:
             sink = ZarrSink(client, staged, spec.codec, chunks, target, shape, layout)
-        assembler = Assembler(shape, chunks, np.dtype(staged.dtype).itemsize, sink.submit, opts.task_seconds, rate)
+        itemsize = np.dtype(staged.dtype).itemsize
+        streamed = opts.dispatch == "stream"
+        assembler = Assembler(shape, chunks, itemsize, _ignore if streamed else sink.submit, opts.task_seconds, rate)
         reset_worker_peaks(client)
-        with PeakMemory() as memory:
+        with PeakMemory() as memory, contextlib.ExitStack() as stack:
+            release: Callable[[int, int, float], None] = assembler.release
+            if streamed:
+                hub = stack.enter_context(
+                    StreamHub(client, sink, assembler.schedule(), int(np.prod(chunks)) * itemsize)
+                )
+                release = _relay(assembler, hub)
             start = time.perf_counter()
-            pacing = pace(n, rate, assembler.release, opts.tick)
+            pacing = pace(n, rate, release, opts.tick)
+            if streamed:
+                hub.close()
             sink.close()
             seconds = time.perf_counter() - start
         peak_memory = memory.peak + worker_peaks_outside(client, memory.pids)
@@ -229,9 +242,24 @@ def paced_cell(
         stored_bytes=size,
         sync_commits=sink.commits,
         sync_seconds=sink.sync_seconds,
+        dispatch=opts.dispatch,
         verified=not mismatch,
         **base,
     )
+
+
+def _ignore(items: list[tuple[ChunkIndex, Any]]) -> None:
+    """Streamed cells: the workers find completed chunks themselves."""
+
+
+def _relay(assembler: Assembler, hub: StreamHub) -> Callable[[int, int, float], None]:
+    """The pacer's release for a streamed cell: note completions, and tell the workers."""
+
+    def release(start: int, stop: int, now: float) -> None:
+        assembler.release(start, stop, now)
+        hub.release(stop)
+
+    return release
 
 
 def _source_sums(

@@ -14,7 +14,9 @@
       drain_seconds: 1.0        # kept up = the backlog drains within this after the last frame (and is bounded)
       sync_interval: 0.05       # hdf5_direct: the writer commits durability (flush + fsync) at most this often
       tick: 0.005               # the pacer's release step, seconds (frames due are released together)
-      task_seconds: 0.02        # completed chunks wait at most this long to share one cluster task
+      dispatch: stream          # stream: one long task per worker thread follows the pacer (default);
+                                # tasks: a cluster task per batch of completed chunks
+      task_seconds: 0.02        # tasks dispatch: completed chunks wait at most this long to share one task
       workers: [1, 2]           # run every cell with each worker count (default: the cluster's); checks the
                                 # model's linear scaling in cores (cubebench feasibility reports it)
       trials: 7                 # --find-max: at most this many paced trials per cell
@@ -37,7 +39,11 @@ from cubebench.chunking import chunk_name, parse_chunk
 from cubebench.codecs import get_codec
 from cubebench.errors import CodecUnavailableError, ConfigError
 
-__all__ = ["ACQUISITION_BACKENDS", "AcquisitionOptions", "parse_acquisition", "parse_bytes"]
+__all__ = ["ACQUISITION_BACKENDS", "DISPATCHES", "AcquisitionOptions", "parse_acquisition", "parse_bytes"]
+
+#: How completed chunks reach the workers: ``stream`` (one long-running task per worker thread follows the pacer,
+#: :mod:`cubebench.acquisition.stream`) or ``tasks`` (a cluster task per batch of completed chunks).
+DISPATCHES = ("stream", "tasks")
 
 #: Backends with a paced writer (:mod:`cubebench.acquisition.writers`).
 ACQUISITION_BACKENDS = ("hdf5_direct", "zarr_direct")
@@ -106,6 +112,8 @@ class AcquisitionOptions:
     sync_interval: float = 0.05
     tick: float = 0.005
     task_seconds: float = 0.02
+    #: How completed chunks reach the workers: ``stream`` or ``tasks`` (see :data:`DISPATCHES`).
+    dispatch: str = "stream"
     trials: int = 7
     min_seconds: float = 2.0
     #: Worker counts to run every cell with (empty: the cluster's own).
@@ -141,6 +149,7 @@ _KEYS = (
     "sync_interval",
     "tick",
     "task_seconds",
+    "dispatch",
     "trials",
     "min_seconds",
     "workers",
@@ -183,10 +192,17 @@ def parse_acquisition(raw: Mapping[str, Any] | None) -> AcquisitionOptions:
         sync_interval=_positive(raw.get("sync_interval", 0.05), "sync_interval"),
         tick=_positive(raw.get("tick", 0.005), "tick"),
         task_seconds=_positive(raw.get("task_seconds", 0.02), "task_seconds"),
+        dispatch=_dispatch(raw.get("dispatch", "stream")),
         trials=trials,
         min_seconds=_positive(raw.get("min_seconds", 2.0), "min_seconds"),
         workers=_workers(raw.get("workers", [])),
     )
+
+
+def _dispatch(value: Any) -> str:
+    if value not in DISPATCHES:
+        raise ConfigError(f"acquisition.dispatch must be one of {', '.join(DISPATCHES)}, got {value!r}")
+    return str(value)
 
 
 def _workers(value: Any) -> tuple[int, ...]:

@@ -65,6 +65,8 @@ class AcquisitionRecord:
     stored_bytes: int = 0
     sync_commits: int = 0
     sync_seconds: float = float("nan")
+    #: How completed chunks reached the workers (``stream`` or ``tasks``).
+    dispatch: str = ""
     verified: bool = False
     workers: int = 0
     chunk_shape: list[int] = field(default_factory=list)

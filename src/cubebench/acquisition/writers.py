@@ -12,7 +12,10 @@
   workers), and then the new folders; a chunk is durable when this process learns that its task ended.
 
 Both create the file or store (and make it durable) before the clock starts. Times are ``time.perf_counter``
-seconds of this process.
+seconds of this process. A sink says what one batch of completed chunks costs (:meth:`Sink.job`: a function the
+workers run, with its arguments) and what to do with its result (:meth:`Sink.accept`); how batches reach the
+workers is the dispatch's business: a cluster task per batch (:meth:`Sink.submit`), or the long-running tasks of
+:mod:`cubebench.acquisition.stream`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import os
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
@@ -35,6 +38,7 @@ from cubebench.codecs import stores_raw
 from cubebench.fileio import fsync_tree, fsync_written, hdf5_for_writing
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from distributed import Client
@@ -45,6 +49,8 @@ if TYPE_CHECKING:
 
 ChunkIndex = tuple[int, ...]
 Items = list[tuple[ChunkIndex, "Block"]]
+#: A batch job: ``function(batch, *args)``, its arguments, and how a chunk (index, block) becomes a batch item.
+Job: TypeAlias = "tuple[Callable[..., Any], tuple[Any, ...], Callable[[ChunkIndex, Block], Any]]"
 
 #: Threads per worker process that fsync a task's chunk files together.
 SYNC_THREADS = 8
@@ -73,9 +79,24 @@ class Sink:
         self.sync_seconds = 0.0
         self.commits = 0
         self.error: BaseException | None = None
+        self.client: Any = None
+
+    def job(self) -> Job:
+        """What a worker runs for a batch: ``function(batch, *args)``, and how a chunk becomes an item of the batch."""
+        raise NotImplementedError
+
+    def accept(self, indices: list[ChunkIndex], result: Any) -> None:
+        """A batch of ``indices`` ran on a worker and returned ``result``."""
+        raise NotImplementedError
 
     def submit(self, items: Items) -> None:
-        """Encode and store ``items`` (chunk index, block) on the cluster; return at once."""
+        """Encode and store ``items`` (chunk index, block) as one cluster task; return at once."""
+        function, args, item = self.job()
+        future = self.client.submit(function, [item(*i) for i in items], *args, pure=False)
+        self.submitted(future, [index for index, _ in items])
+
+    def submitted(self, future: Any, indices: list[ChunkIndex]) -> None:
+        """A cluster task of ``indices`` was submitted: :meth:`accept` its result once it ends."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -118,14 +139,20 @@ class HDF5Sink(Sink):
         self._thread = threading.Thread(target=self._write, name="cubebench-hdf5-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, items: Items) -> None:
-        """Encode on a worker; the writer thread stores the result in submission (scan) order."""
+    def job(self) -> Job:
+        """Workers encode (or transform and encode); this process's writer thread stores the results in order."""
         if self.layout is None:
-            future = self.client.submit(_encode, items, self.staged, self.codec.id, self.chunks, pure=False)
-        elif self._events is not None:
-            future = self.client.submit(encode_events, items, self.staged, self.codec.id, self.layout, pure=False)
-        else:
-            future = self.client.submit(encode_dense, items, self.staged, self.codec.id, self.layout, False, pure=False)
+            return _encode, (self.staged, self.codec.id, self.chunks), _as_item
+        if self._events is not None:
+            return encode_events, (self.staged, self.codec.id, self.layout), _as_item
+        return encode_dense, (self.staged, self.codec.id, self.layout, False), _as_item
+
+    def accept(self, indices: list[ChunkIndex], result: Any) -> None:
+        """Hand an encoded batch to the writer thread."""
+        self._queue.put(result)
+
+    def submitted(self, future: Any, indices: list[ChunkIndex]) -> None:
+        """The writer thread gathers the task's result in submission (scan) order."""
         self._queue.put(future)
 
     def _commit(self) -> None:
@@ -141,12 +168,11 @@ class HDF5Sink(Sink):
         try:
             stop = False
             while not stop:
-                futures = [self._queue.get()]
-                while not self._queue.empty():  # everything waiting, gathered in one round trip
-                    futures.append(self._queue.get_nowait())
-                stop = futures[-1] is None
-                futures = [f for f in futures if f is not None]
-                for result in self.client.gather(futures):
+                waiting = [self._queue.get()]
+                while not self._queue.empty():  # everything waiting; task results gathered in one round trip
+                    waiting.append(self._queue.get_nowait())
+                stop = waiting[-1] is None
+                for result in self._results([w for w in waiting if w is not None]):
                     for item in result:
                         if self._events is not None:
                             pending.append(store_events(self._events, item, self.codec.id))
@@ -164,6 +190,14 @@ class HDF5Sink(Sink):
                 self.durable.update(dict.fromkeys(pending, time.perf_counter()))
         except BaseException as exc:  # reported by close(), in the caller's thread
             self.error = exc
+
+    def _results(self, waiting: list[Any]) -> list[Any]:
+        """The batches' results in order: task futures gathered (in one call), streamed results as they are."""
+        from distributed import Future
+
+        futures = [w for w in waiting if isinstance(w, Future)]
+        gathered = iter(self.client.gather(futures) if futures else [])
+        return [next(gathered) if isinstance(w, Future) else w for w in waiting]
 
     def close(self) -> None:
         """Stop the writer after the last task, close the file and fsync it."""
@@ -203,27 +237,36 @@ class ZarrSink(Sink):
         self._futures: list[Any] = []
         self._lock = threading.Lock()
 
-    def submit(self, items: Items) -> None:
-        """Each chunk goes with the key zarr stores it under."""
+    def job(self) -> Job:
+        """Workers encode, write and fsync; each chunk goes with the key zarr stores it under."""
         if self._events:
-            work = [(i, block, self._array.metadata.encode_chunk_key(i[:2])) for i, block in items]
-            future = self.client.submit(
-                write_events, work, self.staged, str(self.target), self.codec.id, self.chunks, self.layout, pure=False
-            )
+            function: Callable[..., Any] = write_events
+            key = self._events_key
         else:
-            work = [(index, block, self._array.metadata.encode_chunk_key(index)) for index, block in items]
-            future = self.client.submit(
-                _write_files, work, self.staged, str(self.target), self.codec.id, self.chunks, self.layout, pure=False
-            )
-        indices = [index for index, _ in items]
+            function, key = _write_files, self._array.metadata.encode_chunk_key
+        args = (self.staged, str(self.target), self.codec.id, self.chunks, self.layout)
+        return function, args, lambda index, block: (index, block, key(index))
+
+    def _events_key(self, index: ChunkIndex) -> str:
+        """An events chunk's key: its scan block's ``frame_counts`` chunk."""
+        return str(self._array.metadata.encode_chunk_key(index[:2]))
+
+    def accept(self, indices: list[ChunkIndex], result: Any) -> None:
+        """The batch's files are durable: note the time."""
+        now = time.perf_counter()
+        with self._lock:
+            self.durable.update(dict.fromkeys(indices, now))
+
+    def submitted(self, future: Any, indices: list[ChunkIndex]) -> None:
+        """Note durability when the task's end is known here (or its failure)."""
 
         def noted(done: Any) -> None:
-            now = time.perf_counter()
-            with self._lock:
-                if done.status == "finished":
-                    self.durable.update(dict.fromkeys(indices, now))
-                elif self.error is None:
-                    self.error = done.exception()
+            if done.status == "finished":
+                self.accept(indices, None)
+            else:
+                with self._lock:
+                    if self.error is None:
+                        self.error = done.exception()
 
         future.add_done_callback(noted)
         self._futures.append(future)
@@ -247,6 +290,11 @@ class ZarrSink(Sink):
         failed = [f for f in self._futures if f.status != "finished"]
         if failed:
             raise RuntimeError(f"{len(failed)} write tasks did not finish: {failed[0].exception()}")
+
+
+def _as_item(index: ChunkIndex, block: Block) -> tuple[ChunkIndex, Block]:
+    """A chunk as the encode functions take it."""
+    return index, block
 
 
 def _encode(items: Items, staged: StagedCube, codec_id: str, chunks: tuple[int, ...]) -> list[Any]:
