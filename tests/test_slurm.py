@@ -137,6 +137,7 @@ def test_paced_acquisition_on_slurm_keeps_up_and_is_verified(
     assert (ds["status"] == "ok").all(), ds["status"].values
     assert (ds["verified"] == 1).all() and (ds["kept_up"] == 1).all()
     assert list(ds["workers"].values) == [2] and (ds["frames"] == 64).all()
+    assert (ds["dispatch"] == "stream").all()  # the workers connect back to this process from their jobs
     assert (ds["peak_memory_bytes"] > 0).all()  # the jobs' workers report their own peaks
     assert (out / "buffer_latency.png").exists()
     assert list((tmp_path / "scratch").iterdir()) == []

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 ChunkIndex = tuple[int, ...]
 
 CRITERION = (
-    "kept up: backlog at the last frame <= implied buffer + 2 tasks per worker + one durability batch, "
+    "kept up: backlog at the last frame <= implied buffer + 2 batches per worker + one durability batch, "
     "and all durable within drain_seconds after it"
 )
 
@@ -195,7 +195,7 @@ def paced_cell(
             raise RuntimeError(f"{len(sink.durable)} of {assembler.n_chunks} chunks became durable")
         durable = frame_durable_times((rows, shape[1]), chunks, sink.durable, n)
         flow = flow_stats(pacing.due, pacing.released, durable, limit)
-        batch = opts.tick + opts.task_seconds
+        batch = opts.tick + (0.0 if streamed else opts.task_seconds)  # streamed batches wait for no timer
         allowed = allowed_backlog(implied, int(chunks[0] * chunks[1]), spec.workers, rate, batch, opts.sync_interval)
         kept = flow.end_backlog <= allowed and flow.drain_seconds <= opts.drain_seconds
         if layout is None:

@@ -5,9 +5,9 @@ is. The backlog at time ``t`` is the frames released and not yet durable: what t
 
 **Kept up** (the criterion, recorded with every result): at the last release the backlog is at most
 ``allowed`` frames, and everything is durable within ``drain_seconds`` after the last release. ``allowed`` is the
-chunking's implied buffer (:func:`~cubebench.acquisition.assembler.implied_buffer_frames`) plus two tasks in
-flight per worker (a task: one chunk, or the frames of ``tick + task_seconds`` if more) plus the frames of one
-durability batch (``rate x sync_interval``). A pipeline slower than the rate grows its backlog linearly, past
+chunking's implied buffer (:func:`~cubebench.acquisition.assembler.implied_buffer_frames`) plus two batches in
+flight per worker (a batch: one chunk, or the frames of one ``tick`` if more; with the ``tasks`` dispatch,
+``tick + task_seconds``) plus the frames of one durability batch (``rate x sync_interval``). A pipeline slower than the rate grows its backlog linearly, past
 ``allowed`` within the trial.
 """
 
