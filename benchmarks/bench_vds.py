@@ -3,8 +3,10 @@
 One synthetic 4d_diff cube (1 GiB by default), blosc-zstd and blosc-lz4, balanced and single-frame chunks, 2 worker
 processes, warm page cache. Beside each chunking, the bare pipeline of ``benchmarks/bench_throughput.py`` (two
 processes read a chunk-major copy, encode, append to a file of their own and fdatasync; then read, decode and
-hash; no Dask, no single writer): the bound of any implementation here. Prints a Markdown table (for
-docs/scaling.md) and the command; writes the numbers as JSON.
+hash; no Dask, no single writer): the bound of any implementation here. And the bound of any HDF5 writer: the
+same two processes writing into an HDF5 file each with h5py's direct chunk writes (the chunk index HDF5 keeps,
+no framework; ``bare HDF5``). Prints a Markdown table (for docs/scaling.md) and the command; writes the numbers
+as JSON.
 
     python benchmarks/bench_vds.py --gib 1 --runs 3
 """
@@ -13,8 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +29,67 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_throughput import GB, GIB, bare_pipeline, make_cube, run_cubebench, stage_chunk_major
 from cubebench.chunking import resolve_chunks
+from cubebench.cube import block_grid
 
 BACKENDS = ["hdf5", "hdf5_direct", "hdf5_vds"]
 CODECS = ["blosc-zstd", "blosc-lz4"]
 CHUNKS = ["balanced", "single_frame"]
 WORKERS = 2
+
+
+def bare_hdf5(
+    source: Path, cube: tuple[int, ...], chunks: tuple[int, ...], folder: Path, codecs: list[str], repeats: int
+) -> dict[str, float]:
+    """Write GiB/s of two plain processes that each store every other chunk of the chunk-major copy ``source`` in
+    an HDF5 file of their own (``write_direct_chunk`` of the catalog encoder's bytes, flush and fsync at the end);
+    median of ``repeats``."""
+    out: dict[str, float] = {}
+    with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
+        for cid in codecs:
+            rates = []
+            for _ in range(repeats):
+                start_at = time.time() + 1.0
+                args = [(source, folder, cid, cube, chunks, part, start_at) for part in range(WORKERS)]
+                parts = pool.map(_bare_hdf5_share, args)
+                rates.append(sum(p[0] for p in parts) / max(p[1] for p in parts) / GIB)
+            out[cid] = float(np.median(rates))
+        pool.close()
+        pool.join()
+    return out
+
+
+def _bare_hdf5_share(args: tuple[Path, Path, str, tuple[int, ...], tuple[int, ...], int, float]) -> tuple[int, float]:
+    """One process of :func:`bare_hdf5`: (raw bytes stored, seconds)."""
+    import h5py
+
+    from cubebench.backends.hdf5_filter import create_emd_dataset
+    from cubebench.codecs import get_codec, set_codec_threads
+
+    source, folder, cid, cube, chunks, part, start_at = args
+    set_codec_threads(1)
+    dtype = np.dtype("uint16")
+    codec = get_codec(cid)
+    encoder = codec.encoder(dtype)
+    buf = np.empty(chunks, dtype)
+    target = folder / f"bare-{cid}-{part}.h5"
+    grid = block_grid(cube, chunks)
+    while time.time() < start_at:  # the processes start together
+        pass
+    start = time.perf_counter()
+    src = os.open(source, os.O_RDONLY)
+    try:
+        with h5py.File(target, "w") as f:
+            ds = create_emd_dataset(f, cube, dtype, chunks, codec)
+            for i in range(part, len(grid), WORKERS):
+                os.preadv(src, [buf.data], i * buf.nbytes)
+                ds.id.write_direct_chunk(tuple(b.start for b in grid[i][1]), encoder.encode(buf))
+            f.flush()
+            os.fsync(f.id.get_vfd_handle())
+    finally:
+        os.close(src)
+    seconds = time.perf_counter() - start
+    target.unlink()
+    return len(range(part, len(grid), WORKERS)) * buf.nbytes, seconds
 
 
 def measure(gib: float, runs: int, scratch: str | None) -> dict[str, Any]:
@@ -44,9 +105,14 @@ def measure(gib: float, runs: int, scratch: str | None) -> dict[str, Any]:
             chunks = resolve_chunks(chunk, shape)
             source = stage_chunk_major(path, chunks, folder)
             bare = bare_pipeline(source, chunks, folder, CODECS, WORKERS, repeats=runs)
+            hdf5 = bare_hdf5(source, shape, chunks, folder, CODECS, runs)
             source.unlink()
             report["bare"][chunk] = {
-                cid: {"write_GiBps": v["write_GBps"] * GB / GIB, "read_GiBps": v["read_GBps"] * GB / GIB}
+                cid: {
+                    "write_GiBps": v["write_GBps"] * GB / GIB,
+                    "read_GiBps": v["read_GBps"] * GB / GIB,
+                    "hdf5_write_GiBps": hdf5[cid],
+                }
                 for cid, v in bare.items()
             }
         matrix = run_cubebench(path, BACKENDS, CODECS, CHUNKS, runs, WORKERS, folder / "matrix")
@@ -74,22 +140,26 @@ def measure(gib: float, runs: int, scratch: str | None) -> dict[str, Any]:
 def table(report: dict[str, Any]) -> str:
     """The Markdown table: per chunking and codec, the bare pipeline, then each backend and its share of it."""
     lines = [
-        "| chunks | codec | path | write GiB/s | read GiB/s | write / bare | read / bare | peak memory (GiB) |",
-        "|:---|:---|:---|---:|---:|---:|---:|---:|",
+        "| chunks | codec | path | write GiB/s | read GiB/s | write / bare | write / bare HDF5 | read / bare "
+        "| peak memory (GiB) |",
+        "|:---|:---|:---|---:|---:|---:|---:|---:|---:|",
     ]
     for chunk in CHUNKS:
         for cid in CODECS:
             bare = report["bare"][chunk][cid]
+            h5 = bare["hdf5_write_GiBps"]
             lines.append(
-                f"| {chunk} | {cid} | bare pipeline | {bare['write_GiBps']:.3g} | {bare['read_GiBps']:.3g} | 1 | 1 | |"
+                f"| {chunk} | {cid} | bare pipeline | {bare['write_GiBps']:.3g} | {bare['read_GiBps']:.3g} | 1 | "
+                f"{bare['write_GiBps'] / h5:.2f} | 1 | |"
             )
+            lines.append(f"| {chunk} | {cid} | bare HDF5 | {h5:.3g} | | {h5 / bare['write_GiBps']:.2f} | 1 | | |")
             for cell in report["cells"]:
                 if cell["chunk"] != chunk or cell["codec"] != cid:
                     continue
                 w, r = cell["write_GiBps"], cell["read_GiBps"]
                 lines.append(
                     f"| {chunk} | {cid} | {cell['backend']} | {w:.3g} | {r:.3g} | {w / bare['write_GiBps']:.2f} | "
-                    f"{r / bare['read_GiBps']:.2f} | {cell['peak_memory_GiB']:.2f} |"
+                    f"{w / h5:.2f} | {r / bare['read_GiBps']:.2f} | {cell['peak_memory_GiB']:.2f} |"
                 )
     return "\n".join(lines)
 
