@@ -231,10 +231,25 @@ def test_zarr_direct_shards_are_what_zarr_reads(
         _write_file(path, parts)
         out = np.full(block, 7, dtype=array.dtype)
         with open(path, "rb") as f:
-            _decode_shard(memoryview(f.read()), path, layout, encoder, out)
+            _decode_shard(memoryview(f.read()), path, encoder, layout.inner_views(out))
         inside = tuple(slice(0, n) for n in data.shape)
         np.testing.assert_array_equal(out[inside], data)
     np.testing.assert_array_equal(zarr.open_array(str(target), mode="r")[...], array)
+
+
+def test_zarr_direct_writes_every_part_when_writev_writes_less(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short ``writev`` (allowed for any file) goes on where it stopped, mid-part or between parts."""
+    import os
+
+    from cubebench.backends import zarr_direct
+
+    real = os.writev
+    monkeypatch.setattr(zarr_direct, "_IOV_MAX", 3)
+    monkeypatch.setattr(os, "writev", lambda fd, views: real(fd, [memoryview(b"".join(views))[:5]]))
+    parts = [b"abc", b"", b"defgh", np.arange(4, dtype="<u2"), b"ij"]
+    path = tmp_path / "c" / "0"
+    zarr_direct._write_file(str(path), parts)
+    assert path.read_bytes() == b"abcdefgh" + np.arange(4, dtype="<u2").tobytes() + b"ij"
 
 
 @pytest.mark.parametrize("shards", [False, True])
@@ -268,19 +283,28 @@ def test_zarr_direct_refuses_foreign_stores_and_big_endian_hosts(
 
 
 def test_zarr_direct_refuses_a_damaged_shard(client: Client, tmp_path: Path) -> None:
+    import google_crc32c
+
     staged = stage_array(sparse_counts((2, 2, 16, 16)), tmp_path)
     backend = get_backend("zarr_direct")
     settings = WriteSettings(shards=True)
     target = tmp_path / "s.zarr"
     backend.write(client, staged, CODECS["blosc-lz4"], (2, 2, 16, 16), target, settings)
     shard = target / "c/0/0/0/0"
-    data = bytearray(shard.read_bytes())
+    whole = shard.read_bytes()
+    data = bytearray(whole)
     data[-10] ^= 0xFF  # inside the index
     shard.write_bytes(bytes(data))
     with pytest.raises(OSError, match=r"c/0/0/0/0: the shard index fails its CRC-32C check"):
         backend.read(client, target, (2, 2, 16, 16), settings)
     shard.write_bytes(bytes(data[:8]))
     with pytest.raises(OSError, match=r"c/0/0/0/0: 8 bytes, too short for a shard index of 4 chunks"):
+        backend.read(client, target, (2, 2, 16, 16), settings)
+    index = np.frombuffer(whole[-68:-4], dtype="<u8").copy()
+    index[3] = 2**64 - 2  # the second chunk's size: its end would pass the 64-bit range
+    raw = index.tobytes()
+    shard.write_bytes(whole[:-68] + raw + google_crc32c.value(raw).to_bytes(4, "little"))
+    with pytest.raises(OSError, match=r"c/0/0/0/0: a shard index entry points past the chunk data"):
         backend.read(client, target, (2, 2, 16, 16), settings)
 
 

@@ -472,6 +472,49 @@ def test_encoders_pickle_and_run_in_threads():
             assert list(pool.map(clone.encode, blocks)) == serial, spec.id
 
 
+@pytest.fixture(params=["blosc2", "numcodecs"])
+def small_chunk_decoder(request, monkeypatch):
+    """The Blosc decoder of many small chunks: C-Blosc2 (python-blosc2), or numcodecs' when blosc2 is missing."""
+    from cubebench.codecs import encoders
+
+    encoders._small_chunk_decoder.cache_clear()
+    if request.param == "numcodecs":
+        monkeypatch.setitem(sys.modules, "blosc2", None)  # import blosc2 raises ImportError
+    yield request.param
+    encoders._small_chunk_decoder.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_decode_many_decodes_each_chunk(dtype, small_chunk_decoder):
+    """A shard's chunks end to end, in any order, decode as each alone does, with every encoder of both faces."""
+    data = make_cube(dtype)
+    blocks = [np.ascontiguousarray(data[block]) for _, block in chunk_offsets()]
+    for spec in CODECS.values():
+        for face in (spec.encoder, spec.zarr_encoder):
+            try:
+                enc = face(dtype)
+            except CodecUnavailableError:
+                continue
+            parts = [enc.encode(b) for b in blocks]
+            spans = [(sum(map(len, parts[:n])), len(part)) for n, part in enumerate(parts)]
+            out = np.zeros((len(blocks), *CHUNKS), dtype=dtype)
+            enc.decode_many(b"".join(parts), spans[::-1], list(out)[::-1])
+            np.testing.assert_array_equal(out, np.stack(blocks), err_msg=f"{spec.id} {face.__name__}")
+
+
+def test_blosc_decoders_refuse_a_chunk_of_another_size(small_chunk_decoder):
+    enc = get_codec("blosc-lz4").zarr_encoder("uint16")
+    data = enc.encode(make_cube("uint16", CHUNKS))
+    wrong = np.empty((1, 2, 32, 32), dtype="uint16")  # half the chunk
+    for decode in (enc.decode, lambda d, out: enc.decode_many(d, [(0, len(d))], [out])):
+        with pytest.raises(ValueError, match=r"a Blosc chunk of 8192 bytes, expected 4096"):
+            decode(data, wrong)
+        with pytest.raises(ValueError, match=r"a stored chunk of 8 bytes is shorter than a Blosc header"):
+            decode(data[:8], wrong)
+        with pytest.raises((RuntimeError, ValueError)):  # the header is whole, the compressed data not
+            decode(data[: len(data) // 2], np.empty(CHUNKS, dtype="uint16"))
+
+
 def test_set_codec_threads(monkeypatch):
     import blosc2
     from numcodecs import blosc

@@ -9,7 +9,10 @@ the output, which caps it well below the codec's own speed (see README, "Perform
 Zarr v3 stores: plain zarr-python reads them back (tested for every codec, sharded or not).
 
 With sharding, a task writes whole shards in Zarr's ``sharding_indexed`` layout: the inner chunks' encoded bytes,
-then the index of ``(offset, nbytes)`` pairs (``2**64 - 1`` for a chunk not stored) and its CRC-32C, at the end.
+then the index of ``(offset, nbytes)`` pairs (``2**64 - 1`` for a chunk not stored) and its CRC-32C, at the end,
+in one ``writev``. Reading decodes all the inner chunks of a shard in one call of the encoder
+(:meth:`~cubebench.codecs.ChunkEncoder.decode_many`) into views of the thread's buffer made once per task: a shard
+holds hundreds of small chunks, where Python's work per chunk, and the codec library's per call, count.
 """
 
 from __future__ import annotations
@@ -190,6 +193,20 @@ class _Layout:
         """The inner chunks of one shard, in the index's (C) order (computed once, not per shard)."""
         return block_grid(self.block, self.inner or self.block)
 
+    def inner_views(self, shard: np.ndarray) -> list[np.ndarray]:
+        """Views of ``shard`` (a whole shard's array) per inner chunk, in the index's order."""
+        return [shard[block] for _, block in self.inner_grid]
+
+    def inner_inside(self, valid: tuple[int, ...]) -> list[int]:
+        """The index positions of the inner chunks that start inside ``valid``, a shard's part inside the array."""
+        if valid == self.block:
+            return list(range(len(self.inner_grid)))
+        return [
+            n
+            for n, (_, block) in enumerate(self.inner_grid)
+            if all(b.start < v for b, v in zip(block, valid, strict=True))
+        ]
+
 
 def _write_batch(
     group: list[tuple[ChunkIndex, Block, str]], staged: StagedCube, layout: _Layout, write_empty: bool
@@ -228,50 +245,79 @@ def _encode_shard(
     ``valid`` is the part of the (padded) shard inside the array: as zarr-python does, inner chunks wholly
     outside it are not stored.
     """
+    chunks = layout.inner_views(np.asarray(shard))  # a plain array: slicing a np.memmap costs more per slice
+    stored = [n for n in layout.inner_inside(valid) if write_empty or not _is_fill(chunks[n])]
+    if not stored:
+        return []
+    parts = [encoder.encode(chunks[n]) for n in stored]
+    return [*parts, _shard_index(stored, [len(part) for part in parts], len(chunks))]
+
+
+def _shard_index(stored: list[int], sizes: list[int], count: int) -> bytes:
+    """The index of a shard of ``count`` inner chunks, of which ``stored`` are stored in turn (``sizes`` bytes
+    each), then its CRC-32C: ``(offset, nbytes)`` per chunk, :data:`MISSING` twice for a chunk not stored."""
     import google_crc32c
 
-    grid = layout.inner_grid
-    index = np.full((len(grid), 2), MISSING, dtype="<u8")
-    parts: list[Any] = []
+    entries = [MISSING] * (2 * count)
     offset = 0
-    for n, (_, block) in enumerate(grid):
-        chunk = shard[block]
-        outside = any(b.start >= v for b, v in zip(block, valid, strict=True))
-        if outside or (not write_empty and _is_fill(chunk)):
-            continue
-        encoded = encoder.encode(chunk)
-        index[n] = (offset, len(encoded))
-        parts.append(encoded)
-        offset += len(encoded)
-    if not parts:
-        return []
-    index_bytes = index.tobytes()
-    return [*parts, index_bytes, np.uint32(google_crc32c.value(index_bytes)).astype("<u4").tobytes()]
+    for n, size in zip(stored, sizes, strict=True):
+        entries[2 * n], entries[2 * n + 1] = offset, size
+        offset += size
+    index = np.array(entries, dtype="<u8").tobytes()
+    return index + int(google_crc32c.value(index)).to_bytes(4, "little")
 
 
 def _write_file(path: str, parts: list[Any]) -> None:
+    """Write ``parts`` (bytes-like) one after the other into a new file ``path``, in as few calls as the OS takes."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    views = [view for view in (memoryview(part).cast("B") for part in parts) if view]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        for part in parts:
-            view = memoryview(part).cast("B")
-            while view:
-                view = view[os.write(fd, view) :]
+        first = 0
+        while first < len(views):
+            written = os.writev(fd, views[first : first + _IOV_MAX])
+            if not written:
+                raise OSError(f"{path}: writev wrote nothing")
+            while first < len(views) and written >= len(views[first]):
+                written -= len(views[first])
+                first += 1
+            if written:
+                views[first] = views[first][written:]
     finally:
         os.close(fd)
 
 
+#: Most buffers one ``writev`` takes (POSIX guarantees 16; Linux takes 1024).
+_IOV_MAX = max(16, os.sysconf("SC_IOV_MAX"))
+
+
 def _read_batch(group: list[tuple[ChunkIndex, Block, str]], layout: _Layout) -> dict[ChunkIndex, int]:
     encoder = layout.encoder()
-    buffer = thread_buffer(layout.block, layout.dtype)
+    target = _Target.of(layout)
     paths = [layout.path(key) for _, _, key in group]
     locations = [_file_location(path) for path in paths]
     stored = stored_buffer(locations)
     sums: dict[ChunkIndex, int] = {}
     for (index, block, _), path, location in zip(group, paths, locations, strict=True):
-        _read_file(path, location, index, layout, encoder, buffer, stored)
-        sums[index] = checksum(buffer[tuple(slice(0, b.stop - b.start) for b in block)])
+        _read_file(path, location, index, layout, encoder, target, stored)
+        sums[index] = checksum(target.whole[tuple(slice(0, b.stop - b.start) for b in block)])
     return sums
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a task decodes each file: this thread's buffer of a whole block, and its views per inner chunk."""
+
+    whole: np.ndarray
+    #: Views of ``whole`` per inner chunk of a shard, in the index's order (made once per task, not per shard);
+    #: empty when not sharded.
+    inner: list[np.ndarray]
+
+    @classmethod
+    def of(cls, layout: _Layout) -> _Target:
+        """This thread's buffer (:func:`thread_buffer`) for ``layout``'s files."""
+        whole = thread_buffer(layout.block, layout.dtype)
+        return cls(whole, layout.inner_views(whole) if layout.inner is not None else [])
 
 
 def _file_location(path: str) -> Location:
@@ -288,60 +334,65 @@ def _read_file(
     index: ChunkIndex,
     layout: _Layout,
     encoder: ChunkEncoder,
-    out: np.ndarray,
+    target: _Target,
     stored: memoryview,
 ) -> None:
-    """Decode the chunk (or shard) file ``path`` (found by :func:`_file_location`) into ``out``, the full block."""
+    """Decode the chunk (or shard) file ``path`` (found by :func:`_file_location`) into ``target``."""
     if location is None:
-        out[...] = 0
+        target.whole[...] = 0
         return
     fd = os.open(path, os.O_RDONLY)
     try:
         if layout.inner is None:
-            read_stored_chunk(fd, path, index, location, encoder, out, stored)
+            read_stored_chunk(fd, path, index, location, encoder, target.whole, stored)
             return
         data = stored[: location[1]]
         read_exactly(fd, path, index, data, 0)
     finally:
         os.close(fd)
-    _decode_shard(data, path, layout, encoder, out)
+    _decode_shard(data, path, encoder, target.inner)
 
 
-def _decode_shard(data: memoryview, path: str, layout: _Layout, encoder: ChunkEncoder, out: np.ndarray) -> None:
-    """Decode a shard file's bytes into ``out``, inner chunk by inner chunk, after checking its index's CRC-32C."""
+def _decode_shard(data: memoryview, path: str, encoder: ChunkEncoder, inner: list[np.ndarray]) -> None:
+    """Decode a shard file's bytes into ``inner`` (a shard's buffer per inner chunk, in the index's order).
+
+    First checks the index: its CRC-32C, and that every entry lies within the chunk data. Inner chunks not stored
+    are the fill value (0).
+    """
     import google_crc32c
 
-    grid = layout.inner_grid
-    index_bytes = 16 * len(grid)
-    if len(data) < index_bytes + 4:
-        raise OSError(f"{path}: {len(data)} bytes, too short for a shard index of {len(grid)} chunks")
-    raw_index = bytes(data[len(data) - index_bytes - 4 : len(data) - 4])  # google_crc32c takes only bytes
-    crc = np.frombuffer(data[len(data) - 4 :], dtype="<u4")[0]
-    if google_crc32c.value(raw_index) != crc:
+    end = len(data) - 16 * len(inner) - 4  # where the chunk data ends and the index begins
+    if end < 0:
+        raise OSError(f"{path}: {len(data)} bytes, too short for a shard index of {len(inner)} chunks")
+    raw_index = bytes(data[end : len(data) - 4])  # google_crc32c takes only bytes
+    if google_crc32c.value(raw_index) != int.from_bytes(data[len(data) - 4 :], "little"):
         raise OSError(f"{path}: the shard index fails its CRC-32C check")
-    index = np.frombuffer(raw_index, dtype="<u8").reshape(-1, 2)
-    for (offset, nbytes), (_, block) in zip(index, grid, strict=True):
-        target = out[block]
+    spans: list[list[int]] = []
+    outs: list[np.ndarray] = []
+    for entry, out in zip(np.frombuffer(raw_index, dtype="<u8").reshape(-1, 2).tolist(), inner, strict=True):
+        offset, nbytes = entry
         if offset == MISSING:
-            target[...] = 0
-        elif offset + nbytes > len(data) - index_bytes - 4:
-            raise OSError(f"{path}: a shard index entry points past the chunk data ({offset} + {nbytes})")
+            out[...] = 0
+        elif offset > end or nbytes > end - offset:
+            raise OSError(f"{path}: a shard index entry points past the chunk data ({offset} + {nbytes} > {end})")
         else:
-            encoder.decode(data[int(offset) : int(offset + nbytes)], target)
+            spans.append(entry)
+            outs.append(out)
+    encoder.decode_many(data, spans, outs)
 
 
 def _pattern_batch(item: tuple[list[Window], dict[ChunkIndex, str]], sel: Selection, layout: _Layout) -> list[TilePart]:
     tiles, keys = item
     encoder = layout.encoder()
-    buffer = thread_buffer(layout.block, layout.dtype)
+    target = _Target.of(layout)
     locations = {index: _file_location(layout.path(key)) for index, key in keys.items()}
     stored = stored_buffer(locations.values())
 
     def read_chunk(index: ChunkIndex) -> np.ndarray:
-        _read_file(layout.path(keys[index]), locations[index], index, layout, encoder, buffer, stored)
-        return buffer
+        _read_file(layout.path(keys[index]), locations[index], index, layout, encoder, target, stored)
+        return target.whole
 
     return [
-        reduce_tile(sel, t[0].start, t[1].start, assemble(sel, t, layout.block, buffer.dtype, read_chunk))
+        reduce_tile(sel, t[0].start, t[1].start, assemble(sel, t, layout.block, target.whole.dtype, read_chunk))
         for t in tiles
     ]

@@ -246,7 +246,7 @@ def _decode(data: bytes | None, key: str, layout: _Layout, out: np.ndarray) -> N
     if layout.inner is None or data is None:
         decode_into(data, key, None if data is None else (0, len(data), 0), encoder, out)
     else:
-        _decode_shard(memoryview(data), key, layout, encoder, out)
+        _decode_shard(memoryview(data), key, encoder, layout.inner_views(out))
 
 
 def _get_batch(group: list[tuple[ChunkIndex, Block, str]], layout: _Layout, target: S3Target) -> dict[ChunkIndex, int]:

@@ -22,9 +22,9 @@ import numpy as np
 from cubebench.errors import CodecUnavailableError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
-__all__ = ["SHUFFLE", "ChunkEncoder", "CodecSpec", "FaceUnavailable", "register_faces"]
+__all__ = ["SHUFFLE", "ChunkEncoder", "CodecSpec", "FaceUnavailable", "decode_each", "register_faces"]
 
 #: Shuffle names of the catalog and their Blosc codes.
 SHUFFLE = {"none": 0, "byte": 1, "bit": 2}
@@ -49,6 +49,21 @@ class ChunkEncoder(Protocol):
     def decode(self, data: Any, out: np.ndarray) -> np.ndarray:
         """Decode ``data`` (bytes-like) into ``out`` (C-contiguous, the chunk's shape and dtype) and return it."""
         ...
+
+    def decode_many(self, data: Any, spans: Sequence[Sequence[int]], outs: Sequence[np.ndarray]) -> None:
+        """Decode the chunk stored at each ``(offset, nbytes)`` of ``data`` into the array of ``outs`` at its place.
+
+        As :meth:`decode` of each (:func:`decode_each`); an encoder whose library takes little per call does less
+        per chunk (a Zarr shard holds hundreds of small chunks).
+        """
+        ...
+
+
+def decode_each(encoder: ChunkEncoder, data: Any, spans: Sequence[Sequence[int]], outs: Sequence[np.ndarray]) -> None:
+    """:meth:`ChunkEncoder.decode_many` by :meth:`ChunkEncoder.decode` of each chunk."""
+    view = memoryview(data).cast("B")
+    for (offset, nbytes), out in zip(spans, outs, strict=True):
+        encoder.decode(view[offset : offset + nbytes], out)
 
 
 #: ``face -> family -> (spec, dtype) -> face value``; filled by the face modules through :func:`register_faces`.

@@ -25,7 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cubebench.codecs.spec import decode_each
+
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from cubebench.codecs.spec import ChunkEncoder
 
 __all__ = ["FilterEncoder", "filter_chunk_bytes"]
@@ -106,3 +110,7 @@ class FilterEncoder:
         if self.standalone is not None:
             return self.standalone.decode(data, out)
         return filter_chunk_decode(data, out, dict(self.filter_kwargs))
+
+    def decode_many(self, data: Any, spans: Sequence[Sequence[int]], outs: Sequence[np.ndarray]) -> None:
+        """Decode the chunk stored at each ``(offset, nbytes)`` of ``data`` into the array of ``outs`` at its place."""
+        decode_each(self, data, spans, outs)
