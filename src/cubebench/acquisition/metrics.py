@@ -7,8 +7,8 @@ is. The backlog at time ``t`` is the frames released and not yet durable: what t
 ``allowed`` frames, and everything is durable within ``drain_seconds`` after the last release. ``allowed`` is the
 chunking's implied buffer (:func:`~cubebench.acquisition.assembler.implied_buffer_frames`) plus two batches in
 flight per worker (a batch: one chunk, or the frames of one ``tick`` if more; with the ``tasks`` dispatch,
-``tick + task_seconds``) plus the frames of one durability batch (``rate x sync_interval``). A pipeline slower than the rate grows its backlog linearly, past
-``allowed`` within the trial.
+``tick + task_seconds``) plus the frames of one durability batch (``rate x sync_interval``). A pipeline slower
+than the rate grows its backlog linearly, past ``allowed`` within the trial.
 """
 
 from __future__ import annotations
