@@ -58,7 +58,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for backend in ds["backend"].values:
         for chunk in ds["chunk"].values:
-            cell = ds.sel(backend=backend, chunk=chunk).isel(dataset=0, codec=0, run=0)
+            others = {dim: 0 for dim in ("dataset", "storage", "codec", "run") if dim in ds.dims}
+            cell = ds.sel(backend=backend, chunk=chunk).isel(others)
             print(
                 f"| {backend} | {chunk} | {cell['status'].item()} | {float(cell['ratio']):.2f} | "
                 f"{float(cell['write_GiBps']):.3f} | {float(cell['read_GiBps']):.3f} | "
