@@ -5,10 +5,10 @@ balanced chunks, hdf5_direct and zarr_direct, 2 workers. For each cell: the maxi
 (:func:`cubebench.acquisition.search.find_max`, every trial verified) against the *ceiling*: the same codec
 encoding the same chunks and syncing them as fast as it can in two plain processes, unpaced (each process
 appends its half of the chunks to its own file and fsyncs it every 64 MiB and at the end); beside it, the ceiling of
-the backend's own layout (for ``zarr_direct``: each chunk a file of its own, fsynced 64 at a time, then the folder;
-for ``hdf5_direct`` the append ceiling). ``--dispatch stream tasks`` runs both dispatches side by side in each
-run. Then a paced run at
-half the maximum rate for ``--half-seconds`` (at least two bands of chunk rows): the measured buffer (peak
+the backend's own layout (for ``zarr_direct``: each chunk a file of its own at its Zarr key, made durable 64 at a
+time with their new folders; for ``hdf5_direct`` the append ceiling). ``--dispatch stream tasks`` runs both
+dispatches side by side in each run; ``--backends`` and ``--chunks`` select cells. Then a paced run at half the
+maximum rate for ``--half-seconds`` (at least two bands of chunk rows): the measured buffer (peak
 backlog) against the chunking's implied buffer + 2 chunks per worker, and the p99 frame-to-durable latency
 against max(2 chunk-fill times, 0.5 s). Medians of ``--runs`` runs.
 
@@ -130,40 +130,37 @@ def ceiling(
 def _files_half(
     staged: StagedCube, codec_id: str, chunks: tuple[int, ...], part: int, path: str, limit: int | None = None
 ) -> int:
-    """One plain process: encode every other chunk into a file of its own under ``path``, fsync each 64 files
-    together (8 threads, as concurrent fsyncs share journal commits) and then the folder."""
+    """One plain process: encode every other chunk into a file of its own under ``path`` at Zarr v3's key
+    (``c/i/j/k/l``: a folder per scan position for single frames), and make each 64 files durable together (the
+    files, then their new folders, 8 threads per level: :func:`cubebench.fileio.fsync_written`)."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from cubebench.fileio import fsync_written
 
     os.environ["BLOSC_NTHREADS"] = "1"
     encoder = get_codec(codec_id).encoder(np.dtype(staged.dtype))
     grid = [(index, block) for n, (index, block) in enumerate(block_grid(staged.shape, chunks)) if n % 2 == part]
     grid = grid[:limit]
-    os.makedirs(path, exist_ok=True)
     written = 0
+    names: list[str] = []
+    folders: set[str] = set()
     with ThreadPoolExecutor(8) as syncs:
-        names: list[str] = []
-
-        def sync() -> None:
-            fds = [os.open(name, os.O_RDONLY) for name in names]
-            list(syncs.map(os.fsync, fds))
-            for fd in fds:
-                os.close(fd)
-            folder = os.open(path, os.O_RDONLY)
-            os.fsync(folder)
-            os.close(folder)
-            names.clear()
-
         for (index, _), data in zip(grid, staged.iter_blocks([b for _, b in grid]), strict=True):
             encoded = encoder.encode(padded(np.ascontiguousarray(data), chunks))
-            name = os.path.join(path, ".".join(map(str, index)))
+            name = os.path.join(path, "c", *map(str, index))
+            folder = os.path.dirname(name)
+            if folder not in folders:
+                os.makedirs(folder, exist_ok=True)
+                folders.add(folder)
             with open(name, "wb") as fh:
                 fh.write(encoded)
             names.append(name)
             written += len(encoded)
             if len(names) == 64:
-                sync()
+                fsync_written(names, folders, path, syncs.map)
+                names, folders = [], set()
         if names:
-            sync()
+            fsync_written(names, folders, path, syncs.map)
     return written
 
 
@@ -174,11 +171,17 @@ def half_frames(shape: tuple[int, ...], chunks: tuple[int, ...], rate: float, se
 
 
 def estimate_seconds(
-    gib: float, runs: int, min_seconds: float, half_seconds: float, chunks: int = 2, dispatches: int = 1
+    gib: float,
+    runs: int,
+    min_seconds: float,
+    half_seconds: float,
+    chunks: int = 2,
+    dispatches: int = 1,
+    backends: int = 2,
 ) -> float:
     """Expected wall time of the benchmark from :data:`MODEL` (cells x expected trials, ceilings, staging)."""
     cube = gib * 2**30
-    cells = len(BACKENDS) * len(CODECS) * chunks * dispatches
+    cells = backends * len(CODECS) * chunks * dispatches
     per_cell = MODEL["trials_expected"] * (min_seconds + MODEL["trial_extra"]) + half_seconds + MODEL["trial_extra"]
     per_run = cells * per_cell + 2 * len(CODECS) * chunks * cube / MODEL["ceiling_Bps"]
     return MODEL["start"] + cube / MODEL["stage_Bps"] + runs * per_run
@@ -261,6 +264,7 @@ def main() -> None:
     parser.add_argument("--estimate", action="store_true", help="print the time estimate and stop")
     parser.add_argument("--out", type=Path, help="raw numbers as JSON (rewritten after every cell)")
     parser.add_argument("--chunks", nargs="+", default=CHUNKS, choices=CHUNKS)
+    parser.add_argument("--backends", nargs="+", default=BACKENDS, choices=BACKENDS)
     parser.add_argument(
         "--dispatch", nargs="+", default=["stream"], choices=DISPATCHES, help="compared side by side in each run"
     )
@@ -268,7 +272,13 @@ def main() -> None:
     if args.gib <= 0 or args.runs < 1 or args.trials < 2 or args.min_seconds <= 0 or args.half_seconds <= 0:
         parser.error("--gib, --min-seconds and --half-seconds must be > 0, --runs >= 1, --trials >= 2")
     guess = estimate_seconds(
-        args.gib, args.runs, args.min_seconds, args.half_seconds, len(args.chunks), len(args.dispatch)
+        args.gib,
+        args.runs,
+        args.min_seconds,
+        args.half_seconds,
+        len(args.chunks),
+        len(args.dispatch),
+        len(args.backends),
     )
     print(f"estimated wall time: {guess / 60:.0f} min ({guess:.0f} s) on two cores", file=sys.stderr, flush=True)
     if args.estimate:
@@ -306,9 +316,11 @@ def main() -> None:
                 _log(
                     t0,
                     f"run {run + 1}: ceilings (append, files) "
-                    + ", ".join(f"{c}/{k} {tops[(c, k, False)]:.0f}, {tops[(c, k, True)]:.0f} Hz" for c, k, _ in tops),
+                    + ", ".join(
+                        f"{c}/{k} {tops[(c, k, False)]:.0f}, {tops[(c, k, True)]:.0f} Hz" for c, k, f in tops if f
+                    ),
                 )
-                for backend in BACKENDS:
+                for backend in args.backends:
                     for codec in CODECS:
                         for chunk in args.chunks:
                             for dispatch in args.dispatch:
@@ -352,7 +364,9 @@ def main() -> None:
                                     args.out.write_text(json.dumps({"partial": True, "raw": raw}, indent=1))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    implied = implied_buffer_frames(staged.shape[:2], Chunking.resolve("balanced", staged.shape).shape)
+    implied = implied_buffer_frames(
+        (staged.shape[0], staged.shape[1]), Chunking.resolve("balanced", staged.shape).shape
+    )
     print(
         f"4d_diff {args.gib:g} GiB ({frames_total} frames of {frame_bytes} B; balanced chunks imply {implied} "
         f"frames), 2 workers, median of {args.runs} runs, trials of >= {args.min_seconds:g} s, tolerance "
@@ -362,7 +376,7 @@ def main() -> None:
     print(
         f"\ncommand: python benchmarks/bench_acquire.py --gib {args.gib:g} --runs {args.runs} --trials {args.trials} "
         f"--min-seconds {args.min_seconds:g} --half-seconds {args.half_seconds:g} --tolerance {args.tolerance:g} "
-        f"--chunks {' '.join(args.chunks)} --dispatch {' '.join(args.dispatch)}"
+        f"--chunks {' '.join(args.chunks)} --backends {' '.join(args.backends)} --dispatch {' '.join(args.dispatch)}"
     )
     if args.out:
         args.out.write_text(json.dumps(table, indent=1))
