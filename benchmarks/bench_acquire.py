@@ -206,7 +206,8 @@ def _row_values(
 ) -> dict[str, float]:
     """A cell's numbers: ``top`` the append ceiling, ``own`` the ceiling of the backend's layout (files for Zarr)."""
     cy, cx = chunks[:2]
-    fill = cy * cx / max(best / 2, 1e-9) if cy * cx > 1 else 1 / max(best / 2, 1e-9)
+    # a chunk fills while the scan crosses it: its implied buffer (cy scan rows, or cx frames) at half the max rate
+    fill = (half.implied_buffer_frames if half else cy * cx) / max(best / 2, 1e-9)
     nan = float("nan")
     missed = [t.requested_rate for t in trials if not t.kept_up]
     kept = [t for t in trials if t.kept_up and t.requested_rate == best]

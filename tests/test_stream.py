@@ -37,7 +37,7 @@ class _RecordingSink(Sink):
         self.lock = threading.Lock()
 
     def job(self) -> Job:
-        return Job(_stored, (self.fail_at,), lambda index, block: (index, block))
+        return _stored, (self.fail_at,), lambda index, block: (index, block)
 
     def accept(self, indices: list[ChunkIndex], result: Any) -> None:
         assert result == indices
@@ -60,7 +60,7 @@ def _wait_for(condition: Any, seconds: float = 20.0) -> None:
 def test_workers_store_only_released_chunks_each_once(client: Client, chunks: tuple[int, ...]) -> None:
     sink = _RecordingSink()
     schedule = Assembler(SHAPE, chunks, 2, lambda items: None).schedule()
-    with StreamHub(client, sink, schedule, 4 * 4 * 2, 0.05) as hub:
+    with StreamHub(client, sink, schedule, 4 * 4 * 2) as hub:
         assert hub.parts == 2
         hub.release(32)  # the first four scan rows
         complete = [index for index, _, last in schedule if last < 32]
@@ -76,7 +76,7 @@ def test_workers_store_only_released_chunks_each_once(client: Client, chunks: tu
 def test_a_failing_batch_fails_the_cell_with_its_reason(client: Client) -> None:
     sink = _RecordingSink(fail_at=(3, 3, 0, 0))
     schedule = Assembler(SHAPE, (1, 1, 4, 4), 2, lambda items: None).schedule()
-    with StreamHub(client, sink, schedule, 32, 0.05) as hub:
+    with StreamHub(client, sink, schedule, 32) as hub:
         hub.release(64)
         with pytest.raises(RuntimeError, match=r"cannot store chunk \(3, 3, 0, 0\)"):
             hub.close()
@@ -85,7 +85,7 @@ def test_a_failing_batch_fails_the_cell_with_its_reason(client: Client) -> None:
 def test_leaving_early_ends_the_tasks_and_frees_the_workers(client: Client) -> None:
     sink = _RecordingSink()
     schedule = Assembler(SHAPE, (1, 1, 4, 4), 2, lambda items: None).schedule()
-    with pytest.raises(KeyboardInterrupt), StreamHub(client, sink, schedule, 32, 0.05) as hub:
+    with pytest.raises(KeyboardInterrupt), StreamHub(client, sink, schedule, 32) as hub:
         hub.release(8)
         raise KeyboardInterrupt
     futures = [client.submit(lambda n: n, n, pure=False) for n in range(4)]

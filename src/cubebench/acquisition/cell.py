@@ -181,7 +181,7 @@ def paced_cell(
             release: Callable[[int, int, float], None] = assembler.release
             if streamed:
                 hub = stack.enter_context(
-                    StreamHub(client, sink, assembler.schedule(), int(np.prod(chunks)) * itemsize, opts.sync_interval)
+                    StreamHub(client, sink, assembler.schedule(), int(np.prod(chunks)) * itemsize)
                 )
                 release = _relay(assembler, hub)
             start = time.perf_counter()

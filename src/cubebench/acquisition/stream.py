@@ -7,11 +7,9 @@ whole cell (:func:`follow`). It connects back to this process (:mod:`multiproces
 authenticated, so it works across nodes), receives the released frame count after every pacer tick, and runs the
 sink's batch job (:meth:`cubebench.acquisition.writers.Sink.job`, the same function a task would run) on its share
 of the chunks, every ``parts``-th in completion order, as soon as they are complete. A batch is whatever was
-released meanwhile: one chunk while the worker keeps up, more when it falls behind, at most :data:`BATCH_BYTES` of
-raw frames. Each batch's result comes back on the same connection to
-:meth:`~cubebench.acquisition.writers.Sink.accept`. Where the job can defer durability (``zarr_direct``: a file and
-new folders per chunk, each needing an fsync), the part commits its stored batches together whenever it waits for
-the next chunk, and at least every ``sync_interval`` while chunks keep coming.
+released meanwhile: one chunk while the worker keeps up, more when it falls behind (so messages and fsyncs
+amortize exactly when needed), at most :data:`BATCH_BYTES` of raw frames. Each batch's result comes back on the
+same connection to :meth:`~cubebench.acquisition.writers.Sink.accept`.
 
 The workers read the frames from the staged copy, as batch tasks do: they must see this process's scratch folder.
 """
@@ -28,11 +26,12 @@ from multiprocessing.connection import Connection, answer_challenge, deliver_cha
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
     from distributed import Client
 
-    from cubebench.acquisition.writers import Job, Sink
+    from cubebench.acquisition.writers import Sink
     from cubebench.cube import Block
 
 ChunkIndex = tuple[int, ...]
@@ -49,23 +48,18 @@ def follow(
     address: tuple[str, int],
     authkey: bytes,
     work: list[tuple[Any, int]],
-    job: Job,
+    function: Callable[..., Any],
+    args: tuple[Any, ...],
     per_batch: int,
-    sync_interval: float,
 ) -> int:
-    """A worker's part of a streamed cell: run ``job`` on ``work`` as its chunks are released.
+    """A worker's part of a streamed cell: run ``function(batch, *args)`` on ``work`` as its chunks are released.
 
     ``work`` holds (batch item, flat index of the frame completing its chunk) in completion order; a batch item's
-    first element is its chunk index. With ``job.deferred``, batches are stored at once and made durable together
-    when no chunk of this part is waiting, and at least every ``sync_interval`` seconds while they keep coming (as
-    ``hdf5_direct``'s writer commits). Returns the number of chunks stored.
+    first element is its chunk index. Returns the number of chunks stored.
     """
     with connect(address, authkey=authkey) as conn:
-        batches = _Batches(conn, job, sync_interval)
         released, start, n = 0, 0, len(work)
         while start < n:
-            if released <= work[start][1]:
-                batches.commit()  # nothing to do until the next chunk is complete: make the last ones durable
             while released <= work[start][1]:
                 released = max(released, conn.recv())
             while conn.poll():
@@ -73,9 +67,9 @@ def follow(
             stop = start + 1
             while stop < n and stop - start < per_batch and work[stop][1] < released:
                 stop += 1
-            batches.run([item for item, _ in work[start:stop]])
+            batch = [item for item, _ in work[start:stop]]
+            conn.send(("stored", [item[0] for item in batch], function(batch, *args)))
             start = stop
-        batches.commit()
         conn.send(("end", [], None))
         # read what the hub sent meanwhile up to its goodbye: closing a socket with unread data resets the
         # connection, and the peer may then lose the "end" above
@@ -83,36 +77,6 @@ def follow(
             while conn.recv() != GOODBYE:
                 pass
     return n
-
-
-class _Batches:
-    """A part's batches: run each, and tell the hub when their chunks are stored (durable)."""
-
-    def __init__(self, conn: Connection, job: Job, sync_interval: float) -> None:
-        self.conn, self.job, self.sync_interval = conn, job, sync_interval
-        self.indices: list[ChunkIndex] = []
-        self.results: list[Any] = []
-        self.since = time.monotonic()
-
-    def run(self, batch: list[Any]) -> None:
-        indices = [item[0] for item in batch]
-        if self.job.deferred is None:
-            self.conn.send(("stored", indices, self.job.function(batch, *self.job.args)))
-            return
-        function, args, _ = self.job.deferred
-        if not self.indices:
-            self.since = time.monotonic()
-        self.results.append(function(batch, *args))
-        self.indices.extend(indices)
-        if time.monotonic() - self.since >= self.sync_interval:
-            self.commit()
-
-    def commit(self) -> None:
-        if self.job.deferred is None or not self.indices:
-            return
-        self.job.deferred[2](self.results)
-        self.conn.send(("stored", self.indices, None))
-        self.indices, self.results = [], []
 
 
 class StreamHub:
@@ -123,14 +87,9 @@ class StreamHub:
     """
 
     def __init__(
-        self,
-        client: Client,
-        sink: Sink,
-        schedule: list[tuple[ChunkIndex, Block, int]],
-        chunk_bytes: int,
-        sync_interval: float,
+        self, client: Client, sink: Sink, schedule: list[tuple[ChunkIndex, Block, int]], chunk_bytes: int
     ) -> None:
-        job = sink.job()
+        function, args, item = sink.job()
         slots = [address for address, n in sorted(client.nthreads().items()) for _ in range(n)]
         self.parts = len(slots)
         self._sink = sink
@@ -151,10 +110,10 @@ class StreamHub:
                 follow,
                 address,
                 authkey,
-                [(job.item(index, block), last) for index, block, last in schedule[part :: self.parts]],
-                job.for_workers(),
+                [(item(index, block), last) for index, block, last in schedule[part :: self.parts]],
+                function,
+                args,
                 per_batch,
-                sync_interval,
                 workers=[worker],
                 allow_other_workers=False,
                 pure=False,

@@ -21,13 +21,11 @@ workers is the dispatch's business: a cluster task per batch (:meth:`Sink.submit
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
@@ -51,26 +49,8 @@ if TYPE_CHECKING:
 
 ChunkIndex = tuple[int, ...]
 Items = list[tuple[ChunkIndex, "Block"]]
-
-
-@dataclass(frozen=True)
-class Job:
-    """What a worker runs for a batch of completed chunks: ``function(batch, *args)``.
-
-    ``item`` makes a chunk (index, block) a batch item (its first element the chunk index). ``deferred``, when
-    given, is the streamed dispatch's variant: ``deferred[0](batch, *deferred[1])`` stores the batch without making
-    it durable and returns what ``deferred[2](results)`` then makes durable for several batches at once.
-    """
-
-    function: Callable[..., Any]
-    args: tuple[Any, ...]
-    item: Callable[[ChunkIndex, Block], Any]
-    deferred: tuple[Callable[..., Any], tuple[Any, ...], Callable[[list[Any]], None]] | None = None
-
-    def for_workers(self) -> Job:
-        """This job without ``item`` (made where the batches are, here), for sending to the workers."""
-        return replace(self, item=_as_item)
-
+#: A batch job: ``function(batch, *args)``, its arguments, and how a chunk (index, block) becomes a batch item.
+Job: TypeAlias = "tuple[Callable[..., Any], tuple[Any, ...], Callable[[ChunkIndex, Block], Any]]"
 
 #: Threads per worker process that fsync a task's chunk files together.
 SYNC_THREADS = 8
@@ -111,8 +91,8 @@ class Sink:
 
     def submit(self, items: Items) -> None:
         """Encode and store ``items`` (chunk index, block) as one cluster task; return at once."""
-        job = self.job()
-        future = self.client.submit(job.function, [job.item(*i) for i in items], *job.args, pure=False)
+        function, args, item = self.job()
+        future = self.client.submit(function, [item(*i) for i in items], *args, pure=False)
         self.submitted(future, [index for index, _ in items])
 
     def submitted(self, future: Any, indices: list[ChunkIndex]) -> None:
@@ -162,10 +142,10 @@ class HDF5Sink(Sink):
     def job(self) -> Job:
         """Workers encode (or transform and encode); this process's writer thread stores the results in order."""
         if self.layout is None:
-            return Job(_encode, (self.staged, self.codec.id, self.chunks), _as_item)
+            return _encode, (self.staged, self.codec.id, self.chunks), _as_item
         if self._events is not None:
-            return Job(encode_events, (self.staged, self.codec.id, self.layout), _as_item)
-        return Job(encode_dense, (self.staged, self.codec.id, self.layout, False), _as_item)
+            return encode_events, (self.staged, self.codec.id, self.layout), _as_item
+        return encode_dense, (self.staged, self.codec.id, self.layout, False), _as_item
 
     def accept(self, indices: list[ChunkIndex], result: Any) -> None:
         """Hand an encoded batch to the writer thread."""
@@ -259,16 +239,13 @@ class ZarrSink(Sink):
 
     def job(self) -> Job:
         """Workers encode, write and fsync; each chunk goes with the key zarr stores it under."""
-        args = (self.staged, str(self.target), self.codec.id, self.chunks, self.layout)
         if self._events:
-            return Job(write_events, args, lambda index, block: (index, block, self._events_key(index)))
-        key = self._array.metadata.encode_chunk_key
-        return Job(
-            _write_files,
-            args,
-            lambda index, block: (index, block, key(index)),
-            deferred=(_write_files, (*args, False), functools.partial(_sync_written, str(self.target))),
-        )
+            function: Callable[..., Any] = write_events
+            key = self._events_key
+        else:
+            function, key = _write_files, self._array.metadata.encode_chunk_key
+        args = (self.staged, str(self.target), self.codec.id, self.chunks, self.layout)
+        return function, args, lambda index, block: (index, block, key(index))
 
     def _events_key(self, index: ChunkIndex) -> str:
         """An events chunk's key: its scan block's ``frame_counts`` chunk."""
@@ -337,10 +314,9 @@ def _write_files(
     codec_id: str,
     chunks: tuple[int, ...],
     layout: Layout | None = None,
-    sync: bool = True,
-) -> tuple[list[str], set[str]]:
-    """Encode each chunk (transformed by ``layout`` if given), write its file; unless ``sync`` is false, fsync the
-    files together, then their folders. Returns the files written and the folders made for them."""
+) -> int:
+    """Encode each chunk (transformed by ``layout`` if given), write its file; fsync the files together, then their
+    folders; the number of files."""
     if layout is not None:
         chunks = layout.stored_chunks
     encoder = encoder_for(codec_id, layout.stored_dtype if layout else staged.dtype, zarr=True)
@@ -363,13 +339,5 @@ def _write_files(
         finally:
             os.close(fd)
         paths.append(path)
-    if sync:
-        _sync_written(root, [(paths, folders)])
-    return paths, folders
-
-
-def _sync_written(root: str, written: list[tuple[list[str], set[str]]]) -> None:
-    """Make the files and folders of several :func:`_write_files` calls durable together."""
-    paths = [path for files, _ in written for path in files]
-    folders = {folder for _, made in written for folder in made}
     fsync_written(paths, folders, root, _sync_pool().map)
+    return len(work)
