@@ -6,11 +6,12 @@ balanced chunks, hdf5_direct and zarr_direct, 2 workers. For each cell: the maxi
 encoding the same chunks and syncing them as fast as it can in two plain processes, unpaced (each process
 appends its half of the chunks to its own file and fsyncs it every 64 MiB and at the end); beside it, the ceiling of
 the backend's own layout (for ``zarr_direct``: each chunk a file of its own at its Zarr key, made durable 64 at a
-time with their new folders; for ``hdf5_direct`` the append ceiling). ``--dispatch stream tasks`` runs both
-dispatches side by side in each run; ``--backends`` and ``--chunks`` select cells. Then a paced run at half the
-maximum rate for ``--half-seconds`` (at least two bands of chunk rows): the measured buffer (peak
-backlog) against the chunking's implied buffer + 2 chunks per worker, and the p99 frame-to-durable latency
-against max(2 chunk-fill times, 0.5 s). Medians of ``--runs`` runs.
+time with their new folders; for ``hdf5_direct`` the single-writer ceiling: two plain processes encode and send
+their chunks down a pipe to one process that stores them with ``write_direct_chunk`` and fsyncs every 64 MiB).
+``--dispatch stream tasks`` runs both dispatches side by side in each run; ``--backends`` and ``--chunks`` select
+cells. Then a paced run at half the maximum rate for ``--half-seconds`` (at least two bands of chunk rows): the
+measured buffer (peak backlog) against the chunking's implied buffer + 2 chunks per worker, and the p99
+frame-to-durable latency against max(2 chunk-fill times, 0.5 s). Medians of ``--runs`` runs.
 
 One cluster and one staged copy of the cube serve the whole benchmark; the source's chunk hashes are computed
 once per chunk shape and each trial's stored chunks are checked against them. The search starts at the measured
@@ -36,6 +37,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -125,6 +127,74 @@ def ceiling(
         else:
             Path(p).unlink(missing_ok=True)
     return frames / seconds
+
+
+def writer_ceiling(staged: StagedCube, codec_id: str, chunks: tuple[int, ...], folder: Path) -> float:
+    """Frames per second of HDF5's single-writer design with no framework: two plain processes encode every other
+    chunk and send it down a pipe; this process stores each with ``write_direct_chunk`` into one HDF5 file and
+    commits (flush + fsync) every 64 MiB and at the end. Unpaced; process start-up is not timed."""
+    from multiprocessing.connection import wait
+
+    import h5py
+
+    from cubebench.backends.hdf5_filter import create_emd_dataset
+
+    spawn = multiprocessing.get_context("spawn")
+    pipes = [spawn.Pipe() for _ in range(2)]
+    procs = [
+        spawn.Process(target=_encode_to_pipe, args=(staged, codec_id, chunks, part, child))
+        for part, (_, child) in enumerate(pipes)
+    ]
+    for proc in procs:
+        proc.start()
+    conns = [parent for parent, _ in pipes]
+    for conn in conns:
+        conn.recv()  # ready: imported and warm
+    target = folder / "writer-ceiling.h5"
+    with h5py.File(target, "w") as f:
+        ds = create_emd_dataset(f, staged.shape, np.dtype(staged.dtype), chunks, get_codec(codec_id))
+        f.flush()
+        fd = f.id.get_vfd_handle()
+        start = time.perf_counter()
+        for conn in conns:
+            conn.send("go")
+        live, unsynced = list(conns), 0
+        while live:
+            for ready in wait(live):
+                assert not isinstance(ready, (int, socket.socket))
+                message = ready.recv()
+                if message is None:
+                    live.remove(ready)  # type: ignore[arg-type]
+                    continue
+                offset, data = message
+                ds.id.write_direct_chunk(offset, data)
+                unsynced += len(data)
+                if unsynced >= SYNC_BYTES:
+                    f.flush()
+                    os.fsync(fd)
+                    unsynced = 0
+        f.flush()
+        os.fsync(fd)
+        seconds = time.perf_counter() - start
+    for proc in procs:
+        proc.join()
+    target.unlink()
+    return staged.shape[0] * staged.shape[1] / seconds
+
+
+def _encode_to_pipe(staged: StagedCube, codec_id: str, chunks: tuple[int, ...], part: int, conn: Any) -> None:
+    """One encoding process of :func:`writer_ceiling`: every other chunk, (chunk offset, encoded bytes) each."""
+    os.environ["BLOSC_NTHREADS"] = "1"
+    encoder = get_codec(codec_id).encoder(np.dtype(staged.dtype))
+    grid = [block for n, (_, block) in enumerate(block_grid(staged.shape, chunks)) if n % 2 == part]
+    for data in staged.iter_blocks(grid[:4]):  # warm, unrecorded
+        encoder.encode(padded(np.ascontiguousarray(data), chunks))
+    conn.send("ready")
+    conn.recv()
+    for block, data in zip(grid, staged.iter_blocks(grid), strict=True):
+        conn.send((tuple(b.start for b in block), encoder.encode(padded(np.ascontiguousarray(data), chunks))))
+    conn.send(None)
+    conn.close()
 
 
 def _files_half(
@@ -306,21 +376,16 @@ def main() -> None:
             cap = frames_total / args.min_seconds  # faster, a trial is the whole cube in less than min_seconds
             sums: dict[Any, Any] = {}  # source hashes per chunk shape, shared by every cell and run
             for run in range(args.runs):
-                tops = {
-                    (codec, chunk, files): ceiling(
-                        pool, staged, codec, Chunking.resolve(chunk, staged.shape).shape, folder, files
-                    )
-                    for codec in CODECS
-                    for chunk in args.chunks
-                    for files in (False, True)
-                }
-                _log(
-                    t0,
-                    f"run {run + 1}: ceilings (append, files) "
-                    + ", ".join(
-                        f"{c}/{k} {tops[(c, k, False)]:.0f}, {tops[(c, k, True)]:.0f} Hz" for c, k, f in tops if f
-                    ),
-                )
+                tops: dict[tuple[str, str, str], float] = {}
+                for codec in CODECS:
+                    for chunk in args.chunks:
+                        shape = Chunking.resolve(chunk, staged.shape).shape
+                        tops[(codec, chunk, "append")] = ceiling(pool, staged, codec, shape, folder)
+                        if "zarr_direct" in args.backends:
+                            tops[(codec, chunk, "files")] = ceiling(pool, staged, codec, shape, folder, True)
+                        if "hdf5_direct" in args.backends:
+                            tops[(codec, chunk, "writer")] = writer_ceiling(staged, codec, shape, folder)
+                _log(t0, f"run {run + 1}: ceilings " + ", ".join(f"{'/'.join(k)} {v:.0f} Hz" for k, v in tops.items()))
                 for backend in args.backends:
                     for codec in CODECS:
                         for chunk in args.chunks:
@@ -341,8 +406,8 @@ def main() -> None:
                                     n = min(frames_total, math.ceil(rate * opts.min_seconds))
                                     return paced_cell(client, cell, rate, opts, n, scratch, sums)
 
-                                files = backend == "zarr_direct"
-                                top = tops[(codec, chunk, files)]
+                                own = "files" if backend == "zarr_direct" else "writer"
+                                top = tops[(codec, chunk, own)]
                                 best, trials = find_max(trial, top, args.trials, args.tolerance, cap)
                                 half = None
                                 if best > 0:  # nothing sustained: no half-rate run (0.5 Hz would take hours)
@@ -350,7 +415,7 @@ def main() -> None:
                                     half = paced_cell(client, cell, best / 2, opts, n, scratch, sums)
                                 row = rows.setdefault((backend, codec, chunk, dispatch), {})
                                 values = _row_values(
-                                    tops[(codec, chunk, False)], top, best, trials, half, chunking.shape
+                                    tops[(codec, chunk, "append")], top, best, trials, half, chunking.shape
                                 )
                                 for key, value in values.items():
                                     row.setdefault(key, []).append(value)

@@ -9,4 +9,4 @@ echo "== ruff format";      ruff format --check src tests benchmarks
 echo "== mypy (strict)";    mypy
 echo "== import contracts"; lint-imports
 echo "== docs (strict)"; NO_MKDOCS_2_WARNING=1 mkdocs build --strict -q -d "$(mktemp -d)"
-echo "== pytest";           python -m pytest --cov=cubebench --cov-report=term:skip-covered --cov-fail-under=85 "$@"
+echo "== pytest";           python -m pytest --durations=20 --cov=cubebench --cov-report=term:skip-covered --cov-fail-under=85 "$@"
